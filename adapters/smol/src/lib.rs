@@ -1,0 +1,5 @@
+//! # switchboard-smol
+//!
+//! Coming with the runtime-adapters issue: a generic driver that runs any Switchboard machine on smol.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

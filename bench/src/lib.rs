@@ -1,0 +1,3 @@
+//! Benchmark harness helpers.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

@@ -1,0 +1,3 @@
+//! Command-line tools.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

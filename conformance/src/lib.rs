@@ -1,0 +1,5 @@
+//! # switchboard-conformance
+//!
+//! Conformance tests against independent peers (see tests/).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

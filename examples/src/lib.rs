@@ -1,0 +1,2 @@
+//! Runnable examples: see `src/bin/`.
+#![forbid(unsafe_code)]

@@ -1,0 +1,459 @@
+//! The STAGE stream connection: one TCP or Unix stream carrying packet, text or raw frames.
+//!
+//! # States and transitions
+//!
+//! | state    | on                                    | does                                       | next     |
+//! |----------|---------------------------------------|--------------------------------------------|----------|
+//! | Open     | `Stream` with complete frames         | one `Event::Frame` per frame, in order     | Open     |
+//! | Open     | `Stream` with a bad header / cipher   | frames before it delivered, output flushed | Ending(Err) |
+//! | Open     | `Eof`, nothing partial buffered       | output flushed                             | Ending(Ok) |
+//! | Open     | `Eof` inside a frame                  | output flushed                             | Ending(Err `Truncated`) |
+//! | Open     | `Command::Send` / `SendBody`          | frame coalesced into OUT (or transmitted at once when OUT = 0) | Open |
+//! | Open     | `Command::Flush`, or the commit timer | coalesced output transmitted               | Open     |
+//! | Open     | `Command::Close`                      | output flushed                             | Ending(Ok) |
+//! | Open     | the expire timer                      | output flushed                             | Ending(Err `Expired`) |
+//! | Ending   | queue drained                         | `Finished(result)`                         | Done     |
+//! | Ending/Done | any input                          | refused: `Error::Finished`                 | same     |
+//!
+//! Timers: **expire** closes the connection after `expire` with no inbound bytes; **commit**
+//! flushes coalesced output `commit` after the first unflushed byte was queued (0 = at the next
+//! poll, which coalesces everything queued by one input).
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use bytes::{BufMut, Bytes, BytesMut};
+use core::time::Duration;
+
+use super::codec::{FrameDecoder, Header, HEADER_LEN, MAX_FRAME_LEN};
+use super::Error;
+use crate::crypto::FrameCipher;
+use crate::machine::{Input, Machine, Output, DEFAULT_WRITE_BUDGET};
+use crate::time::{earliest, Instant};
+
+/// How the byte stream is cut into frames.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Filter {
+    /// `packet` / `bson`: u32 LE length-prefixed frames (WIRE.md §2).
+    Packet,
+    /// `text`: lines split on `\n`, each delivered with its newline.
+    Text,
+    /// No filter: chunks delivered as they arrive.
+    Raw,
+}
+
+/// Configuration of one packet connection: the filter, its IN/OUT limits and the timers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FramingConfig {
+    /// How the stream is cut into frames.
+    pub filter: Filter,
+    /// IN: the largest inbound frame or line, in bytes, header included.
+    pub max_in: usize,
+    /// OUT: the output coalescing buffer, in bytes. 0 = every frame is transmitted at once.
+    pub max_out: usize,
+    /// Close the connection after this long with no inbound bytes (`None` = never).
+    pub expire: Option<Duration>,
+    /// Flush coalesced output this long after the first unflushed frame (zero = at once).
+    pub commit: Duration,
+}
+
+/// The original's `BUFSIZ`: the limit a bare `packet` filter gets for IN and OUT.
+pub const DEFAULT_LIMIT: usize = 8192;
+
+impl FramingConfig {
+    /// `packet=IN,OUT`.
+    pub fn packet(max_in: usize, max_out: usize) -> Self {
+        FramingConfig { filter: Filter::Packet, max_in, max_out, expire: None, commit: Duration::ZERO }
+    }
+
+    /// `text=IN,OUT`.
+    pub fn text(max_in: usize, max_out: usize) -> Self {
+        FramingConfig { filter: Filter::Text, ..Self::packet(max_in, max_out) }
+    }
+
+    /// No filter: raw chunks in, bytes out as given.
+    pub fn raw() -> Self {
+        FramingConfig { filter: Filter::Raw, ..Self::packet(usize::MAX, 0) }
+    }
+
+    /// Set the idle-close timer.
+    pub fn with_expire(mut self, expire: Option<Duration>) -> Self {
+        self.expire = expire;
+        self
+    }
+
+    /// Set the flush interval.
+    pub fn with_commit(mut self, commit: Duration) -> Self {
+        self.commit = commit;
+        self
+    }
+}
+
+impl Default for FramingConfig {
+    /// A bare `packet` filter: 8192 bytes both ways, no timers.
+    fn default() -> Self {
+        Self::packet(DEFAULT_LIMIT, DEFAULT_LIMIT)
+    }
+}
+
+/// What the application asks of a [`PacketConnection`].
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Send a whole frame, header included (for example a BSON document, which is already a
+    /// valid frame). With the text or raw filter, the bytes are written as they are.
+    Send(Bytes),
+    /// Send `body` as one frame; the connection writes the header.
+    SendBody(Bytes),
+    /// Transmit coalesced output now instead of waiting for the commit timer.
+    Flush,
+    /// Flush, then finish the connection cleanly.
+    Close,
+}
+
+/// What a [`PacketConnection`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// One received frame: a whole plain packet frame (header included, decrypted if it was
+    /// encrypted), one text line with its `\n`, or one raw chunk. A slice of the receive buffer.
+    Frame(Bytes),
+}
+
+enum State {
+    Open,
+    Ending(Result<(), Error>),
+    Done,
+}
+
+enum Queued {
+    Transmit(Bytes),
+    Event(Event),
+}
+
+/// The STAGE stream connection machine. See the [module docs](self) for its transitions.
+pub struct PacketConnection {
+    config: FramingConfig,
+    decoder: FrameDecoder,
+    cipher: Option<Box<dyn FrameCipher + Send>>,
+    state: State,
+    /// Outputs ready for `poll_output`, in the order they must take effect.
+    queue: VecDeque<Queued>,
+    /// Coalesced output not yet transmitted (OUT).
+    out: BytesMut,
+    /// When the oldest byte in `out` was queued: the commit timer runs from here.
+    out_since: Option<Instant>,
+    /// Scratch space for headers and sealed frames, reused so steady state does not allocate.
+    scratch: BytesMut,
+    /// When bytes last arrived (or the connection was first driven): the expire timer.
+    last_inbound: Option<Instant>,
+    /// Bytes of an unfinished frame left in the driver's buffer after the last `Stream`.
+    partial: usize,
+    /// Text filter: how far into the buffer we already looked for `\n`.
+    scanned: usize,
+}
+
+impl PacketConnection {
+    /// A connection with no cipher.
+    pub fn new(config: FramingConfig) -> Self {
+        PacketConnection {
+            decoder: FrameDecoder::new(config.max_in),
+            config,
+            cipher: None,
+            state: State::Open,
+            queue: VecDeque::new(),
+            out: BytesMut::new(),
+            out_since: None,
+            scratch: BytesMut::new(),
+            last_inbound: None,
+            partial: 0,
+            scanned: 0,
+        }
+    }
+
+    /// A connection whose frames go through `cipher` (the seed's `crypto` option).
+    pub fn with_cipher(config: FramingConfig, cipher: Box<dyn FrameCipher + Send>) -> Self {
+        let mut conn = Self::new(config);
+        conn.cipher = Some(cipher);
+        conn
+    }
+
+    /// Switch encryption on (`Some`) or off (`None`) for frames sent and received from now on.
+    pub fn set_cipher(&mut self, cipher: Option<Box<dyn FrameCipher + Send>>) {
+        self.cipher = cipher;
+    }
+
+    /// Whether a cipher is configured.
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// The configuration this connection was built with.
+    pub fn config(&self) -> &FramingConfig {
+        &self.config
+    }
+
+    /// Whether the connection has reported (or is about to report) `Finished`.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self.state, State::Open)
+    }
+
+    fn expire_deadline(&self) -> Option<Instant> {
+        Some(self.last_inbound? + self.config.expire?)
+    }
+
+    fn commit_deadline(&self) -> Option<Instant> {
+        Some(self.out_since? + self.config.commit)
+    }
+
+    /// Act on every timer `now` has reached.
+    fn on_time(&mut self, now: Instant) {
+        if !matches!(self.state, State::Open) {
+            return;
+        }
+        self.last_inbound.get_or_insert(now);
+        if self.commit_deadline().is_some_and(|t| now >= t) {
+            self.flush();
+        }
+        if let (Some(t), Some(idle)) = (self.expire_deadline(), self.config.expire) {
+            if now >= t {
+                self.end(Err(Error::Expired { idle }));
+            }
+        }
+    }
+
+    /// Flush what is coalesced and move to `Ending`: outputs already queued still come first.
+    fn end(&mut self, result: Result<(), Error>) {
+        self.flush();
+        self.state = State::Ending(result);
+    }
+
+    fn flush(&mut self) {
+        if !self.out.is_empty() {
+            self.queue.push_back(Queued::Transmit(self.out.split().freeze()));
+        }
+        self.out_since = None;
+    }
+
+    fn on_stream(&mut self, now: Instant, buf: &mut BytesMut) {
+        if buf.len() > self.partial {
+            self.last_inbound = Some(now);
+        }
+        let result = match self.config.filter {
+            Filter::Packet => self.split_packets(buf),
+            Filter::Text => self.split_lines(buf),
+            Filter::Raw => {
+                if !buf.is_empty() {
+                    self.queue.push_back(Queued::Event(Event::Frame(buf.split().freeze())));
+                }
+                Ok(())
+            }
+        };
+        self.partial = buf.len();
+        if let Err(e) = result {
+            self.end(Err(e));
+        }
+    }
+
+    fn split_packets(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        while let Some((header, frame)) = self.decoder.decode(buf)? {
+            let frame = if header.encrypted {
+                let cipher = self.cipher.as_mut().ok_or(Error::EncryptedWithoutCipher)?;
+                cipher.open(frame)?
+            } else {
+                frame
+            };
+            self.queue.push_back(Queued::Event(Event::Frame(frame.freeze())));
+        }
+        Ok(())
+    }
+
+    fn split_lines(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
+        let max = self.config.max_in;
+        loop {
+            match buf[self.scanned..].iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let end = self.scanned + i + 1;
+                    if end > max {
+                        return Err(Error::LineTooLong { max });
+                    }
+                    self.scanned = 0;
+                    self.queue.push_back(Queued::Event(Event::Frame(buf.split_to(end).freeze())));
+                }
+                None => {
+                    self.scanned = buf.len();
+                    if buf.len() >= max {
+                        return Err(Error::LineTooLong { max });
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, now: Instant, command: Command) -> Result<(), Error> {
+        match command {
+            Command::Send(bytes) if self.config.filter == Filter::Packet => {
+                let announced = bytes.first_chunk::<HEADER_LEN>().map(|h| u32::from_le_bytes(*h));
+                match announced {
+                    Some(a) if a as usize == bytes.len() => self.send_frame(now, &bytes[HEADER_LEN..], Some(&bytes)),
+                    _ => Err(Error::MalformedOutgoing { announced: announced.unwrap_or(0), actual: bytes.len() }),
+                }
+            }
+            Command::SendBody(body) if self.config.filter == Filter::Packet => self.send_frame(now, &body, None),
+            Command::Send(bytes) | Command::SendBody(bytes) => self.send_raw(now, bytes),
+            Command::Flush => {
+                self.flush();
+                Ok(())
+            }
+            Command::Close => {
+                self.end(Ok(()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Queue one packet frame for `body`. `whole` is the complete plain frame when the caller
+    /// gave one, so it can be transmitted without a copy.
+    fn send_frame(&mut self, now: Instant, body: &[u8], whole: Option<&Bytes>) -> Result<(), Error> {
+        if let Some(cipher) = self.cipher.as_mut() {
+            self.scratch.clear();
+            cipher.seal(body, &mut self.scratch)?;
+            let sealed = self.scratch.split().freeze();
+            return self.send_raw(now, sealed);
+        }
+        let len = body.len() + HEADER_LEN;
+        self.check_outgoing(len)?;
+        if self.config.max_out == 0 {
+            // Written at once: header and body go out as separate buffers (a vectored write),
+            // so the body is never copied.
+            match whole {
+                Some(frame) => self.queue.push_back(Queued::Transmit(frame.clone())),
+                None => {
+                    self.scratch.reserve(HEADER_LEN);
+                    self.scratch.put_slice(&Header { len, encrypted: false }.to_bytes());
+                    let header = self.scratch.split().freeze();
+                    self.queue.push_back(Queued::Transmit(header));
+                    self.queue.push_back(Queued::Transmit(Bytes::copy_from_slice(body)));
+                }
+            }
+            return Ok(());
+        }
+        self.make_room(now, len);
+        self.out.put_slice(&Header { len, encrypted: false }.to_bytes());
+        self.out.put_slice(body);
+        Ok(())
+    }
+
+    /// Queue bytes that need no header (text, raw, or an already sealed frame).
+    fn send_raw(&mut self, now: Instant, bytes: Bytes) -> Result<(), Error> {
+        self.check_outgoing(bytes.len())?;
+        if self.config.max_out == 0 {
+            self.queue.push_back(Queued::Transmit(bytes));
+        } else {
+            self.make_room(now, bytes.len());
+            self.out.put_slice(&bytes);
+        }
+        Ok(())
+    }
+
+    fn check_outgoing(&self, len: usize) -> Result<(), Error> {
+        let max = if self.config.max_out == 0 { MAX_FRAME_LEN } else { self.config.max_out };
+        if len > max && (self.config.max_out != 0 || self.config.filter == Filter::Packet) {
+            return Err(Error::OutgoingTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Flush first if `len` more bytes would overflow OUT; start the commit timer.
+    fn make_room(&mut self, now: Instant, len: usize) {
+        if self.out.len() + len > self.config.max_out {
+            self.flush();
+        }
+        self.out.reserve(len);
+        self.out_since.get_or_insert(now);
+    }
+}
+
+impl Machine for PacketConnection {
+    type Command = Command;
+    type Event = Event;
+    type Error = Error;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, Command>) -> Result<(), Error> {
+        self.on_time(now);
+        if !matches!(self.state, State::Open) {
+            return Err(Error::Finished);
+        }
+        match input {
+            Input::Stream(buf) => self.on_stream(now, buf),
+            Input::Eof if self.partial > 0 => self.end(Err(Error::Truncated { buffered: self.partial })),
+            Input::Eof => self.end(Ok(())),
+            Input::Command(command) => self.on_command(now, command)?,
+            // A datagram on a stream connection is handled as the bytes it carries.
+            Input::Datagram { data, .. } => self.on_stream(now, &mut BytesMut::from(&data[..])),
+            Input::Timeout => {}
+        }
+        Ok(())
+    }
+
+    fn poll_output(&mut self, now: Instant) -> Output<Event, Error> {
+        self.on_time(now);
+        if matches!(self.state, State::Open) && self.config.commit.is_zero() {
+            self.flush();
+        }
+        if let Some(next) = self.queue.pop_front() {
+            return match next {
+                Queued::Transmit(bytes) => Output::Transmit(bytes),
+                Queued::Event(event) => Output::Event(event),
+            };
+        }
+        match core::mem::replace(&mut self.state, State::Done) {
+            State::Open => {
+                self.state = State::Open;
+                Output::Timeout(earliest(self.expire_deadline(), self.commit_deadline()))
+            }
+            State::Ending(result) => Output::Finished(result),
+            State::Done => Output::Finished(Err(Error::Finished)),
+        }
+    }
+
+    fn write_budget(&self) -> usize {
+        if self.config.max_out == 0 {
+            DEFAULT_WRITE_BUDGET
+        } else {
+            self.config.max_out.max(DEFAULT_WRITE_BUDGET)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::drain;
+
+    fn feed(conn: &mut PacketConnection, now: Instant, bytes: &[u8]) {
+        let mut buf = BytesMut::from(bytes);
+        conn.handle_input(now, Input::Stream(&mut buf)).unwrap();
+    }
+
+    #[test]
+    fn frames_before_an_error_are_delivered_first() {
+        let mut conn = PacketConnection::new(FramingConfig::packet(16, 0));
+        feed(&mut conn, Instant::ZERO, b"\x05\x00\x00\x00a\x03\x00\x00\x00");
+        let out = drain(&mut conn, Instant::ZERO);
+        assert_eq!(out.events, [Event::Frame(Bytes::from_static(b"\x05\x00\x00\x00a"))]);
+        assert_eq!(out.finished, Some(Err(Error::LengthTooShort { len: 3 })));
+    }
+
+    #[test]
+    fn coalesces_until_commit() {
+        let cfg = FramingConfig::packet(64, 64).with_commit(Duration::from_millis(10));
+        let mut conn = PacketConnection::new(cfg);
+        let t0 = Instant::from_millis(1);
+        conn.handle_input(t0, Input::Command(Command::SendBody(Bytes::from_static(b"ab")))).unwrap();
+        conn.handle_input(t0, Input::Command(Command::SendBody(Bytes::from_static(b"c")))).unwrap();
+        let out = drain(&mut conn, t0);
+        assert!(out.transmits.is_empty());
+        assert_eq!(out.deadline, Some(Instant::from_millis(11)));
+        let out = drain(&mut conn, Instant::from_millis(11));
+        assert_eq!(out.wire(), b"\x06\x00\x00\x00ab\x05\x00\x00\x00c");
+    }
+}

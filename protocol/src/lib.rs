@@ -41,6 +41,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod driver;
 pub mod entropy;
 pub mod fault;
 pub mod machine;

@@ -1,0 +1,259 @@
+//! The part of every runtime driver that is not I/O.
+//!
+//! A driver for any runtime does the same bookkeeping around a [`Machine`]: drain it after each
+//! input, queue what it transmits, hand events on, remember its deadline and its final result,
+//! and stop reading while too much output is waiting (backpressure). [`Pump`] does all of that
+//! once, so the runtime adapters only move bytes and wait.
+//!
+//! A driver's loop, for any runtime:
+//!
+//! ```text
+//! loop {
+//!     pump.drain(now, |event| deliver(event));
+//!     write pump.writes() to the socket (vectored); pump.writes().advance(n)
+//!     send each pump.next_datagram()
+//!     if pump.is_done() { close; return pump.take_result() }
+//!     wait for the first of:
+//!         socket readable (only if pump.wants_input()) -> pump.input(now, Input::Stream(&mut rx))
+//!         a command       (only if pump.wants_input()) -> pump.input(now, Input::Command(c))
+//!         socket writable (only if pump.writes() is not empty)
+//!         pump.deadline()                               -> pump.input(now, Input::Timeout)
+//! }
+//! ```
+
+use alloc::collections::VecDeque;
+use bytes::{Buf, Bytes};
+use core::net::SocketAddr;
+
+use crate::machine::{Input, Machine, Output};
+use crate::time::Instant;
+
+/// Stream bytes waiting to be written, in order, as the machine produced them (no copies).
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    bufs: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl WriteQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append bytes to write after everything already queued.
+    pub fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.bufs.push_back(bytes);
+        }
+    }
+
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The waiting buffers in order, for a vectored write.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.bufs.iter().map(|b| &b[..])
+    }
+
+    /// The first waiting buffer.
+    pub fn front(&self) -> Option<&[u8]> {
+        self.bufs.front().map(|b| &b[..])
+    }
+
+    /// Mark `n` bytes as written.
+    pub fn advance(&mut self, mut n: usize) {
+        debug_assert!(n <= self.len);
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.bufs.front_mut() else { return };
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.bufs.pop_front();
+        }
+    }
+}
+
+/// A machine plus its driver-side bookkeeping. See the [module docs](self) for the loop.
+#[derive(Debug)]
+pub struct Pump<M: Machine> {
+    machine: M,
+    writes: WriteQueue,
+    datagrams: VecDeque<(SocketAddr, Bytes)>,
+    deadline: Option<Instant>,
+    result: Option<Result<(), M::Error>>,
+    result_taken: bool,
+}
+
+impl<M: Machine> Pump<M> {
+    /// Wrap a machine.
+    pub fn new(machine: M) -> Self {
+        Pump {
+            machine,
+            writes: WriteQueue::new(),
+            datagrams: VecDeque::new(),
+            deadline: None,
+            result: None,
+            result_taken: false,
+        }
+    }
+
+    /// The machine, for inspection.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// The machine, for calls of its own API between inputs (drain afterwards).
+    pub fn machine_mut(&mut self) -> &mut M {
+        &mut self.machine
+    }
+
+    /// Feed one input and drain. `Err`: the machine refused the call (caller's fault); it is
+    /// unchanged and the connection goes on.
+    pub fn input(
+        &mut self,
+        now: Instant,
+        input: Input<'_, M::Command>,
+        on_event: impl FnMut(M::Event),
+    ) -> Result<(), M::Error> {
+        if self.result.is_some() || self.result_taken {
+            // Finished machines get no more input; the result already says why.
+            return Ok(());
+        }
+        let refused = self.machine.handle_input(now, input).err();
+        self.drain(now, on_event);
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Poll the machine until it is drained or finished, queueing writes and delivering events.
+    pub fn drain(&mut self, now: Instant, mut on_event: impl FnMut(M::Event)) {
+        if self.result.is_some() || self.result_taken {
+            return;
+        }
+        loop {
+            match self.machine.poll_output(now) {
+                Output::Transmit(bytes) => self.writes.push(bytes),
+                Output::TransmitTo(to, bytes) => self.datagrams.push_back((to, bytes)),
+                Output::Event(event) => on_event(event),
+                Output::Timeout(deadline) => {
+                    self.deadline = deadline;
+                    return;
+                }
+                Output::Finished(result) => {
+                    self.deadline = None;
+                    self.result = Some(result);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stream bytes to write.
+    pub fn writes(&mut self) -> &mut WriteQueue {
+        &mut self.writes
+    }
+
+    /// The next datagram to send.
+    pub fn next_datagram(&mut self) -> Option<(SocketAddr, Bytes)> {
+        self.datagrams.pop_front()
+    }
+
+    /// Put a datagram back at the front (the socket would block).
+    pub fn unsend_datagram(&mut self, datagram: (SocketAddr, Bytes)) {
+        self.datagrams.push_front(datagram);
+    }
+
+    /// When to wake the machine with [`Input::Timeout`] if nothing else happens.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether the driver should read from the socket and take commands now. False once the
+    /// machine finished, and while queued output exceeds the machine's write budget
+    /// (backpressure: a peer that stops reading cannot make memory grow without bound).
+    pub fn wants_input(&self) -> bool {
+        self.result.is_none() && !self.result_taken && self.writes.len() < self.machine.write_budget()
+    }
+
+    /// Whether the machine finished.
+    pub fn is_finished(&self) -> bool {
+        self.result.is_some() || self.result_taken
+    }
+
+    /// Whether the machine finished and everything it transmitted has been written: close now.
+    pub fn is_done(&self) -> bool {
+        self.is_finished() && self.writes.is_empty() && self.datagrams.is_empty()
+    }
+
+    /// The machine's final result, once (later calls return `None`).
+    pub fn take_result(&mut self) -> Option<Result<(), M::Error>> {
+        let result = self.result.take();
+        self.result_taken |= result.is_some();
+        result
+    }
+
+    /// Unwrap the machine.
+    pub fn into_machine(self) -> M {
+        self.machine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::{Command, Event, FramingConfig, PacketConnection};
+    use bytes::BytesMut;
+
+    #[test]
+    fn write_queue_advances_across_buffers() {
+        let mut q = WriteQueue::new();
+        q.push(Bytes::from_static(b"abc"));
+        q.push(Bytes::new());
+        q.push(Bytes::from_static(b"de"));
+        assert_eq!(q.len(), 5);
+        q.advance(4);
+        assert_eq!(q.front(), Some(&b"e"[..]));
+        assert_eq!(q.len(), 1);
+        q.advance(1);
+        assert!(q.is_empty());
+        assert_eq!(q.chunks().count(), 0);
+    }
+
+    #[test]
+    fn pump_queues_writes_and_applies_backpressure() {
+        let mut pump = Pump::new(PacketConnection::new(FramingConfig::packet(1024, 0)));
+        let body = Bytes::from(alloc::vec![7u8; 40 * 1024]);
+        let now = Instant::ZERO;
+        pump.input(now, Input::Command(Command::SendBody(body.clone())), |_| {}).unwrap();
+        assert!(pump.wants_input());
+        pump.input(now, Input::Command(Command::SendBody(body)), |_| {}).unwrap();
+        assert_eq!(pump.writes().len(), 2 * (40 * 1024 + 4));
+        assert!(!pump.wants_input(), "over the 64 KiB budget the driver must stop taking input");
+        let n = pump.writes().len();
+        pump.writes().advance(n);
+        assert!(pump.wants_input());
+
+        let mut rx = BytesMut::from(&b"\x05\x00\x00\x00z"[..]);
+        let mut events = alloc::vec::Vec::new();
+        pump.input(now, Input::Stream(&mut rx), |e| events.push(e)).unwrap();
+        assert_eq!(events, [Event::Frame(Bytes::from_static(b"\x05\x00\x00\x00z"))]);
+        pump.input(now, Input::Eof, |_| {}).unwrap();
+        assert!(pump.is_done());
+        assert_eq!(pump.take_result(), Some(Ok(())));
+        assert_eq!(pump.take_result(), None);
+    }
+}

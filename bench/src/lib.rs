@@ -1,3 +1,89 @@
-//! Benchmark harness helpers.
+//! Shared pieces of the Switchboard benchmarks: workload sizes, timing and the report table.
+//!
+//! The benchmarks are binaries in `src/bin/`, run by hand in release mode; they print what they
+//! measured and the ratios against the raw baseline and the peer measured in the same run.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+/// One measured run.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    /// What ran ("raw", "tokio-util", "switchboard-std", …).
+    pub name: String,
+    /// Frame body size in bytes.
+    pub size: usize,
+    /// Frames delivered.
+    pub frames: u64,
+    /// Wall time from the first byte written to the last frame received.
+    pub elapsed: Duration,
+}
+
+impl Measurement {
+    /// Frames per second.
+    pub fn rate(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Payload megabytes (10^6) per second.
+    pub fn mb_per_s(&self) -> f64 {
+        (self.frames as f64 * self.size as f64) / self.elapsed.as_secs_f64() / 1e6
+    }
+}
+
+/// How many frames to send at `size` so each run moves a comparable amount of data and lasts
+/// long enough to measure (at least `min_frames`, at most `max_frames`).
+pub fn frames_for(size: usize, total_bytes: u64, min_frames: u64, max_frames: u64) -> u64 {
+    (total_bytes / (size as u64 + 4)).clamp(min_frames, max_frames)
+}
+
+/// Run `f` and time it.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}
+
+/// The best (fastest) of several runs, so a noisy moment does not decide the figure.
+pub fn best_of(runs: usize, mut f: impl FnMut() -> Measurement) -> Measurement {
+    (0..runs).map(|_| f()).max_by(|a, b| a.rate().total_cmp(&b.rate())).expect("at least one run")
+}
+
+/// Print a table of measurements grouped by size, with each one's ratio to `baseline` and `peer`.
+pub fn print_table(results: &[Measurement], baseline: &str, peer: &str) {
+    println!(
+        "{:<22} {:>8} {:>10} {:>14} {:>10} {:>10} {:>10}",
+        "implementation", "size", "frames", "msg/s", "MB/s", "÷ raw", "÷ peer"
+    );
+    let mut sizes: Vec<usize> = results.iter().map(|m| m.size).collect();
+    sizes.dedup();
+    for size in sizes {
+        let rate_of = |name: &str| results.iter().find(|m| m.size == size && m.name == name).map(Measurement::rate);
+        for m in results.iter().filter(|m| m.size == size) {
+            let ratio = |other: Option<f64>| other.map_or("-".to_string(), |o| format!("{:.2}×", m.rate() / o));
+            println!(
+                "{:<22} {:>8} {:>10} {:>14.0} {:>10.1} {:>10} {:>10}",
+                m.name,
+                m.size,
+                m.frames,
+                m.rate(),
+                m.mb_per_s(),
+                ratio(rate_of(baseline)),
+                ratio(rate_of(peer)),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_counts_are_clamped() {
+        assert_eq!(frames_for(64, 68 * 1000, 10, 100), 100);
+        assert_eq!(frames_for(65536, 1, 10, 100), 10);
+        assert_eq!(frames_for(1020, 1024 * 50, 10, 100), 50);
+    }
+}

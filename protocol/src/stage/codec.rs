@@ -92,14 +92,20 @@ impl FrameDecoder {
     ///
     /// `Ok(None)`: more input is needed (nothing was consumed). The returned `BytesMut` shares
     /// `buf`'s allocation; freeze it for a zero-copy `Bytes`, or decrypt it in place first.
+    ///
+    /// A header over the limit is refused as soon as its four bytes are in, before any of the
+    /// body is buffered or any room is made for it.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<(Header, BytesMut)>, Error> {
         let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
         let header = Header::from_bytes(*head).validate(self.max_in)?;
         if buf.len() < header.len {
-            // Make room for the rest of this frame once, rather than growing in steps.
-            buf.reserve(header.len - buf.len());
+            // Make room for the rest of this frame where that costs no allocation: frames split
+            // off earlier may still be alive, and a real `reserve` would then copy the partial
+            // frame into a fresh buffer. The driver's own `reserve` after draining (when those
+            // frames are gone) reclaims the space in place instead.
+            let _ = buf.try_reclaim(header.len - buf.len());
             return Ok(None);
         }
         Ok(Some((header, buf.split_to(header.len))))

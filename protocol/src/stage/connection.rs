@@ -5,19 +5,35 @@
 //! | state    | on                                    | does                                       | next     |
 //! |----------|---------------------------------------|--------------------------------------------|----------|
 //! | Open     | `Stream` with complete frames         | one `Event::Frame` per frame, in order     | Open     |
-//! | Open     | `Stream` with a bad header / cipher   | frames before it delivered, output flushed | Ending(Err) |
+//! | Open     | `Stream` with a partial frame         | nothing; the partial stays in the driver's buffer | Open |
+//! | Open     | `Stream` with a bad header (length < 4 or > IN, bit 31 without a cipher; refused as soon as its 4 bytes are in), a line over IN, or a frame the cipher rejects | frames before it delivered, output flushed | Ending(Err) |
 //! | Open     | `Eof`, nothing partial buffered       | output flushed                             | Ending(Ok) |
-//! | Open     | `Eof` inside a frame                  | output flushed                             | Ending(Err `Truncated`) |
+//! | Open     | `Eof` inside a frame or line          | output flushed                             | Ending(Err `Truncated`) |
 //! | Open     | `Command::Send` / `SendBody`          | frame coalesced into OUT (or transmitted at once when OUT = 0) | Open |
+//! | Open     | a send larger than OUT, or a malformed whole frame | refused (caller's fault)       | Open     |
 //! | Open     | `Command::Flush`, or the commit timer | coalesced output transmitted               | Open     |
 //! | Open     | `Command::Close`                      | output flushed                             | Ending(Ok) |
 //! | Open     | the expire timer                      | output flushed                             | Ending(Err `Expired`) |
+//! | Open     | `Datagram`                            | refused: `Error::UnexpectedInput`          | Open     |
+//! | Ending   | `Stream`, `Eof`, `Datagram`, `Timeout`| ignored (the driver learns of the end only when it drains) | Ending |
+//! | Ending   | `Command`                             | refused: `Error::Finished`                 | Ending   |
 //! | Ending   | queue drained                         | `Finished(result)`                         | Done     |
-//! | Ending/Done | any input                          | refused: `Error::Finished`                 | same     |
+//! | Done     | any input                             | refused: `Error::Finished`                 | Done     |
 //!
-//! Timers: **expire** closes the connection after `expire` with no inbound bytes; **commit**
-//! flushes coalesced output `commit` after the first unflushed byte was queued (0 = at the next
-//! poll, which coalesces everything queued by one input).
+//! Timers, both acting on whichever call first carries a `now` at or past them:
+//! **expire** ends the connection at `last inbound byte + expire` (the clock starts at the first
+//! call; every call that brings new bytes pushes it back); **commit** flushes coalesced output at
+//! `first unflushed byte + commit` (0 = at the next `poll_output`, so everything queued since
+//! the last drain goes out as one write). `Output::Timeout` reports the earlier deadline.
+//!
+//! Filters: **packet** splits u32-length-prefixed frames (WIRE.md §2) and decrypts those with
+//! bit 31 set; **text** splits lines on `\n`, each delivered with its newline, a line longer than
+//! IN (newline included) being a peer error; **raw** delivers every chunk as it arrives. Sends on
+//! text and raw connections are written as given (no header).
+//!
+//! Steady-state receiving does not allocate: frames are split off the driver's buffer without
+//! copying, the output queue keeps its capacity, and the decoder never forces the driver's buffer
+//! to be reallocated while frames from it are still alive (see `FrameDecoder::decode`).
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -209,7 +225,9 @@ impl PacketConnection {
             return;
         }
         self.last_inbound.get_or_insert(now);
-        if self.commit_deadline().is_some_and(|t| now >= t) {
+        // commit = 0 flushes in `poll_output` only, so commands fed before the driver drains
+        // still coalesce into one write.
+        if !self.config.commit.is_zero() && self.commit_deadline().is_some_and(|t| now >= t) {
             self.flush();
         }
         if let (Some(t), Some(idle)) = (self.expire_deadline(), self.config.expire) {
@@ -253,12 +271,18 @@ impl PacketConnection {
     }
 
     fn split_packets(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
-        while let Some((header, frame)) = self.decoder.decode(buf)? {
-            let frame = if header.encrypted {
-                let cipher = self.cipher.as_mut().ok_or(Error::EncryptedWithoutCipher)?;
-                cipher.open(frame)?
-            } else {
-                frame
+        while let Some(head) = buf.first_chunk::<HEADER_LEN>() {
+            // An encrypted frame we cannot open is refused as soon as its header is in, like an
+            // oversized one: there is no point buffering its body.
+            if self.cipher.is_none() && Header::from_bytes(*head).validate(self.decoder.max_in())?.encrypted {
+                return Err(Error::EncryptedWithoutCipher);
+            }
+            let Some((header, frame)) = self.decoder.decode(buf)? else {
+                break;
+            };
+            let frame = match self.cipher.as_mut() {
+                Some(cipher) if header.encrypted => cipher.open(frame)?,
+                _ => frame,
             };
             self.queue.push_back(Queued::Event(Event::Frame(frame.freeze())));
         }
@@ -268,9 +292,11 @@ impl PacketConnection {
     fn split_lines(&mut self, buf: &mut BytesMut) -> Result<(), Error> {
         let max = self.config.max_in;
         loop {
-            match buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            // `min`: a driver that handed a different (shorter) buffer must not make us panic.
+            let start = self.scanned.min(buf.len());
+            match buf[start..].iter().position(|&b| b == b'\n') {
                 Some(i) => {
-                    let end = self.scanned + i + 1;
+                    let end = start + i + 1;
                     if end > max {
                         return Err(Error::LineTooLong { max });
                     }
@@ -279,6 +305,7 @@ impl PacketConnection {
                 }
                 None => {
                     self.scanned = buf.len();
+                    // Without a newline in `max` bytes, the line cannot fit IN once it ends.
                     if buf.len() >= max {
                         return Err(Error::LineTooLong { max });
                     }
@@ -290,14 +317,15 @@ impl PacketConnection {
 
     fn on_command(&mut self, now: Instant, command: Command) -> Result<(), Error> {
         match command {
-            Command::Send(bytes) if self.config.filter == Filter::Packet => {
-                let announced = bytes.first_chunk::<HEADER_LEN>().map(|h| u32::from_le_bytes(*h));
+            Command::Send(frame) if self.config.filter == Filter::Packet => {
+                let announced = frame.first_chunk::<HEADER_LEN>().map(|h| u32::from_le_bytes(*h));
                 match announced {
-                    Some(a) if a as usize == bytes.len() => self.send_frame(now, &bytes[HEADER_LEN..], Some(&bytes)),
-                    _ => Err(Error::MalformedOutgoing { announced: announced.unwrap_or(0), actual: bytes.len() }),
+                    // Bit 31 set makes `a` differ from any length we can hold: refused too.
+                    Some(a) if a as usize == frame.len() => self.send_frame(now, frame, true),
+                    _ => Err(Error::MalformedOutgoing { announced: announced.unwrap_or(0), actual: frame.len() }),
                 }
             }
-            Command::SendBody(body) if self.config.filter == Filter::Packet => self.send_frame(now, &body, None),
+            Command::SendBody(body) if self.config.filter == Filter::Packet => self.send_frame(now, body, false),
             Command::Send(bytes) | Command::SendBody(bytes) => self.send_raw(now, bytes),
             Command::Flush => {
                 self.flush();
@@ -310,44 +338,61 @@ impl PacketConnection {
         }
     }
 
-    /// Queue one packet frame for `body`. `whole` is the complete plain frame when the caller
-    /// gave one, so it can be transmitted without a copy.
-    fn send_frame(&mut self, now: Instant, body: &[u8], whole: Option<&Bytes>) -> Result<(), Error> {
+    /// Queue one packet frame. `data` is the complete plain frame when `whole`, else its body;
+    /// a whole frame is transmitted without a copy when nothing needs to be added to it.
+    fn send_frame(&mut self, now: Instant, data: Bytes, whole: bool) -> Result<(), Error> {
+        let body = if whole { &data[HEADER_LEN..] } else { &data[..] };
+        let len = body.len() + HEADER_LEN;
+        // Checked before sealing too: no cipher profile makes a frame shorter than its plaintext,
+        // so an oversized frame is refused without touching the cipher's state.
+        self.check_outgoing(len)?;
         if let Some(cipher) = self.cipher.as_mut() {
             self.scratch.clear();
-            cipher.seal(body, &mut self.scratch)?;
-            let sealed = self.scratch.split().freeze();
-            return self.send_raw(now, sealed);
+            let sealed = cipher.seal(body, &mut self.scratch);
+            if let Err(e) = sealed.map_err(Error::from).and_then(|()| self.check_outgoing(self.scratch.len())) {
+                self.scratch.clear();
+                return Err(e);
+            }
+            if self.config.max_out == 0 {
+                let sealed = self.scratch.split().freeze();
+                self.queue.push_back(Queued::Transmit(sealed));
+            } else {
+                self.make_room(now, self.scratch.len());
+                self.out.extend_from_slice(&self.scratch);
+                self.scratch.clear();
+            }
+            return Ok(());
         }
-        let len = body.len() + HEADER_LEN;
-        self.check_outgoing(len)?;
         if self.config.max_out == 0 {
             // Written at once: header and body go out as separate buffers (a vectored write),
             // so the body is never copied.
-            match whole {
-                Some(frame) => self.queue.push_back(Queued::Transmit(frame.clone())),
-                None => {
-                    self.scratch.reserve(HEADER_LEN);
-                    self.scratch.put_slice(&Header { len, encrypted: false }.to_bytes());
-                    let header = self.scratch.split().freeze();
-                    self.queue.push_back(Queued::Transmit(header));
-                    self.queue.push_back(Queued::Transmit(Bytes::copy_from_slice(body)));
-                }
+            if whole {
+                self.queue.push_back(Queued::Transmit(data));
+            } else {
+                let header = Header { len, encrypted: false }.to_bytes();
+                self.queue.push_back(Queued::Transmit(Bytes::copy_from_slice(&header)));
+                self.queue.push_back(Queued::Transmit(data));
             }
             return Ok(());
         }
         self.make_room(now, len);
-        self.out.put_slice(&Header { len, encrypted: false }.to_bytes());
-        self.out.put_slice(body);
+        if whole {
+            self.out.put_slice(&data);
+        } else {
+            self.out.put_slice(&Header { len, encrypted: false }.to_bytes());
+            self.out.put_slice(&data);
+        }
         Ok(())
     }
 
-    /// Queue bytes that need no header (text, raw, or an already sealed frame).
+    /// Queue bytes that need no header (text or raw).
     fn send_raw(&mut self, now: Instant, bytes: Bytes) -> Result<(), Error> {
         self.check_outgoing(bytes.len())?;
         if self.config.max_out == 0 {
-            self.queue.push_back(Queued::Transmit(bytes));
-        } else {
+            if !bytes.is_empty() {
+                self.queue.push_back(Queued::Transmit(bytes));
+            }
+        } else if !bytes.is_empty() {
             self.make_room(now, bytes.len());
             self.out.put_slice(&bytes);
         }
@@ -379,16 +424,21 @@ impl Machine for PacketConnection {
 
     fn handle_input(&mut self, now: Instant, input: Input<'_, Command>) -> Result<(), Error> {
         self.on_time(now);
-        if !matches!(self.state, State::Open) {
-            return Err(Error::Finished);
+        match self.state {
+            State::Open => {}
+            // The driver learns that the connection ended (a timer, a bad frame, `Close`) only
+            // when it drains; bytes, EOF or a wake-up arriving before that are moot, not misuse.
+            State::Ending(_) if !matches!(input, Input::Command(_)) => return Ok(()),
+            _ => return Err(Error::Finished),
         }
         match input {
             Input::Stream(buf) => self.on_stream(now, buf),
             Input::Eof if self.partial > 0 => self.end(Err(Error::Truncated { buffered: self.partial })),
             Input::Eof => self.end(Ok(())),
             Input::Command(command) => self.on_command(now, command)?,
-            // A datagram on a stream connection is handled as the bytes it carries.
-            Input::Datagram { data, .. } => self.on_stream(now, &mut BytesMut::from(&data[..])),
+            // Datagrams carry whole frames and belong to `PacketDatagram`; splicing them into a
+            // stream would lose frame boundaries.
+            Input::Datagram { .. } => return Err(Error::UnexpectedInput { input: "datagram" }),
             Input::Timeout => {}
         }
         Ok(())

@@ -1,3 +1,5 @@
+//! The STAGE framing error type, shared by the stream and datagram machines.
+
 use core::time::Duration;
 
 use crate::crypto::CipherError;
@@ -51,6 +53,12 @@ pub enum Error {
         /// Size of the datagram.
         actual: usize,
     },
+    /// A datagram too short to hold even a frame header.
+    #[error("datagram of {len} bytes is too short to hold a 4-byte frame header")]
+    DatagramTooShort {
+        /// Size of the datagram.
+        len: usize,
+    },
     /// Encrypting or decrypting a frame failed.
     #[error("cipher: {0}")]
     Cipher(#[from] CipherError),
@@ -73,6 +81,16 @@ pub enum Error {
         /// Actual length.
         actual: usize,
     },
+    /// `Send` / `SendBody` on a datagram endpoint built without a default destination.
+    #[error("no default destination: use SendTo / SendBodyTo")]
+    NoDestination,
+    /// An input this machine does not take (a stream buffer on a datagram endpoint, a datagram
+    /// on a stream connection).
+    #[error("this machine does not take {input} input")]
+    UnexpectedInput {
+        /// Which input was refused.
+        input: &'static str,
+    },
     /// Input after the connection finished.
     #[error("the connection is finished")]
     Finished,
@@ -81,7 +99,11 @@ pub enum Error {
 impl Blame for Error {
     fn fault(&self) -> Fault {
         match self {
-            Error::OutgoingTooLarge { .. } | Error::MalformedOutgoing { .. } | Error::Finished => Fault::Caller,
+            Error::OutgoingTooLarge { .. }
+            | Error::MalformedOutgoing { .. }
+            | Error::NoDestination
+            | Error::UnexpectedInput { .. }
+            | Error::Finished => Fault::Caller,
             Error::Cipher(e) => e.fault(),
             _ => Fault::Peer,
         }

@@ -133,7 +133,7 @@ impl<C: Send + 'static> DatagramCore<C> {
                 Some(Msg::Close | Msg::HandlesDropped) => close_requested = true,
                 Some(Msg::Datagram(from, data)) => feed!(Input::Datagram { from, data }),
                 Some(Msg::ReadFailed(e)) => failure = Some(DriverError::Io(e)),
-                Some(Msg::Wake | Msg::Read(_) | Msg::Eof) | None => {}
+                Some(Msg::Wake) | None => {}
             }
         }
 

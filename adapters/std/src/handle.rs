@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use switchboard_proto::Machine;
 use switchboard_rt::SocketOptions;
 
@@ -131,19 +131,19 @@ impl<C> fmt::Debug for Settings<C> {
     }
 }
 
-/// Everything that reaches the driver thread, through one channel so one `recv_timeout` waits
-/// for all of it (std channels cannot select).
+/// What reaches a driver thread on its bounded channel. Std channels cannot select, so the
+/// stream driver's reader and writer ring [`Msg::Wake`] here after posting their news on a
+/// channel of their own.
 pub(crate) enum Msg<C> {
     Command(C),
     Close,
     HandlesDropped,
-    /// The writer finished a batch; look at its report.
+    /// Socket news is waiting (stream driver).
     Wake,
-    /// The reader's buffer with new bytes appended; it waits for the buffer to come back.
-    Read(BytesMut),
-    Eof,
-    ReadFailed(io::Error),
+    /// A received datagram (datagram driver).
     Datagram(SocketAddr, Bytes),
+    /// The datagram reader failed.
+    ReadFailed(io::Error),
 }
 
 /// Counters shared by the driver, its threads and the handles.

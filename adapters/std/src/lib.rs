@@ -15,10 +15,10 @@
 //! The bookkeeping is [`Pump`](switchboard_proto::driver::Pump)'s; this crate only moves
 //! bytes and waits. A stream connection uses three threads:
 //!
-//! * the **driver thread** owns the pump (so the machine), and waits on one bounded channel with
-//!   `recv_timeout` until the machine's deadline, measured with the real clock
-//!   ([`switchboard_rt::Clock`]). Commands, the reader's buffer and wake-ups all arrive on that
-//!   channel, because std channels cannot select;
+//! * the **driver thread** owns the pump (so the machine), and waits with `recv_timeout` until
+//!   the machine's deadline, measured with the real clock ([`switchboard_rt::Clock`]). Commands
+//!   arrive on a bounded channel; the reader and writer post their news on a second channel and
+//!   ring a doorbell on the first (std channels cannot select), so one wait covers both;
 //! * the **reader thread** reads into a `BytesMut`, sends *the buffer itself* to the driver and
 //!   waits to get it back (ping-pong ownership). The machine splits frames off it as `Bytes`,
 //!   so frames are slices of the receive buffer: zero-copy in;
@@ -28,8 +28,12 @@
 //!
 //! **Backpressure.** While bytes queued or being written reach the machine's
 //! [`write_budget`](switchboard_proto::Machine::write_budget), the driver takes nothing from
-//! its channel and keeps the receive buffer: the reader stops, the channel fills, and
-//! [`Handle::send`] blocks. Queued output stays within the budget plus what one input produced.
+//! the command channel, so it fills and [`Handle::send`] blocks; and once a read makes the
+//! machine transmit while over budget, the driver keeps the receive buffer, so the reader stops
+//! and the peer's sends back up in the kernel. Queued output stays within the budget plus what
+//! one input produced. Reads that transmit nothing go on even over budget: they cannot grow
+//! the queue, and stopping them would let two peers that each send faster than the other reads
+//! (an echo server and its pipelining client) wait on each other forever.
 //!
 //! **Graceful close.** [`Handle::close`], [`Control::close`] or dropping every [`Handle`] sends
 //! the machine its close command ([`Settings::close_with`]; [`Settings::packet`] sets

@@ -90,15 +90,15 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         let Link { tx, rx, shared } = link;
         let (buf_tx, buf_rx) = mpsc::channel::<BytesMut>();
         let (batch_tx, batch_rx) = mpsc::channel::<WriteQueue>();
-        let (report_tx, report_rx) = mpsc::channel::<WriteReport>();
+        let (io_tx, io_rx) = mpsc::channel::<IoNews>();
 
         let reader_thread = {
-            let (tx, shared, chunk) = (tx.clone(), shared.clone(), settings.read_chunk);
-            spawn_named("switchboard-read", move || read_loop(reader, tx, buf_rx, chunk, &shared))?
+            let (io_tx, wake, shared, chunk) = (io_tx.clone(), tx.clone(), shared.clone(), settings.read_chunk);
+            spawn_named("switchboard-read", move || read_loop(reader, io_tx, wake, buf_rx, chunk, &shared))?
         };
         let writer_thread = {
-            let tx = tx.clone();
-            spawn_named("switchboard-write", move || write_loop(writer, batch_rx, report_tx, tx))
+            let wake = tx.clone();
+            spawn_named("switchboard-write", move || write_loop(writer, batch_rx, io_tx, wake))
         };
         let writer_thread = match writer_thread {
             Ok(t) => t,
@@ -123,10 +123,11 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
             rx,
             buf_tx,
             batch_tx,
-            report_rx,
+            io_rx,
             in_flight: 0,
             spare: WriteQueue::new(),
             held: None,
+            read_blocked: false,
             reader_done: false,
             close_requested: false,
             close_sent: false,
@@ -141,8 +142,8 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         // Teardown: wake every blocked thread (a write the peer never took, a read that would
         // never end), drop the channels they wait on, and join them so nothing leaks.
         let _ = stream.shutdown(Shutdown::Both);
-        let StreamLoop { rx, buf_tx, batch_tx, held, .. } = driver;
-        drop((rx, buf_tx, batch_tx, held, tx));
+        let StreamLoop { rx, io_rx, buf_tx, batch_tx, held, .. } = driver;
+        drop((rx, io_rx, buf_tx, batch_tx, held, tx));
         let _ = writer_thread.join();
         let _ = reader_thread.join();
         result
@@ -195,10 +196,22 @@ where
     Ok(Running { handle, events: Events { rx: events_rx }, driver: DriverThread { thread } })
 }
 
-/// What the writer thread says about a batch.
-enum WriteReport {
-    Done { queue: WriteQueue, written: usize },
-    Failed { error: io::Error, written: usize },
+/// What the reader and writer threads tell the driver, on a channel of its own so the driver
+/// can wait for socket news alone while it takes no commands (backpressure).
+enum IoNews {
+    /// The reader's buffer with new bytes appended; the reader waits for it to come back.
+    Read(BytesMut),
+    Eof,
+    ReadFailed(io::Error),
+    /// The writer wrote a whole batch and gives the emptied queue back.
+    Written {
+        queue: WriteQueue,
+        written: usize,
+    },
+    WriteFailed {
+        error: io::Error,
+        written: usize,
+    },
 }
 
 struct StreamLoop<'s, M: Machine, H, S> {
@@ -212,13 +225,15 @@ struct StreamLoop<'s, M: Machine, H, S> {
     rx: Receiver<Msg<M::Command>>,
     buf_tx: mpsc::Sender<BytesMut>,
     batch_tx: mpsc::Sender<WriteQueue>,
-    report_rx: Receiver<WriteReport>,
+    io_rx: Receiver<IoNews>,
     /// Bytes handed to the writer and not reported written yet.
     in_flight: usize,
     /// The writer's last emptied queue, reused so steady state does not allocate.
     spare: WriteQueue,
     /// The receive buffer, kept from the reader while over budget (backpressure).
     held: Option<BytesMut>,
+    /// The last read made the machine transmit: while over budget, stop reading.
+    read_blocked: bool,
     /// The reader saw EOF or failed: no more bytes will come.
     reader_done: bool,
     close_requested: bool,
@@ -239,8 +254,8 @@ where
     fn run(&mut self) {
         self.drain();
         loop {
-            while let Ok(report) = self.report_rx.try_recv() {
-                self.on_report(report);
+            while let Ok(news) = self.io_rx.try_recv() {
+                self.on_io(news);
             }
             if self.failure.is_some() {
                 return;
@@ -345,7 +360,7 @@ where
         if self.ended() {
             // Drain what the peer still sends until its EOF; the machine is done with it.
             buf.clear();
-        } else if !self.can_take() {
+        } else if self.read_blocked && !self.can_take() {
             self.held = Some(buf);
             return;
         }
@@ -364,14 +379,41 @@ where
         }
     }
 
-    fn on_report(&mut self, report: WriteReport) {
-        self.in_flight = 0;
-        match report {
-            WriteReport::Done { queue, written } => {
+    fn on_io(&mut self, news: IoNews) {
+        match news {
+            IoNews::Read(mut buf) => {
+                if self.ended() {
+                    self.held = Some(buf);
+                    return;
+                }
+                let before = self.queued();
+                self.feed(Input::Stream(&mut buf));
+                // A read that made the machine transmit counts against the budget: over it, the
+                // buffer stays here and the reader stops. A read that transmitted nothing cannot
+                // grow the queue, so reading goes on; that keeps two peers that both send more
+                // than they read (an echo and its client) from waiting on each other forever.
+                self.read_blocked = self.queued() > before;
+                self.held = Some(buf);
+            }
+            IoNews::Eof => {
+                self.reader_done = true;
+                if !self.ended() {
+                    self.feed(Input::Eof);
+                }
+            }
+            IoNews::ReadFailed(error) => {
+                self.reader_done = true;
+                if !self.ended() {
+                    self.failure.get_or_insert(DriverError::Io(error));
+                }
+            }
+            IoNews::Written { queue, written } => {
+                self.in_flight = 0;
                 self.spare = queue;
                 self.shared.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
             }
-            WriteReport::Failed { error, written } => {
+            IoNews::WriteFailed { error, written } => {
+                self.in_flight = 0;
                 self.shared.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
                 self.failure.get_or_insert(DriverError::Io(error));
             }
@@ -386,25 +428,8 @@ where
                 }
             }
             Msg::Close | Msg::HandlesDropped => self.close_requested = true,
-            Msg::Wake | Msg::Datagram(..) => {}
-            Msg::Read(mut buf) => {
-                if !self.ended() {
-                    self.feed(Input::Stream(&mut buf));
-                }
-                self.held = Some(buf);
-            }
-            Msg::Eof => {
-                self.reader_done = true;
-                if !self.ended() {
-                    self.feed(Input::Eof);
-                }
-            }
-            Msg::ReadFailed(error) => {
-                self.reader_done = true;
-                if !self.ended() {
-                    self.failure.get_or_insert(DriverError::Io(error));
-                }
-            }
+            // Datagram news is the datagram driver's; the stream reader reports on `io_rx`.
+            Msg::Wake | Msg::Datagram(..) | Msg::ReadFailed(_) => {}
         }
     }
 
@@ -414,7 +439,8 @@ where
             true => self.linger_until,
             false => self.pump.deadline().map(|d| self.clock.to_std(d)),
         };
-        if self.ended() || self.can_take() {
+        if self.can_take() {
+            // Commands, and the doorbell the reader and writer ring after each piece of news.
             let msg = match self.rx.try_recv() {
                 Ok(msg) => Some(msg),
                 Err(TryRecvError::Empty) => {
@@ -433,28 +459,36 @@ where
             if let Some(msg) = msg {
                 self.on_msg(msg);
             }
-        } else {
-            // Over budget: only the writer can change that (or the deadline).
-            let report = match deadline {
-                Some(t) => match self.report_rx.recv_timeout(t.saturating_duration_since(StdInstant::now())) {
-                    Ok(r) => Some(r),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return self.writer_gone(),
-                },
-                None => match self.report_rx.recv() {
-                    Ok(r) => Some(r),
-                    Err(_) => return self.writer_gone(),
-                },
-            };
-            if let Some(report) = report {
-                self.on_report(report);
+            return;
+        }
+        if self.ended() {
+            // Nobody needs to wait on a finished machine: refuse queued commands at once.
+            while let Ok(msg) = self.rx.try_recv() {
+                drop(msg);
             }
+        }
+        // Over budget (or ended): take no commands; only the socket can make progress.
+        let news = match deadline {
+            Some(t) => match self.io_rx.recv_timeout(t.saturating_duration_since(StdInstant::now())) {
+                Ok(news) => Some(news),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.threads_gone(),
+            },
+            None => match self.io_rx.recv() {
+                Ok(news) => Some(news),
+                Err(_) => return self.threads_gone(),
+            },
+        };
+        if let Some(news) = news {
+            self.on_io(news);
         }
     }
 
-    fn writer_gone(&mut self) {
+    fn threads_gone(&mut self) {
         self.in_flight = 0;
-        self.failure.get_or_insert(DriverError::Io(io::Error::new(io::ErrorKind::BrokenPipe, "writer thread stopped")));
+        self.reader_done = true;
+        self.failure
+            .get_or_insert(DriverError::Io(io::Error::new(io::ErrorKind::BrokenPipe, "socket threads stopped")));
     }
 
     /// The connection's outcome: the machine's error first (it says why), then an I/O failure,
@@ -481,11 +515,18 @@ where
 /// instead of once per read (safe Rust cannot read into uninitialised memory).
 fn read_loop<S: Read, C>(
     mut stream: S,
-    tx: SyncSender<Msg<C>>,
+    news: mpsc::Sender<IoNews>,
+    wake: SyncSender<Msg<C>>,
     returned: Receiver<BytesMut>,
     chunk: usize,
     shared: &Shared,
 ) {
+    let tell = |n: IoNews| {
+        let sent = news.send(n).is_ok();
+        // A full channel means the driver is busy with messages and checks its news each turn.
+        let _ = wake.try_send(Msg::Wake);
+        sent
+    };
     let mut buf = BytesMut::new();
     let mut spare = BytesMut::new();
     loop {
@@ -500,13 +541,13 @@ fn read_loop<S: Read, C>(
         }
         match stream.read(&mut spare[..]) {
             Ok(0) => {
-                let _ = tx.send(Msg::Eof);
+                tell(IoNews::Eof);
                 return;
             }
             Ok(n) => {
                 shared.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                 buf.unsplit(spare.split_to(n));
-                if tx.send(Msg::Read(mem::take(&mut buf))).is_err() {
+                if !tell(IoNews::Read(mem::take(&mut buf))) {
                     return;
                 }
                 match returned.recv() {
@@ -516,18 +557,18 @@ fn read_loop<S: Read, C>(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                let _ = tx.send(Msg::ReadFailed(e));
+                tell(IoNews::ReadFailed(e));
                 return;
             }
         }
     }
 }
 
-/// The writer thread: write each batch fully, report, wake the driver.
+/// The writer thread: write each batch fully, report, ring the driver's doorbell.
 fn write_loop<S: Write, C>(
     mut stream: S,
     batches: Receiver<WriteQueue>,
-    reports: mpsc::Sender<WriteReport>,
+    news: mpsc::Sender<IoNews>,
     wake: SyncSender<Msg<C>>,
 ) {
     for mut batch in batches {
@@ -536,13 +577,12 @@ fn write_loop<S: Write, C>(
         let written = total - batch.len();
         let failed = outcome.is_err();
         let report = match outcome {
-            Ok(()) => WriteReport::Done { queue: batch, written },
-            Err(error) => WriteReport::Failed { error, written },
+            Ok(()) => IoNews::Written { queue: batch, written },
+            Err(error) => IoNews::WriteFailed { error, written },
         };
-        if reports.send(report).is_err() {
+        if news.send(report).is_err() {
             return;
         }
-        // A full channel means the driver is awake anyway and checks reports every turn.
         let _ = wake.try_send(Msg::Wake);
         if failed {
             return;

@@ -2,8 +2,9 @@
 //!
 //! What every Switchboard runtime adapter shares, so none of them copies it: the wall clock
 //! turned into the machines' [`Instant`](switchboard_proto::Instant) ([`Clock`]), the operating
-//! system's random source ([`OsEntropy`]), and the seed-001 socket options ([`SocketOptions`])
-//! applied through `socket2`.
+//! system's random source ([`OsEntropy`]), the seed-001 socket options ([`SocketOptions`])
+//! applied through `socket2`, and the [`net`] helpers that open sockets with those options set
+//! at the right moment (before `bind` / `connect`) and manage multicast membership.
 //!
 //! ```
 //! use switchboard_rt::{Clock, OsEntropy, SocketOptions};
@@ -25,7 +26,9 @@
 #![deny(missing_docs)]
 
 mod clock;
+pub mod net;
 mod options;
 
 pub use clock::{Clock, OsEntropy};
+pub use net::{Multicast, MulticastInterface};
 pub use options::{Keepalive, SocketOptions};

@@ -1,5 +1,119 @@
 //! # switchboard-std
 //!
-//! The blocking driver: runs any Switchboard machine over a std TcpStream or UnixStream.
+//! The blocking driver: runs any Switchboard [`Machine`](switchboard_proto::Machine) over a std
+//! [`TcpStream`](std::net::TcpStream), [`UnixStream`](std::os::unix::net::UnixStream) (any
+//! [`BlockingStream`]) or [`UdpSocket`](std::net::UdpSocket), with plain threads and no runtime.
+//!
+//! | entry point | runs | events go to |
+//! |---|---|---|
+//! | [`spawn`] / [`spawn_datagram`] | on a new thread | [`Events`] (an iterator); commands via [`Handle`] |
+//! | [`run`] / [`run_datagram`] | on this thread | a callback `FnMut(Notice, &mut Control)` |
+//! | [`serve`] | one thread per accepted connection | a [`Session`] per connection |
+//!
+//! ## Design
+//!
+//! The bookkeeping is [`Pump`](switchboard_proto::driver::Pump)'s; this crate only moves
+//! bytes and waits. A stream connection uses three threads:
+//!
+//! * the **driver thread** owns the pump (so the machine), and waits with `recv_timeout` until
+//!   the machine's deadline, measured with the real clock ([`switchboard_rt::Clock`]). Commands
+//!   arrive on a bounded channel; the reader and writer post their news on a second channel and
+//!   ring a doorbell on the first (std channels cannot select), so one wait covers both;
+//! * the **reader thread** reads into a `BytesMut`, sends *the buffer itself* to the driver and
+//!   waits to get it back (ping-pong ownership). The machine splits frames off it as `Bytes`,
+//!   so frames are slices of the receive buffer: zero-copy in;
+//! * the **writer thread** takes the pump's whole write queue in one `mem::replace` (the
+//!   machine's own `Bytes`: zero-copy out) and writes it with blocking vectored writes. A peer
+//!   that stops reading blocks this thread only; timers, reads and commands go on.
+//!
+//! **Backpressure.** While bytes queued or being written reach the machine's
+//! [`write_budget`](switchboard_proto::Machine::write_budget), the driver takes nothing from
+//! the command channel, so it fills and [`Handle::send`] blocks; and once a read makes the
+//! machine transmit while over budget, the driver keeps the receive buffer, so the reader stops
+//! and the peer's sends back up in the kernel. Queued output stays within the budget plus what
+//! one input produced. Reads that transmit nothing go on even over budget: they cannot grow
+//! the queue, and stopping them would let two peers that each send faster than the other reads
+//! (an echo server and its pipelining client) wait on each other forever.
+//!
+//! **Graceful close.** [`Handle::close`], [`Control::close`] or dropping every [`Handle`] sends
+//! the machine its close command ([`Settings::close_with`]; [`Settings::packet`] sets
+//! `Command::Close`) after every command sent before it. When the machine has finished and
+//! everything it transmitted is written, the driver shuts down the write side (the peer sees
+//! EOF), drains what the peer still sends until its EOF or the [linger](Settings::linger) time,
+//! and closes. Nothing the driver accepted is dropped, unless the peer stops reading for the
+//! whole linger time: then [`DriverError::Unflushed`] says how much.
+//!
+//! **Results.** `run` and [`DriverThread::join`] return `Ok(())` for a clean end, or a
+//! [`DriverError`] saying who was wrong: the machine's own error (its
+//! [`Blame`](switchboard_proto::Blame) tells peer from caller), or the socket's I/O error.
+//! Commands the machine refuses arrive as [`Notice::Refused`] and the connection goes on.
+//!
+//! The datagram driver has a reader thread and a driver thread that sends itself (UDP sends
+//! do not wait for the peer). Socket helpers for binding with options and joining IPv4/IPv6
+//! multicast groups are in [`switchboard_rt::net`].
+//!
+//! ## Example: a STAGE packet echo over TCP on loopback
+//!
+//! ```
+//! use std::net::{TcpListener, TcpStream};
+//! use bytes::Bytes;
+//! use switchboard_proto::stage::{Command, Error, Event, FramingConfig, PacketConnection};
+//! use switchboard_std::{serve, spawn, Control, Notice, Settings};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = FramingConfig::packet(8192, 0);
+//!
+//! // The server: every frame that arrives is sent back as it is (header included).
+//! let server = serve(
+//!     TcpListener::bind("127.0.0.1:0")?,
+//!     Settings::packet(),
+//!     move |_peer| PacketConnection::new(config),
+//!     |_peer| {
+//!         |notice: Notice<Event, Error>, control: &mut Control<Command>| {
+//!             if let Notice::Event(Event::Frame(frame)) = notice {
+//!                 control.send(Command::Send(frame));
+//!             }
+//!         }
+//!     },
+//! )?;
+//!
+//! // The client: a machine on its own thread, driven through a handle.
+//! let stream = TcpStream::connect(server.local_addr())?;
+//! let mut client = spawn(stream, PacketConnection::new(config), Settings::packet())?;
+//! for word in ["alpha", "beta", "gamma"] {
+//!     client.handle.send(Command::SendBody(Bytes::from(word)))?;
+//! }
+//! let echoes: Vec<Bytes> = (&mut client.events)
+//!     .filter_map(Notice::event)
+//!     .take(3)
+//!     .map(|Event::Frame(frame)| frame.slice(4..))
+//!     .collect();
+//! assert_eq!(echoes, ["alpha", "beta", "gamma"]);
+//!
+//! // Dropping the handle closes gracefully; both ends finish cleanly.
+//! client.close_and_join()?;
+//! server.shutdown();
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod datagram;
+mod error;
+mod handle;
+mod server;
+mod stream;
+mod transport;
+
+pub use datagram::{run_datagram, spawn_datagram};
+pub use error::DriverError;
+pub use handle::{Closed, Control, DriverThread, Events, Handle, Notice, Running, Settings, Stats, TrySendError};
+pub use server::{serve, Server, Session};
+pub use stream::{run, spawn};
+#[cfg(unix)]
+pub use transport::socketpair;
+pub use transport::BlockingStream;
+
+/// The shared runtime glue, re-exported: socket options and the socket helpers.
+pub use switchboard_rt::{net, Multicast, MulticastInterface, SocketOptions};

@@ -1,0 +1,265 @@
+//! Opening sockets with [`SocketOptions`] set at the right moment, and multicast membership.
+//!
+//! Some options only work before `bind` (`SO_REUSEADDR`, `SO_REUSEPORT`) or are best set before
+//! `connect` (buffer sizes decide the TCP window scale in the handshake), so these helpers build
+//! the socket with `socket2`, apply the options, and only then bind or connect. They return std
+//! sockets in blocking mode; every async runtime can adopt those (`set_nonblocking(true)` and its
+//! own `from_std`), so the same helpers serve every adapter.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+
+use crate::SocketOptions;
+
+/// The listen backlog the helpers use (the common `SOMAXCONN` of Linux).
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+fn new_socket(addr: &SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    Socket::new(Domain::for_address(*addr), ty, Some(protocol))
+}
+
+/// Resolve `host:port` (a name or a literal address, IPv6 in brackets or not) to its addresses,
+/// in the order the resolver gave them. Blocking: async adapters call it on a blocking thread.
+pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{host} resolved to no address")));
+    }
+    Ok(addrs)
+}
+
+/// A TCP listener on `addr` with `options` applied before `bind` (so `reuseaddr` and `reuseport`
+/// take effect). Accepted streams do not inherit every option: apply them again on accept.
+pub fn listen_tcp(addr: SocketAddr, options: &SocketOptions) -> io::Result<TcpListener> {
+    let socket = new_socket(&addr, Type::STREAM, Protocol::TCP)?;
+    if addr.is_ipv6() {
+        // `[::]` should mean IPv6 only; dual-stack behaviour differs between systems.
+        socket.set_only_v6(true)?;
+    }
+    options.apply(&socket)?;
+    socket.bind(&SockAddr::from(addr))?;
+    socket.listen(DEFAULT_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A TCP stream connected to `addr`, with `options` applied before `connect`.
+pub fn connect_tcp(addr: SocketAddr, options: &SocketOptions) -> io::Result<TcpStream> {
+    let socket = new_socket(&addr, Type::STREAM, Protocol::TCP)?;
+    options.apply(&socket)?;
+    socket.connect(&SockAddr::from(addr))?;
+    Ok(socket.into())
+}
+
+/// A UDP socket bound to `addr`, with `options` applied before `bind`.
+pub fn bind_udp(addr: SocketAddr, options: &SocketOptions) -> io::Result<UdpSocket> {
+    let socket = new_socket(&addr, Type::DGRAM, Protocol::UDP)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    options.apply(&socket)?;
+    socket.bind(&SockAddr::from(addr))?;
+    Ok(socket.into())
+}
+
+/// Which local interface carries a multicast group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MulticastInterface {
+    /// Let the system choose (`INADDR_ANY` / interface index 0).
+    #[default]
+    Any,
+    /// The IPv4 interface with this address (IPv4 groups only).
+    V4(Ipv4Addr),
+    /// The interface with this index (IPv6 groups only; see `if_nametoindex`).
+    Index(u32),
+}
+
+/// One multicast group membership, with the sending options that go with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Multicast {
+    /// The group address (`224.0.0.0/4` or `ff00::/8`).
+    pub group: IpAddr,
+    /// The interface to receive (and send) on.
+    pub interface: MulticastInterface,
+    /// Whether this host's own group sends loop back to its sockets (`None`: OS default, on).
+    pub loopback: Option<bool>,
+    /// Multicast TTL (IPv4) or hop limit (IPv6) for sends (`None`: OS default, 1).
+    pub ttl: Option<u32>,
+}
+
+impl Multicast {
+    /// Membership of `group` on the interface the system chooses.
+    pub fn new(group: IpAddr) -> Self {
+        Multicast { group, interface: MulticastInterface::Any, loopback: None, ttl: None }
+    }
+
+    /// Use this interface.
+    pub fn interface(mut self, interface: MulticastInterface) -> Self {
+        self.interface = interface;
+        self
+    }
+
+    /// Loop this host's sends back to its own sockets, or not.
+    pub fn loopback(mut self, on: bool) -> Self {
+        self.loopback = Some(on);
+        self
+    }
+
+    /// Set the TTL / hop limit of sends.
+    pub fn ttl(mut self, ttl: u32) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    fn v4_interface(&self) -> io::Result<Ipv4Addr> {
+        match self.interface {
+            MulticastInterface::Any => Ok(Ipv4Addr::UNSPECIFIED),
+            MulticastInterface::V4(a) => Ok(a),
+            MulticastInterface::Index(_) => Err(invalid("an IPv4 group needs an interface address, not an index")),
+        }
+    }
+
+    fn v6_interface(&self) -> io::Result<u32> {
+        match self.interface {
+            MulticastInterface::Any => Ok(0),
+            MulticastInterface::Index(i) => Ok(i),
+            MulticastInterface::V4(_) => Err(invalid("an IPv6 group needs an interface index, not an IPv4 address")),
+        }
+    }
+
+    fn check_group(&self) -> io::Result<()> {
+        if self.group.is_multicast() {
+            Ok(())
+        } else {
+            Err(invalid("not a multicast group address"))
+        }
+    }
+
+    /// Set the sending options (interface, loopback, TTL) on `socket` without joining: what a
+    /// socket that only sends to the group needs.
+    pub fn configure_sender<'s, S>(&self, socket: &'s S) -> io::Result<()>
+    where
+        SockRef<'s>: From<&'s S>,
+    {
+        self.check_group()?;
+        let sock = SockRef::from(socket);
+        match self.group {
+            IpAddr::V4(_) => {
+                let interface = self.v4_interface()?;
+                if !interface.is_unspecified() {
+                    sock.set_multicast_if_v4(&interface)?;
+                }
+                if let Some(on) = self.loopback {
+                    sock.set_multicast_loop_v4(on)?;
+                }
+                if let Some(ttl) = self.ttl {
+                    sock.set_multicast_ttl_v4(ttl)?;
+                }
+            }
+            IpAddr::V6(_) => {
+                let index = self.v6_interface()?;
+                if index != 0 {
+                    sock.set_multicast_if_v6(index)?;
+                }
+                if let Some(on) = self.loopback {
+                    sock.set_multicast_loop_v6(on)?;
+                }
+                if let Some(hops) = self.ttl {
+                    sock.set_multicast_hops_v6(hops)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Join the group on `socket` and set the sending options.
+    pub fn join<'s, S>(&self, socket: &'s S) -> io::Result<()>
+    where
+        SockRef<'s>: From<&'s S>,
+    {
+        self.configure_sender(socket)?;
+        let sock = SockRef::from(socket);
+        match self.group {
+            IpAddr::V4(group) => sock.join_multicast_v4(&group, &self.v4_interface()?),
+            IpAddr::V6(group) => sock.join_multicast_v6(&group, self.v6_interface()?),
+        }
+    }
+
+    /// Leave the group on `socket`.
+    pub fn leave<'s, S>(&self, socket: &'s S) -> io::Result<()>
+    where
+        SockRef<'s>: From<&'s S>,
+    {
+        self.check_group()?;
+        let sock = SockRef::from(socket);
+        match self.group {
+            IpAddr::V4(group) => sock.leave_multicast_v4(&group, &self.v4_interface()?),
+            IpAddr::V6(group) => sock.leave_multicast_v6(&group, self.v6_interface()?),
+        }
+    }
+
+    /// A UDP socket that receives the group's datagrams sent to `port`: bound to the wildcard
+    /// address of the group's family with `SO_REUSEADDR` (and `SO_REUSEPORT` on Unix) so several
+    /// receivers on one host can share the port, `options` applied, and the group joined.
+    pub fn bind(&self, port: u16, options: &SocketOptions) -> io::Result<UdpSocket> {
+        self.check_group()?;
+        let wildcard: IpAddr = match self.group {
+            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let mut shared = options.clone();
+        shared.reuseaddr.get_or_insert(true);
+        #[cfg(unix)]
+        shared.reuseport.get_or_insert(true);
+        let socket = bind_udp(SocketAddr::new(wildcard, port), &shared)?;
+        self.join(&socket)?;
+        Ok(socket)
+    }
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn listen_connect_and_bind_apply_options() {
+        let opts = SocketOptions::new().reuseaddr(true).nodelay(true);
+        let listener = listen_tcp("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        assert!(SockRef::from(&listener).reuse_address().unwrap());
+        let mut client = connect_tcp(listener.local_addr().unwrap(), &opts).unwrap();
+        assert!(client.nodelay().unwrap());
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"hi").unwrap();
+        let mut got = [0u8; 2];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hi");
+
+        let udp = bind_udp("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        assert!(SockRef::from(&udp).reuse_address().unwrap());
+    }
+
+    #[test]
+    fn resolve_accepts_literals_and_brackets() {
+        assert_eq!(resolve("127.0.0.1", 80).unwrap(), ["127.0.0.1:80".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(resolve("[::1]", 81).unwrap(), ["[::1]:81".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn refuses_non_group_addresses_and_mismatched_interfaces() {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = Multicast::new("10.0.0.1".parse().unwrap()).join(&udp).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let err = Multicast::new("239.1.2.3".parse().unwrap())
+            .interface(MulticastInterface::Index(1))
+            .join(&udp)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,468 @@
+//! What the application holds: settings, the command handle, the per-event control, events.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use switchboard_proto::Machine;
+use switchboard_rt::SocketOptions;
+
+use crate::DriverError;
+
+/// How a driver runs one connection or socket.
+pub struct Settings<C> {
+    /// Options applied to the socket before the driver starts (and to every accepted stream).
+    pub socket: SocketOptions,
+    /// How many commands (and reader hand-offs) the handle's channel holds before
+    /// [`Handle::send`] blocks. Default 64.
+    pub command_capacity: usize,
+    /// Bytes the reader asks the socket for at a time (stream driver). Default 64 KiB.
+    pub read_chunk: usize,
+    /// After the machine finished, how long the stream driver may spend writing what it
+    /// transmitted and waiting for the peer's EOF before it cuts the connection. Default 2 s.
+    pub linger: Duration,
+    /// Datagram driver: where [`Output::Transmit`](switchboard_proto::Output::Transmit) bytes
+    /// go (each transmit is one datagram). Ignored by the stream driver.
+    pub default_destination: Option<SocketAddr>,
+    close: Option<Arc<dyn Fn() -> C + Send + Sync>>,
+}
+
+impl<C> Settings<C> {
+    /// Defaults: no socket options, 64 commands, 64 KiB reads, 2 s linger, no close command.
+    pub fn new() -> Self {
+        Settings {
+            socket: SocketOptions::new(),
+            command_capacity: 64,
+            read_chunk: 64 * 1024,
+            linger: Duration::from_secs(2),
+            default_destination: None,
+            close: None,
+        }
+    }
+
+    /// Set the socket options.
+    pub fn socket(mut self, options: SocketOptions) -> Self {
+        self.socket = options;
+        self
+    }
+
+    /// Set the command channel's capacity (at least 1).
+    pub fn command_capacity(mut self, capacity: usize) -> Self {
+        self.command_capacity = capacity.max(1);
+        self
+    }
+
+    /// Set the read size (at least 512 bytes).
+    pub fn read_chunk(mut self, bytes: usize) -> Self {
+        self.read_chunk = bytes.max(512);
+        self
+    }
+
+    /// Set the linger time.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Set the datagram driver's default destination.
+    pub fn default_destination(mut self, to: SocketAddr) -> Self {
+        self.default_destination = Some(to);
+        self
+    }
+
+    /// The command that asks the machine to finish cleanly (flush, then `Finished(Ok)`). The
+    /// driver sends it on [`Handle::close`], [`Control::close`], or when every [`Handle`] is
+    /// dropped. Without one, closing stops feeding the machine, writes what it already
+    /// transmitted and ends with `Ok`; output the machine still holds back (coalescing) is lost.
+    pub fn close_with(mut self, close: impl Fn() -> C + Send + Sync + 'static) -> Self {
+        self.close = Some(Arc::new(close));
+        self
+    }
+
+    pub(crate) fn close_command(&self) -> Option<C> {
+        self.close.as_ref().map(|f| f())
+    }
+}
+
+impl Settings<switchboard_proto::stage::Command> {
+    /// Defaults for a STAGE [`PacketConnection`](switchboard_proto::stage::PacketConnection):
+    /// closing sends `Command::Close`, so coalesced output is flushed first.
+    pub fn packet() -> Self {
+        Self::new().close_with(|| switchboard_proto::stage::Command::Close)
+    }
+}
+
+impl<C> Default for Settings<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C> Clone for Settings<C> {
+    fn clone(&self) -> Self {
+        Settings {
+            socket: self.socket.clone(),
+            command_capacity: self.command_capacity,
+            read_chunk: self.read_chunk,
+            linger: self.linger,
+            default_destination: self.default_destination,
+            close: self.close.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Settings<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("socket", &self.socket)
+            .field("command_capacity", &self.command_capacity)
+            .field("read_chunk", &self.read_chunk)
+            .field("linger", &self.linger)
+            .field("default_destination", &self.default_destination)
+            .field("close_command", &self.close.is_some())
+            .finish()
+    }
+}
+
+/// What reaches a driver thread on its bounded channel. Std channels cannot select, so the
+/// stream driver's reader and writer ring [`Msg::Wake`] here after posting their news on a
+/// channel of their own.
+pub(crate) enum Msg<C> {
+    Command(C),
+    Close,
+    HandlesDropped,
+    /// Socket news is waiting (stream driver).
+    Wake,
+    /// A received datagram (datagram driver).
+    Datagram(SocketAddr, Bytes),
+    /// The datagram reader failed.
+    ReadFailed(io::Error),
+}
+
+/// Counters shared by the driver, its threads and the handles.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) handles_dropped: AtomicBool,
+    pub(crate) bytes_read: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) queued: AtomicUsize,
+    pub(crate) max_queued: AtomicUsize,
+    pub(crate) commands: AtomicU64,
+    pub(crate) events: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn set_queued(&self, bytes: usize) {
+        self.queued.store(bytes, Ordering::Relaxed);
+        self.max_queued.fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Stats {
+        Stats {
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            max_queued: self.max_queued.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A snapshot of a driver's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes read from the socket (payload bytes for datagrams).
+    pub bytes_read: u64,
+    /// Bytes written to the socket (payload bytes for datagrams).
+    pub bytes_written: u64,
+    /// Bytes the machine transmitted that are not written yet.
+    pub queued: usize,
+    /// The most bytes that were ever waiting at once: stays near the machine's write budget
+    /// however slowly the peer reads.
+    pub max_queued: usize,
+    /// Commands fed to the machine.
+    pub commands: u64,
+    /// Events the machine reported.
+    pub events: u64,
+}
+
+pub(crate) struct HandleInner<C> {
+    tx: SyncSender<Msg<C>>,
+    shared: Arc<Shared>,
+}
+
+impl<C> Drop for HandleInner<C> {
+    fn drop(&mut self) {
+        // Never block in drop: if the channel is full, the flag tells the driver, which looks
+        // at it once it has taken every command sent before (the channel is FIFO).
+        self.shared.handles_dropped.store(true, Ordering::SeqCst);
+        let _ = self.tx.try_send(Msg::HandlesDropped);
+    }
+}
+
+/// Sends commands to a running machine from any thread. Cloning is cheap; when every clone is
+/// dropped the driver closes the connection gracefully (see [`Settings::close_with`]).
+pub struct Handle<C> {
+    inner: Arc<HandleInner<C>>,
+}
+
+impl<C> Clone for Handle<C> {
+    fn clone(&self) -> Self {
+        Handle { inner: self.inner.clone() }
+    }
+}
+
+impl<C> fmt::Debug for Handle<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("stats", &self.stats()).finish()
+    }
+}
+
+/// The driver has stopped; the command comes back.
+#[derive(thiserror::Error)]
+#[error("the driver has stopped")]
+pub struct Closed<C>(pub C);
+
+impl<C> fmt::Debug for Closed<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Closed(..)")
+    }
+}
+
+/// Why [`Handle::try_send`] did not take a command; the command comes back.
+#[derive(thiserror::Error)]
+pub enum TrySendError<C> {
+    /// The channel is full: the driver is applying backpressure.
+    #[error("the command channel is full")]
+    Full(C),
+    /// The driver has stopped.
+    #[error("the driver has stopped")]
+    Closed(C),
+}
+
+impl<C> fmt::Debug for TrySendError<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySendError::Full(_) => "Full(..)",
+            TrySendError::Closed(_) => "Closed(..)",
+        })
+    }
+}
+
+impl<C> Handle<C> {
+    pub(crate) fn new(tx: SyncSender<Msg<C>>, shared: Arc<Shared>) -> Self {
+        Handle { inner: Arc::new(HandleInner { tx, shared }) }
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<HandleInner<C>> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// Send a command. Blocks while the channel is full, which it stays while the machine's
+    /// written-but-unsent output is over its write budget (backpressure).
+    pub fn send(&self, command: C) -> Result<(), Closed<C>> {
+        self.inner.tx.send(Msg::Command(command)).map_err(|e| match e.0 {
+            Msg::Command(c) => Closed(c),
+            _ => unreachable!("the message sent was a command"),
+        })
+    }
+
+    /// Send a command if the channel has room now.
+    pub fn try_send(&self, command: C) -> Result<(), TrySendError<C>> {
+        self.inner.tx.try_send(Msg::Command(command)).map_err(|e| match e {
+            mpsc::TrySendError::Full(Msg::Command(c)) => TrySendError::Full(c),
+            mpsc::TrySendError::Disconnected(Msg::Command(c)) => TrySendError::Closed(c),
+            _ => unreachable!("the message sent was a command"),
+        })
+    }
+
+    /// Ask the driver to close gracefully after every command sent before. Returns `false` if
+    /// the driver has already stopped.
+    pub fn close(&self) -> bool {
+        self.inner.tx.send(Msg::Close).is_ok()
+    }
+
+    /// The driver's counters now.
+    pub fn stats(&self) -> Stats {
+        self.inner.shared.snapshot()
+    }
+}
+
+/// Where a [`Control`] gets a [`Handle`] from.
+pub(crate) enum HandleSource<C> {
+    /// Callback form: the control keeps a handle for the whole run, so handing out clones never
+    /// closes the connection when they are dropped.
+    Strong(Handle<C>),
+    /// The application (or the server) holds the handles; dropping them closes.
+    Weak(Weak<HandleInner<C>>, SyncSender<Msg<C>>),
+}
+
+/// What an event callback can do: queue commands for the machine, ask to close, and get a
+/// [`Handle`] for other threads. Commands queued here are fed right after the current drain,
+/// ahead of anything from the channel.
+pub struct Control<C> {
+    pub(crate) pending: VecDeque<C>,
+    pub(crate) close: bool,
+    source: HandleSource<C>,
+    shared: Arc<Shared>,
+    peer: Option<SocketAddr>,
+}
+
+impl<C> Control<C> {
+    pub(crate) fn new(source: HandleSource<C>, shared: Arc<Shared>, peer: Option<SocketAddr>) -> Self {
+        Control { pending: VecDeque::new(), close: false, source, shared, peer }
+    }
+
+    /// Queue a command for the machine.
+    pub fn send(&mut self, command: C) {
+        self.pending.push_back(command);
+    }
+
+    /// Close gracefully after the commands queued so far.
+    pub fn close(&mut self) {
+        self.close = true;
+    }
+
+    /// A handle to send commands from other threads.
+    pub fn handle(&mut self) -> Handle<C> {
+        match &self.source {
+            HandleSource::Strong(h) => h.clone(),
+            HandleSource::Weak(weak, tx) => match weak.upgrade() {
+                Some(inner) => Handle { inner },
+                // Every handle is gone, so the connection is closing already; a fresh one
+                // still reaches the driver until it stops.
+                None => Handle::new(tx.clone(), self.shared.clone()),
+            },
+        }
+    }
+
+    /// The peer's address, when the transport has one (TCP; the sender for datagrams is in the
+    /// machine's events).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The driver's counters now.
+    pub fn stats(&self) -> Stats {
+        self.shared.snapshot()
+    }
+}
+
+/// What the driver hands the application.
+#[derive(Debug)]
+pub enum Notice<E, X> {
+    /// An event from the machine.
+    Event(E),
+    /// The machine refused a command (the caller's fault); it is unchanged and goes on.
+    Refused(X),
+    /// The datagram driver could not send a datagram (UDP is lossy; the socket goes on).
+    Undeliverable {
+        /// Where it was going.
+        to: SocketAddr,
+        /// Why it failed.
+        error: io::Error,
+    },
+}
+
+impl<E, X> Notice<E, X> {
+    /// The event, if this is one.
+    pub fn event(self) -> Option<E> {
+        match self {
+            Notice::Event(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The events of a spawned driver. Iterating blocks until the next one and ends when the
+/// driver has stopped. The channel is unbounded so that a thread that sends commands before it
+/// reads events cannot deadlock with the driver: read events promptly.
+pub struct Events<E, X> {
+    pub(crate) rx: Receiver<Notice<E, X>>,
+}
+
+impl<E, X> Events<E, X> {
+    /// The next notice, waiting at most `timeout`. `Ok(None)`: the driver stopped.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Notice<E, X>>, Duration> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(n) => Ok(Some(n)),
+            Err(RecvTimeoutError::Disconnected) => Ok(None),
+            Err(RecvTimeoutError::Timeout) => Err(timeout),
+        }
+    }
+
+    /// The next notice if one is waiting.
+    pub fn try_recv(&self) -> Option<Notice<E, X>> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl<E, X> Iterator for Events<E, X> {
+    type Item = Notice<E, X>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.recv().ok()
+    }
+}
+
+impl<E, X> fmt::Debug for Events<E, X> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+/// The thread a spawned driver runs on.
+#[derive(Debug)]
+pub struct DriverThread<X: std::error::Error + 'static> {
+    pub(crate) thread: JoinHandle<Result<(), DriverError<X>>>,
+}
+
+impl<X: std::error::Error + 'static> DriverThread<X> {
+    /// Wait for the driver to stop and take its result. Drop (or close) the handles first, or
+    /// this waits until the machine finishes by itself.
+    pub fn join(self) -> Result<(), DriverError<X>> {
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Whether the driver has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+/// A machine running on its own driver thread.
+pub struct Running<M: Machine> {
+    /// Sends commands; dropping every clone closes the connection.
+    pub handle: Handle<M::Command>,
+    /// The machine's events, and commands it refused.
+    pub events: Events<M::Event, M::Error>,
+    /// The driver thread, for its final result.
+    pub driver: DriverThread<M::Error>,
+}
+
+impl<M: Machine> fmt::Debug for Running<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running").field("handle", &self.handle).field("driver", &self.driver).finish()
+    }
+}
+
+impl<M: Machine> Running<M> {
+    /// Drop the handle (closing gracefully), discard unread events, and wait for the result.
+    pub fn close_and_join(self) -> Result<(), DriverError<M::Error>> {
+        let Running { handle, events, driver } = self;
+        drop(handle);
+        drop(events);
+        driver.join()
+    }
+}

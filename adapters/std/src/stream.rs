@@ -1,0 +1,612 @@
+//! The stream driver: one machine over one [`BlockingStream`], on three threads.
+//!
+//! * The **driver thread** owns the [`Pump`] (and so the machine). It never blocks on the
+//!   socket: it waits in `recv_timeout` on one channel, until the machine's deadline.
+//! * The **reader thread** reads into a [`BytesMut`] and sends the buffer itself to the driver
+//!   on that channel, then waits for it to come back (ping-pong: frames stay slices of the
+//!   receive buffer, nothing is copied). While the write queue is over the machine's budget the
+//!   driver keeps the buffer, so the reader stops and the peer's sends back up in the kernel.
+//! * The **writer thread** takes the whole write queue in one move (the `Bytes` the machine
+//!   transmitted, no copies), writes it with blocking vectored writes and reports back. A peer
+//!   that stops reading blocks only this thread, so reads, commands and timers go on.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::mem;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant as StdInstant;
+
+use bytes::BytesMut;
+use switchboard_proto::driver::{Pump, WriteQueue};
+use switchboard_proto::{Input, Machine};
+use switchboard_rt::Clock;
+
+use crate::handle::{Control, DriverThread, Events, Handle, HandleSource, Msg, Notice, Running, Settings, Shared};
+use crate::{BlockingStream, DriverError};
+
+/// At most this many buffers go into one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// The channel every message to a driver thread travels on, and the counters it shares.
+pub(crate) struct Link<C> {
+    pub(crate) tx: SyncSender<Msg<C>>,
+    pub(crate) rx: Receiver<Msg<C>>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<C> Link<C> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        Link { tx, rx, shared: Arc::new(Shared::default()) }
+    }
+
+    /// The first handle; the driver learns when it and all its clones are dropped.
+    pub(crate) fn handle(&self) -> Handle<C> {
+        Handle::new(self.tx.clone(), self.shared.clone())
+    }
+
+    pub(crate) fn weak_source(&self, handle: &Handle<C>) -> HandleSource<C> {
+        HandleSource::Weak(handle.downgrade(), self.tx.clone())
+    }
+}
+
+pub(crate) fn spawn_named<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<thread::JoinHandle<T>> {
+    thread::Builder::new().name(name.to_string()).spawn(f)
+}
+
+/// A stream with its reader and writer halves, options applied, ready to drive.
+pub(crate) struct StreamCore<S, C> {
+    stream: S,
+    reader: S,
+    writer: S,
+    settings: Settings<C>,
+    pub(crate) link: Link<C>,
+    peer: Option<SocketAddr>,
+}
+
+impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
+    pub(crate) fn new(stream: S, settings: Settings<C>) -> io::Result<Self> {
+        stream.apply(&settings.socket)?;
+        let reader = stream.try_clone()?;
+        let writer = stream.try_clone()?;
+        let peer = stream.peer_addr();
+        let link = Link::new(settings.command_capacity);
+        Ok(StreamCore { stream, reader, writer, settings, link, peer })
+    }
+
+    /// Drive `machine` on this thread until it finishes and the socket is closed.
+    pub(crate) fn run<M, H>(self, machine: M, source: HandleSource<C>, handler: H) -> Result<(), DriverError<M::Error>>
+    where
+        M: Machine<Command = C>,
+        H: FnMut(Notice<M::Event, M::Error>, &mut Control<C>),
+    {
+        let StreamCore { stream, reader, writer, settings, link, peer } = self;
+        let Link { tx, rx, shared } = link;
+        let (buf_tx, buf_rx) = mpsc::channel::<BytesMut>();
+        let (batch_tx, batch_rx) = mpsc::channel::<WriteQueue>();
+        let (io_tx, io_rx) = mpsc::channel::<IoNews>();
+
+        let reader_thread = {
+            let (io_tx, wake, shared, chunk) = (io_tx.clone(), tx.clone(), shared.clone(), settings.read_chunk);
+            spawn_named("switchboard-read", move || read_loop(reader, io_tx, wake, buf_rx, chunk, &shared))?
+        };
+        let writer_thread = {
+            let wake = tx.clone();
+            spawn_named("switchboard-write", move || write_loop(writer, batch_rx, io_tx, wake))
+        };
+        let writer_thread = match writer_thread {
+            Ok(t) => t,
+            Err(e) => {
+                // Wake the reader and let it go before reporting.
+                let _ = stream.shutdown(Shutdown::Both);
+                drop((rx, buf_tx));
+                let _ = reader_thread.join();
+                return Err(DriverError::Io(e));
+            }
+        };
+
+        let control = Control::new(source, shared.clone(), peer);
+        let mut driver = StreamLoop {
+            pump: Pump::new(machine),
+            handler,
+            control,
+            clock: Clock::new(),
+            shared,
+            settings,
+            stream: &stream,
+            rx,
+            buf_tx,
+            batch_tx,
+            io_rx,
+            in_flight: 0,
+            spare: WriteQueue::new(),
+            held: None,
+            read_blocked: false,
+            reader_done: false,
+            close_requested: false,
+            close_sent: false,
+            abandoned: false,
+            write_shut: false,
+            linger_until: None,
+            failure: None,
+        };
+        driver.run();
+        let result = driver.result();
+
+        // Teardown: wake every blocked thread (a write the peer never took, a read that would
+        // never end), drop the channels they wait on, and join them so nothing leaks.
+        let _ = stream.shutdown(Shutdown::Both);
+        let StreamLoop { rx, io_rx, buf_tx, batch_tx, held, .. } = driver;
+        drop((rx, io_rx, buf_tx, batch_tx, held, tx));
+        let _ = writer_thread.join();
+        let _ = reader_thread.join();
+        result
+    }
+}
+
+/// Run `machine` over `stream` on the current thread, calling `handler` for every event, until
+/// the machine finishes (or the socket fails) and the socket is shut down.
+///
+/// The handler runs on this thread between inputs; commands it queues through its [`Control`]
+/// are fed right after. To close, call [`Control::close`] (see [`Settings::close_with`]).
+pub fn run<M, S, H>(
+    stream: S,
+    machine: M,
+    settings: Settings<M::Command>,
+    handler: H,
+) -> Result<(), DriverError<M::Error>>
+where
+    M: Machine,
+    M::Command: Send + 'static,
+    S: BlockingStream,
+    H: FnMut(Notice<M::Event, M::Error>, &mut Control<M::Command>),
+{
+    let core = StreamCore::new(stream, settings)?;
+    let handle = core.link.handle();
+    core.run(machine, HandleSource::Strong(handle), handler)
+}
+
+/// Run `machine` over `stream` on a new thread. Send commands through the returned
+/// [`Handle`] (dropping every clone closes gracefully), read events from [`Events`], and take
+/// the final result from [`DriverThread::join`].
+pub fn spawn<M, S>(stream: S, machine: M, settings: Settings<M::Command>) -> io::Result<Running<M>>
+where
+    M: Machine + Send + 'static,
+    M::Command: Send + 'static,
+    M::Event: Send + 'static,
+    M::Error: Send + 'static,
+    S: BlockingStream,
+{
+    let core = StreamCore::new(stream, settings)?;
+    let handle = core.link.handle();
+    let source = core.link.weak_source(&handle);
+    let (events_tx, events_rx) = mpsc::channel();
+    let thread = spawn_named("switchboard-conn", move || {
+        core.run(machine, source, move |notice, _| {
+            // Nobody listening is fine: the application dropped its events on purpose.
+            let _ = events_tx.send(notice);
+        })
+    })?;
+    Ok(Running { handle, events: Events { rx: events_rx }, driver: DriverThread { thread } })
+}
+
+/// What the reader and writer threads tell the driver, on a channel of its own so the driver
+/// can wait for socket news alone while it takes no commands (backpressure).
+enum IoNews {
+    /// The reader's buffer with new bytes appended; the reader waits for it to come back.
+    Read(BytesMut),
+    Eof,
+    ReadFailed(io::Error),
+    /// The writer wrote a whole batch and gives the emptied queue back.
+    Written {
+        queue: WriteQueue,
+        written: usize,
+    },
+    WriteFailed {
+        error: io::Error,
+        written: usize,
+    },
+}
+
+struct StreamLoop<'s, M: Machine, H, S> {
+    pump: Pump<M>,
+    handler: H,
+    control: Control<M::Command>,
+    clock: Clock,
+    shared: Arc<Shared>,
+    settings: Settings<M::Command>,
+    stream: &'s S,
+    rx: Receiver<Msg<M::Command>>,
+    buf_tx: mpsc::Sender<BytesMut>,
+    batch_tx: mpsc::Sender<WriteQueue>,
+    io_rx: Receiver<IoNews>,
+    /// Bytes handed to the writer and not reported written yet.
+    in_flight: usize,
+    /// The writer's last emptied queue, reused so steady state does not allocate.
+    spare: WriteQueue,
+    /// The receive buffer, kept from the reader while over budget (backpressure).
+    held: Option<BytesMut>,
+    /// The last read made the machine transmit: while over budget, stop reading.
+    read_blocked: bool,
+    /// The reader saw EOF or failed: no more bytes will come.
+    reader_done: bool,
+    close_requested: bool,
+    close_sent: bool,
+    /// Closed without a close command: the machine is no longer fed.
+    abandoned: bool,
+    write_shut: bool,
+    linger_until: Option<StdInstant>,
+    failure: Option<DriverError<M::Error>>,
+}
+
+impl<M, H, S> StreamLoop<'_, M, H, S>
+where
+    M: Machine,
+    H: FnMut(Notice<M::Event, M::Error>, &mut Control<M::Command>),
+    S: BlockingStream,
+{
+    fn run(&mut self) {
+        self.drain();
+        loop {
+            while let Ok(news) = self.io_rx.try_recv() {
+                self.on_io(news);
+            }
+            if self.failure.is_some() {
+                return;
+            }
+            self.on_time();
+            self.feed_pending();
+            self.on_close();
+            self.give_back_buffer();
+            self.hand_to_writer();
+            if self.pump.next_datagram().is_some() {
+                self.failure = Some(DriverError::DatagramOnStream);
+                return;
+            }
+            let queued = self.queued();
+            self.shared.set_queued(queued);
+            if self.ended() {
+                let until = *self.linger_until.get_or_insert_with(|| StdInstant::now() + self.settings.linger);
+                if queued == 0 && !self.write_shut {
+                    // Everything transmitted is written: now the peer may see EOF.
+                    let _ = self.stream.shutdown(Shutdown::Write);
+                    self.write_shut = true;
+                }
+                if (self.write_shut && self.reader_done) || StdInstant::now() >= until {
+                    return;
+                }
+            }
+            self.wait();
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.pump.is_finished() || self.abandoned
+    }
+
+    fn queued(&mut self) -> usize {
+        self.in_flight + self.pump.writes().len()
+    }
+
+    /// Whether to read and take commands: not ended, and queued output under the budget.
+    fn can_take(&mut self) -> bool {
+        !self.ended() && self.queued() < self.pump.machine().write_budget()
+    }
+
+    fn drain(&mut self) {
+        let now = self.clock.now();
+        let StreamLoop { pump, handler, control, shared, .. } = self;
+        pump.drain(now, |e| {
+            shared.events.fetch_add(1, Ordering::Relaxed);
+            handler(Notice::Event(e), control)
+        });
+    }
+
+    fn feed(&mut self, input: Input<'_, M::Command>) {
+        let now = self.clock.now();
+        let StreamLoop { pump, handler, control, shared, .. } = self;
+        let refused = pump.input(now, input, |e| {
+            shared.events.fetch_add(1, Ordering::Relaxed);
+            handler(Notice::Event(e), control)
+        });
+        if let Err(e) = refused {
+            handler(Notice::Refused(e), control);
+        }
+    }
+
+    fn command(&mut self, command: M::Command) {
+        self.shared.commands.fetch_add(1, Ordering::Relaxed);
+        self.feed(Input::Command(command));
+    }
+
+    fn on_time(&mut self) {
+        if !self.ended() && self.pump.deadline().is_some_and(|d| self.clock.now() >= d) {
+            self.feed(Input::Timeout);
+        }
+    }
+
+    fn feed_pending(&mut self) {
+        if self.ended() {
+            self.control.pending.clear();
+            return;
+        }
+        while self.can_take() {
+            match self.control.pending.pop_front() {
+                Some(c) => self.command(c),
+                None => break,
+            }
+        }
+    }
+
+    fn on_close(&mut self) {
+        self.close_requested |= mem::take(&mut self.control.close);
+        if self.close_requested && !self.close_sent && self.control.pending.is_empty() && self.can_take() {
+            self.close_sent = true;
+            match self.settings.close_command() {
+                Some(close) => self.command(close),
+                None => self.abandoned = true,
+            }
+        }
+    }
+
+    fn give_back_buffer(&mut self) {
+        let Some(mut buf) = self.held.take() else { return };
+        if self.ended() {
+            // Drain what the peer still sends until its EOF; the machine is done with it.
+            buf.clear();
+        } else if self.read_blocked && !self.can_take() {
+            self.held = Some(buf);
+            return;
+        }
+        // A reader that already stopped does not need it back.
+        let _ = self.buf_tx.send(buf);
+    }
+
+    fn hand_to_writer(&mut self) {
+        if self.in_flight == 0 && !self.write_shut && !self.pump.writes().is_empty() {
+            let batch = mem::replace(self.pump.writes(), mem::take(&mut self.spare));
+            self.in_flight = batch.len();
+            if self.batch_tx.send(batch).is_err() {
+                self.failure =
+                    Some(DriverError::Io(io::Error::new(io::ErrorKind::BrokenPipe, "writer thread stopped")));
+            }
+        }
+    }
+
+    fn on_io(&mut self, news: IoNews) {
+        match news {
+            IoNews::Read(mut buf) => {
+                if self.ended() {
+                    self.held = Some(buf);
+                    return;
+                }
+                let before = self.queued();
+                self.feed(Input::Stream(&mut buf));
+                // A read that made the machine transmit counts against the budget: over it, the
+                // buffer stays here and the reader stops. A read that transmitted nothing cannot
+                // grow the queue, so reading goes on; that keeps two peers that both send more
+                // than they read (an echo and its client) from waiting on each other forever.
+                self.read_blocked = self.queued() > before;
+                self.held = Some(buf);
+            }
+            IoNews::Eof => {
+                self.reader_done = true;
+                if !self.ended() {
+                    self.feed(Input::Eof);
+                }
+            }
+            IoNews::ReadFailed(error) => {
+                self.reader_done = true;
+                if !self.ended() {
+                    self.failure.get_or_insert(DriverError::Io(error));
+                }
+            }
+            IoNews::Written { queue, written } => {
+                self.in_flight = 0;
+                self.spare = queue;
+                self.shared.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
+            }
+            IoNews::WriteFailed { error, written } => {
+                self.in_flight = 0;
+                self.shared.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
+                self.failure.get_or_insert(DriverError::Io(error));
+            }
+        }
+    }
+
+    fn on_msg(&mut self, msg: Msg<M::Command>) {
+        match msg {
+            Msg::Command(c) => {
+                if !self.ended() {
+                    self.command(c);
+                }
+            }
+            Msg::Close | Msg::HandlesDropped => self.close_requested = true,
+            // Datagram news is the datagram driver's; the stream reader reports on `io_rx`.
+            Msg::Wake | Msg::Datagram(..) | Msg::ReadFailed(_) => {}
+        }
+    }
+
+    /// Wait for the next thing that can make progress, at most until the deadline.
+    fn wait(&mut self) {
+        let deadline = match self.ended() {
+            true => self.linger_until,
+            false => self.pump.deadline().map(|d| self.clock.to_std(d)),
+        };
+        if self.can_take() {
+            // Commands, and the doorbell the reader and writer ring after each piece of news.
+            let msg = match self.rx.try_recv() {
+                Ok(msg) => Some(msg),
+                Err(TryRecvError::Empty) => {
+                    // Every command sent before the last handle went is taken: close now.
+                    if !self.close_requested && self.shared.handles_dropped.load(Ordering::SeqCst) {
+                        self.close_requested = true;
+                        return;
+                    }
+                    match deadline {
+                        Some(t) => self.rx.recv_timeout(t.saturating_duration_since(StdInstant::now())).ok(),
+                        None => self.rx.recv().ok(),
+                    }
+                }
+                Err(TryRecvError::Disconnected) => None,
+            };
+            if let Some(msg) = msg {
+                self.on_msg(msg);
+            }
+            return;
+        }
+        if self.ended() {
+            // Nobody needs to wait on a finished machine: refuse queued commands at once.
+            while let Ok(msg) = self.rx.try_recv() {
+                drop(msg);
+            }
+        }
+        // Over budget (or ended): take no commands; only the socket can make progress.
+        let news = match deadline {
+            Some(t) => match self.io_rx.recv_timeout(t.saturating_duration_since(StdInstant::now())) {
+                Ok(news) => Some(news),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.threads_gone(),
+            },
+            None => match self.io_rx.recv() {
+                Ok(news) => Some(news),
+                Err(_) => return self.threads_gone(),
+            },
+        };
+        if let Some(news) = news {
+            self.on_io(news);
+        }
+    }
+
+    fn threads_gone(&mut self) {
+        self.in_flight = 0;
+        self.reader_done = true;
+        self.failure
+            .get_or_insert(DriverError::Io(io::Error::new(io::ErrorKind::BrokenPipe, "socket threads stopped")));
+    }
+
+    /// The connection's outcome: the machine's error first (it says why), then an I/O failure,
+    /// then output that never made it out.
+    fn result(&mut self) -> Result<(), DriverError<M::Error>> {
+        if let Some(Err(e)) = self.pump.take_result() {
+            return Err(DriverError::Machine(e));
+        }
+        if let Some(failure) = self.failure.take() {
+            return Err(failure);
+        }
+        match self.queued() {
+            0 => Ok(()),
+            unsent => Err(DriverError::Unflushed { unsent }),
+        }
+    }
+}
+
+/// The reader thread: read into the buffer, hand it to the driver, wait for it to come back.
+///
+/// The buffer is `buf` (bytes the machine has not consumed yet, then the new ones) followed by
+/// `spare`, already-zeroed room in the same allocation that the next read fills. Reading into
+/// `spare` and re-joining it with `unsplit` is O(1), and zeroing happens once per allocation
+/// instead of once per read (safe Rust cannot read into uninitialised memory).
+fn read_loop<S: Read, C>(
+    mut stream: S,
+    news: mpsc::Sender<IoNews>,
+    wake: SyncSender<Msg<C>>,
+    returned: Receiver<BytesMut>,
+    chunk: usize,
+    shared: &Shared,
+) {
+    let tell = |n: IoNews| {
+        let sent = news.send(n).is_ok();
+        // A full channel means the driver is busy with messages and checks its news each turn.
+        let _ = wake.try_send(Msg::Wake);
+        sent
+    };
+    let mut buf = BytesMut::new();
+    let mut spare = BytesMut::new();
+    loop {
+        if spare.len() < chunk / 4 {
+            // Grow by at least what is buffered, so a frame much larger than `chunk` is
+            // copied O(log n) times, not O(n / chunk).
+            let keep = buf.len();
+            let mut fresh = BytesMut::zeroed(keep + chunk.max(keep));
+            fresh[..keep].copy_from_slice(&buf);
+            spare = fresh.split_off(keep);
+            buf = fresh;
+        }
+        match stream.read(&mut spare[..]) {
+            Ok(0) => {
+                tell(IoNews::Eof);
+                return;
+            }
+            Ok(n) => {
+                shared.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                buf.unsplit(spare.split_to(n));
+                if !tell(IoNews::Read(mem::take(&mut buf))) {
+                    return;
+                }
+                match returned.recv() {
+                    Ok(back) => buf = back,
+                    Err(_) => return,
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tell(IoNews::ReadFailed(e));
+                return;
+            }
+        }
+    }
+}
+
+/// The writer thread: write each batch fully, report, ring the driver's doorbell.
+fn write_loop<S: Write, C>(
+    mut stream: S,
+    batches: Receiver<WriteQueue>,
+    news: mpsc::Sender<IoNews>,
+    wake: SyncSender<Msg<C>>,
+) {
+    for mut batch in batches {
+        let total = batch.len();
+        let outcome = write_queue(&mut stream, &mut batch);
+        let written = total - batch.len();
+        let failed = outcome.is_err();
+        let report = match outcome {
+            Ok(()) => IoNews::Written { queue: batch, written },
+            Err(error) => IoNews::WriteFailed { error, written },
+        };
+        if news.send(report).is_err() {
+            return;
+        }
+        let _ = wake.try_send(Msg::Wake);
+        if failed {
+            return;
+        }
+    }
+}
+
+fn write_queue<S: Write>(stream: &mut S, queue: &mut WriteQueue) -> io::Result<()> {
+    while !queue.is_empty() {
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, chunk) in slices.iter_mut().zip(queue.chunks()) {
+                *slot = IoSlice::new(chunk);
+                count += 1;
+            }
+            stream.write_vectored(&slices[..count])
+        };
+        match written {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes")),
+            Ok(n) => queue.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! The stream driver over real TCP and Unix sockets.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{finished_channel, frame, numbered, Echo, GUARD};
+use switchboard_proto::stage::{self, Command, Event, FramingConfig, PacketConnection};
+use switchboard_proto::{Blame, Fault, Machine};
+use switchboard_std::{
+    net, run, serve, socketpair, spawn, Control, DriverError, Notice, Running, Settings, SocketOptions,
+};
+
+/// Frame bodies of many sizes, so frames straddle reads and writes.
+const SIZES: [usize; 8] = [4, 5, 17, 300, 1500, 4096, 8000, 40_000];
+
+fn echo_server(config: FramingConfig) -> (switchboard_std::Server, mpsc::Receiver<common::Finished>) {
+    let (finished, results) = finished_channel();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = serve(
+        listener,
+        Settings::packet().socket(SocketOptions::new().nodelay(true)),
+        move |_| PacketConnection::new(config),
+        move |_| Echo { finished: finished.clone() },
+    )
+    .unwrap();
+    (server, results)
+}
+
+/// Send `count` numbered frames of the test sizes and check every echo, in order.
+fn exchange(client: &mut Running<PacketConnection>, count: u32) {
+    let sender = client.handle.clone();
+    let producer = thread::spawn(move || {
+        for i in 0..count {
+            sender.send(Command::SendBody(numbered(i, SIZES[i as usize % SIZES.len()]))).unwrap();
+        }
+    });
+    for i in 0..count {
+        let notice = client.events.recv_timeout(GUARD).expect("echo in time").expect("driver running");
+        let Notice::Event(Event::Frame(echo)) = notice else { panic!("unexpected {notice:?}") };
+        assert_eq!(echo, frame(&numbered(i, SIZES[i as usize % SIZES.len()])), "frame {i}");
+    }
+    producer.join().unwrap();
+}
+
+#[test]
+fn tcp_packet_echo() {
+    let config = FramingConfig::packet(64 * 1024, 0);
+    let (server, results) = echo_server(config);
+    let stream = TcpStream::connect(server.local_addr()).unwrap();
+    let mut client = spawn(stream, PacketConnection::new(config), Settings::packet()).unwrap();
+    exchange(&mut client, 400);
+    let stats = client.handle.stats();
+    let total: usize = (0..400).map(|i| SIZES[i % SIZES.len()] + 4).sum();
+    assert_eq!(stats.bytes_read, total as u64, "every byte sent came back");
+    assert_eq!(stats.events, 400);
+    client.close_and_join().unwrap();
+    let (_, result) = results.recv_timeout(GUARD).unwrap();
+    result.unwrap();
+    server.shutdown();
+}
+
+#[test]
+fn unix_socketpair_echo_with_callback_driver() {
+    let config = FramingConfig::packet(64 * 1024, 64 * 1024);
+    let (a, b) = socketpair(&SocketOptions::new()).unwrap();
+    // The echo side runs in callback form on its own thread.
+    let echo = thread::spawn(move || {
+        run(a, PacketConnection::new(config), Settings::packet(), |notice, control: &mut Control<Command>| {
+            if let Notice::Event(Event::Frame(frame)) = notice {
+                control.send(Command::Send(frame));
+            }
+        })
+    });
+    let mut client = spawn(b, PacketConnection::new(config), Settings::packet()).unwrap();
+    exchange(&mut client, 300);
+    client.close_and_join().unwrap();
+    echo.join().unwrap().unwrap();
+}
+
+#[test]
+fn expire_timer_closes_an_idle_connection() {
+    let config = FramingConfig::packet(1024, 0).with_expire(Some(Duration::from_millis(30)));
+    let (server, results) = echo_server(config);
+    // The client never sends; it only sees the server go.
+    let stream = TcpStream::connect(server.local_addr()).unwrap();
+    let client = spawn(stream, PacketConnection::new(FramingConfig::packet(1024, 0)), Settings::packet()).unwrap();
+    let (_, result) = results.recv_timeout(GUARD).expect("the idle connection ends");
+    match result {
+        Err(DriverError::Machine(stage::Error::Expired { idle })) => assert_eq!(idle, Duration::from_millis(30)),
+        other => panic!("expected Expired, got {other:?}"),
+    }
+    // The client saw a clean EOF.
+    let Running { handle, driver, .. } = client;
+    driver.join().unwrap();
+    drop(handle);
+    server.shutdown();
+}
+
+#[test]
+fn commit_coalesces_frames_into_one_write() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let bodies: Vec<Bytes> = (0..10).map(|i| numbered(i, 20 + i as usize)).collect();
+    let expected: Vec<u8> = bodies.iter().flat_map(|b| frame(b).to_vec()).collect();
+
+    // A commit interval far longer than the test: only Flush can send.
+    let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut held_peer, _) = listener.accept().unwrap();
+    let config = FramingConfig::packet(1024, 4096).with_commit(Duration::from_secs(3600));
+    let held = spawn(stream, PacketConnection::new(config), Settings::packet()).unwrap();
+    for body in &bodies {
+        held.handle.send(Command::SendBody(body.clone())).unwrap();
+    }
+    // Wait until the driver took all ten (the guard only stops a hang).
+    let start = std::time::Instant::now();
+    while held.handle.stats().commands < 10 {
+        assert!(start.elapsed() < GUARD, "driver never took the commands");
+        thread::yield_now();
+    }
+    assert_eq!(held.handle.stats().bytes_written, 0, "coalesced frames wait for the commit");
+    held.handle.send(Command::Flush).unwrap();
+    let mut got = vec![0u8; expected.len()];
+    held_peer.read_exact(&mut got).unwrap();
+    assert_eq!(got, expected);
+
+    // With a short commit the timer flushes by itself.
+    let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut timed_peer, _) = listener.accept().unwrap();
+    let config = FramingConfig::packet(1024, 4096).with_commit(Duration::from_millis(20));
+    let timed = spawn(stream, PacketConnection::new(config), Settings::packet()).unwrap();
+    for body in &bodies {
+        timed.handle.send(Command::SendBody(body.clone())).unwrap();
+    }
+    let mut got = vec![0u8; expected.len()];
+    timed_peer.read_exact(&mut got).unwrap();
+    assert_eq!(got, expected);
+
+    for (running, peer) in [(held, held_peer), (timed, timed_peer)] {
+        peer.shutdown(Shutdown::Write).unwrap();
+        running.close_and_join().unwrap();
+    }
+}
+
+#[test]
+fn backpressure_blocks_the_sender_instead_of_growing_memory() {
+    let small = SocketOptions::new().send_buffer(4096).recv_buffer(4096);
+    let listener = net::listen_tcp("127.0.0.1:0".parse().unwrap(), &small).unwrap();
+    let stream = net::connect_tcp(listener.local_addr().unwrap(), &small).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+
+    const FRAMES: u32 = 2000;
+    const BODY: usize = 1000;
+    let config = FramingConfig::packet(64 * 1024, 0);
+    let budget = PacketConnection::new(config).write_budget();
+    let client = spawn(stream, PacketConnection::new(config), Settings::packet().socket(small)).unwrap();
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let producer = {
+        let (handle, sent) = (client.handle.clone(), sent.clone());
+        thread::spawn(move || {
+            for i in 0..FRAMES {
+                handle.send(Command::SendBody(numbered(i, BODY))).unwrap();
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // The peer reads nothing until the driver stopped taking input at its budget.
+    let start = std::time::Instant::now();
+    while client.handle.stats().queued < budget {
+        assert!(start.elapsed() < GUARD, "the queue never reached the budget");
+        thread::yield_now();
+    }
+    assert!(
+        sent.load(Ordering::SeqCst) < FRAMES as usize,
+        "2 MB cannot fit in the budget, the channel and 8 KiB of socket buffers: the sender must be blocked"
+    );
+
+    let mut got = vec![0u8; FRAMES as usize * (BODY + 4)];
+    peer.read_exact(&mut got).unwrap();
+    producer.join().unwrap();
+    for (i, chunk) in got.chunks(BODY + 4).enumerate() {
+        assert_eq!(chunk, &frame(&numbered(i as u32, BODY))[..], "frame {i}");
+    }
+    let stats = client.handle.stats();
+    assert!(stats.max_queued <= budget + BODY + 4, "queued {} over budget {budget} + one frame", stats.max_queued);
+    peer.shutdown(Shutdown::Write).unwrap();
+    client.close_and_join().unwrap();
+}
+
+#[test]
+fn graceful_close_delivers_every_frame_in_flight() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    let config = FramingConfig::packet(64 * 1024, 8192);
+    // The receiving side counts frames until the sender's EOF finishes it.
+    let receiver = thread::spawn(move || {
+        let mut frames = Vec::new();
+        run(peer, PacketConnection::new(config), Settings::packet(), |notice, _: &mut Control<Command>| {
+            if let Notice::Event(Event::Frame(f)) = notice {
+                frames.push(f);
+            }
+        })
+        .map(|()| frames)
+    });
+    let client = spawn(stream, PacketConnection::new(config), Settings::packet()).unwrap();
+    const FRAMES: u32 = 3000;
+    for i in 0..FRAMES {
+        client.handle.send(Command::SendBody(numbered(i, SIZES[i as usize % 6]))).unwrap();
+    }
+    // Close at once, with most frames still queued or coalesced.
+    client.close_and_join().unwrap();
+    let frames = receiver.join().unwrap().unwrap();
+    assert_eq!(frames.len(), FRAMES as usize);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f, &frame(&numbered(i as u32, SIZES[i % 6])), "frame {i}");
+    }
+}
+
+#[test]
+fn server_shutdown_closes_connections_gracefully() {
+    let config = FramingConfig::packet(64 * 1024, 0);
+    let (server, results) = echo_server(config);
+    let stream = TcpStream::connect(server.local_addr()).unwrap();
+    let mut client = spawn(stream, PacketConnection::new(config), Settings::packet()).unwrap();
+    exchange(&mut client, 20);
+    server.shutdown();
+    let (_, result) = results.recv_timeout(GUARD).unwrap();
+    result.unwrap();
+    // The client saw the server's EOF and finished cleanly by itself.
+    let Running { handle, events, driver } = client;
+    assert!(events.count() == 0, "no echoes after the ones exchanged");
+    driver.join().unwrap();
+    drop(handle);
+}
+
+#[test]
+fn bad_header_closes_only_that_connection_with_the_typed_error() {
+    let config = FramingConfig::packet(64 * 1024, 0);
+    let (server, results) = echo_server(config);
+    let good_stream = TcpStream::connect(server.local_addr()).unwrap();
+    let mut good = spawn(good_stream, PacketConnection::new(config), Settings::packet()).unwrap();
+    exchange(&mut good, 5);
+
+    let mut bad = TcpStream::connect(server.local_addr()).unwrap();
+    let bad_addr = bad.local_addr().unwrap();
+    bad.write_all(&frame(b"fine")).unwrap();
+    let mut echo = [0u8; 8];
+    bad.read_exact(&mut echo).unwrap();
+    assert_eq!(echo, frame(b"fine")[..]);
+    bad.write_all(&[2, 0, 0, 0]).unwrap(); // announces 2 bytes: shorter than its own header
+    let mut rest = Vec::new();
+    bad.read_to_end(&mut rest).unwrap(); // the server closes: EOF
+    assert!(rest.is_empty());
+    drop(bad);
+    let (peer, result) = results.recv_timeout(GUARD).unwrap();
+    assert_eq!(peer, bad_addr);
+    let err = result.unwrap_err();
+    assert!(matches!(err, DriverError::Machine(stage::Error::LengthTooShort { len: 2 })), "{err:?}");
+    assert_eq!(err.fault(), Fault::Peer);
+
+    // The other connection goes on.
+    exchange(&mut good, 5);
+    good.close_and_join().unwrap();
+    results.recv_timeout(GUARD).unwrap().1.unwrap();
+    server.shutdown();
+}
+
+#[test]
+fn refused_command_is_reported_and_the_connection_goes_on() {
+    let (a, b) = socketpair(&SocketOptions::new()).unwrap();
+    let config = FramingConfig::packet(1024, 64);
+    let sender = spawn(a, PacketConnection::new(config), Settings::packet()).unwrap();
+    let receiver = spawn(b, PacketConnection::new(config), Settings::packet()).unwrap();
+    sender.handle.send(Command::SendBody(Bytes::from(vec![0u8; 100]))).unwrap();
+    match sender.events.recv_timeout(GUARD).unwrap() {
+        Some(Notice::Refused(e)) => {
+            assert!(matches!(e, stage::Error::OutgoingTooLarge { len: 104, max: 64 }));
+            assert_eq!(e.fault(), Fault::Caller);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    sender.handle.send(Command::SendBody(Bytes::from_static(b"ok"))).unwrap();
+    let got = receiver.events.recv_timeout(GUARD).unwrap().and_then(Notice::event);
+    assert_eq!(got, Some(Event::Frame(frame(b"ok"))));
+    sender.close_and_join().unwrap();
+    receiver.close_and_join().unwrap();
+}

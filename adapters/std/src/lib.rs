@@ -102,6 +102,7 @@
 mod datagram;
 mod error;
 mod handle;
+pub mod kcom;
 mod server;
 mod stream;
 mod transport;

@@ -368,7 +368,7 @@ impl Listener {
 
         // Data flows once the receiver's hello checked out; if the driver stops first (bad
         // magic, timeout), the events end and the join below says why.
-        let ready = (&mut events).any(|n| matches!(n, Notice::Event(SenderEvent::Ready)));
+        let ready = events.any(|n| matches!(n, Notice::Event(SenderEvent::Ready)));
         let mut fed = Ok(());
         if ready {
             fed = feed(&handle, &mut source, len, self.options.chunk, &mut progress);

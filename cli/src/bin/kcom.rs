@@ -109,7 +109,8 @@ fn parse(args: &[String], role: Role) -> Result<Args, Failure> {
     let mut port = None;
     let mut address = None;
     let mut timeout = None;
-    let mut parsed = Args { options: KcomOptions::new(), msg: String::new(), input: None, output: None, json: false, quiet: false };
+    let mut parsed =
+        Args { options: KcomOptions::new(), msg: String::new(), input: None, output: None, json: false, quiet: false };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| Failure::Usage(format!("{name} needs a value")));

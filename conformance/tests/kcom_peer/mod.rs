@@ -32,11 +32,7 @@ pub fn ipv6_or_skip(test: &str) -> bool {
 
 /// A port that was free a moment ago (bind port 0, read it, drop), so tests run in parallel.
 pub fn free_port(ipv4: bool) -> u16 {
-    let listener = if ipv4 {
-        TcpListener::bind("127.0.0.1:0")
-    } else {
-        TcpListener::bind((Ipv6Addr::LOCALHOST, 0))
-    };
+    let listener = if ipv4 { TcpListener::bind("127.0.0.1:0") } else { TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) };
     listener.unwrap().local_addr().unwrap().port()
 }
 

@@ -27,5 +27,19 @@
 mod clock;
 mod options;
 
+pub mod async_driver;
+mod ext;
+pub mod multicast;
+pub mod runtime;
+pub mod sockets;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use async_driver::{
+    datagram_driver, stream_driver, Commands, Connection, Delivery, Done, Drivable, DriverConfig, DriverError,
+    DriverStats, Events,
+};
 pub use clock::{Clock, OsEntropy};
+pub use ext::RuntimeExt;
 pub use options::{Keepalive, SocketOptions};
+pub use runtime::{ByteStream, DatagramSocket, Listener, Runtime, SocketRef, Timer};

@@ -26,11 +26,30 @@ pub trait Timer: Send + Unpin + 'static {
 }
 
 /// Gives the operating-system socket behind a runtime's socket type, so options, shutdown and
-/// multicast membership are handled once here through `socket2`.
-pub trait SocketRef {
+/// multicast membership are handled once here through `socket2`. Every type that exposes its
+/// descriptor (`AsFd`; `AsSocket` on Windows) has it.
+#[cfg(unix)]
+pub trait SocketRef: std::os::fd::AsFd + Sized {
     /// The socket, borrowed.
-    fn socket_ref(&self) -> SockRef<'_>;
+    fn socket_ref(&self) -> SockRef<'_> {
+        SockRef::from(self)
+    }
 }
+
+#[cfg(unix)]
+impl<T: std::os::fd::AsFd > SocketRef for T {}
+
+/// Gives the operating-system socket behind a runtime's socket type (see the Unix version).
+#[cfg(windows)]
+pub trait SocketRef: std::os::windows::io::AsSocket + Sized {
+    /// The socket, borrowed.
+    fn socket_ref(&self) -> SockRef<'_> {
+        SockRef::from(self)
+    }
+}
+
+#[cfg(windows)]
+impl<T: std::os::windows::io::AsSocket > SocketRef for T {}
 
 /// A byte stream the driver can run a machine over (TCP, Unix, or anything that looks alike).
 pub trait ByteStream: AsyncRead + AsyncWrite + SocketRef + Unpin + Send + 'static {}
@@ -92,12 +111,6 @@ impl<T: DatagramSocket> DatagramSocket for std::sync::Arc<T> {
     }
     fn try_send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         (**self).try_send_to(buf, to)
-    }
-}
-
-impl<T: SocketRef> SocketRef for std::sync::Arc<T> {
-    fn socket_ref(&self) -> SockRef<'_> {
-        (**self).socket_ref()
     }
 }
 

@@ -40,7 +40,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
-use socket2::SockRef;
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 
 pub use switchboard_proto as proto;
@@ -107,16 +106,16 @@ impl<T: TokioWrite + Unpin> futures_io::AsyncWrite for TokioStream<T> {
 }
 
 #[cfg(unix)]
-impl<T: std::os::fd::AsFd> SocketRef for TokioStream<T> {
-    fn socket_ref(&self) -> SockRef<'_> {
-        SockRef::from(&self.0)
+impl<T: std::os::fd::AsFd> std::os::fd::AsFd for TokioStream<T> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 
 #[cfg(windows)]
-impl<T: std::os::windows::io::AsSocket> SocketRef for TokioStream<T> {
-    fn socket_ref(&self) -> SockRef<'_> {
-        SockRef::from(&self.0)
+impl<T: std::os::windows::io::AsSocket> std::os::windows::io::AsSocket for TokioStream<T> {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.0.as_socket()
     }
 }
 
@@ -169,9 +168,17 @@ impl Listener for UnixListener {
 #[derive(Debug)]
 pub struct UdpSocket(pub tokio::net::UdpSocket);
 
-impl SocketRef for UdpSocket {
-    fn socket_ref(&self) -> SockRef<'_> {
-        SockRef::from(&self.0)
+#[cfg(unix)]
+impl std::os::fd::AsFd for UdpSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for UdpSocket {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.0.as_socket()
     }
 }
 

@@ -187,8 +187,8 @@ impl Runtime for AsyncStd {
     }
 
     #[cfg(unix)]
-    fn unix_connect(&self, path: std::path::PathBuf) -> impl Future<Output = io::Result<Self::Unix>> + Send {
-        async move { async_std::os::unix::net::UnixStream::connect(path).await }
+    async fn unix_connect(&self, path: std::path::PathBuf) -> io::Result<Self::Unix> {
+        async_std::os::unix::net::UnixStream::connect(path).await
     }
 
     #[cfg(unix)]

@@ -497,8 +497,15 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
     }
 }
 
+/// How a driver ended.
+type DriverResult<M> = Result<(), DriverError<<M as Machine>::Error>>;
+
 /// Build the channels and the shared core.
-fn core<R: Runtime, M: Drivable>(runtime: R, machine: M, config: &DriverConfig) -> (Connection<M>, Core<R, M>, Sender<Result<(), DriverError<M::Error>>>) {
+fn core<R: Runtime, M: Drivable>(
+    runtime: R,
+    machine: M,
+    config: &DriverConfig,
+) -> (Connection<M>, Core<R, M>, Sender<DriverResult<M>>) {
     let (command_tx, command_rx) = async_channel::bounded(config.commands.max(1));
     let (event_tx, event_rx) = async_channel::bounded(config.events.max(1));
     let (done_tx, done_rx) = async_channel::bounded(1);
@@ -803,7 +810,13 @@ impl<R: Runtime, M: Drivable, U: DatagramSocket> DatagramDriver<R, M, U> {
         let mut progress = self.core.deliver(cx);
         progress |= self.poll_send(cx)?;
         if self.core.pump.is_finished() && self.outbox.is_empty() {
-            return Ok(if self.core.delivered() { Step::Done } else if progress { Step::Progress } else { Step::Idle });
+            return Ok(if self.core.delivered() {
+                Step::Done
+            } else if progress {
+                Step::Progress
+            } else {
+                Step::Idle
+            });
         }
         let now = self.core.clock.now();
         if self.accepting() && self.core.poll_command(cx, now) {
@@ -886,10 +899,11 @@ impl<R: Runtime, M: Drivable, U: DatagramSocket> DatagramDriver<R, M, U> {
                 Poll::Pending => Ok(false),
             },
             // ICMP errors for earlier sends surface here on some systems; they end nothing.
-            Err(e) if matches!(
-                e.kind(),
-                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-            ) =>
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                ) =>
             {
                 Ok(true)
             }

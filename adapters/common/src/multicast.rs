@@ -117,7 +117,8 @@ pub fn receiver(group: IpAddr, port: u16, interface: Interface, options: &Socket
     }
     // Binding the unspecified address (not the group) works everywhere; the membership is what
     // selects the group's datagrams.
-    let any: IpAddr = if group.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() };
+    let any: IpAddr =
+        if group.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() };
     socket.bind(&SocketAddr::new(any, port).into())?;
     join(&SockRef::from(&socket), group, interface)?;
     socket.set_nonblocking(true)?;

@@ -37,7 +37,7 @@ pub trait SocketRef: std::os::fd::AsFd + Sized {
 }
 
 #[cfg(unix)]
-impl<T: std::os::fd::AsFd > SocketRef for T {}
+impl<T: std::os::fd::AsFd> SocketRef for T {}
 
 /// Gives the operating-system socket behind a runtime's socket type (see the Unix version).
 #[cfg(windows)]
@@ -49,7 +49,7 @@ pub trait SocketRef: std::os::windows::io::AsSocket + Sized {
 }
 
 #[cfg(windows)]
-impl<T: std::os::windows::io::AsSocket > SocketRef for T {}
+impl<T: std::os::windows::io::AsSocket> SocketRef for T {}
 
 /// A byte stream the driver can run a machine over (TCP, Unix, or anything that looks alike).
 pub trait ByteStream: AsyncRead + AsyncWrite + SocketRef + Unpin + Send + 'static {}

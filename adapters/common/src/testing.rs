@@ -365,9 +365,13 @@ pub fn echo_tcp<A: Adapter, P: Fixture>() {
         let rt = A::runtime();
         let listener = rt.listen("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = rt.clone().serve(listener, |_| P::server(), |conn| async move {
-            echo::<P>(conn).await.expect("server connection failed");
-        });
+        let server = rt.clone().serve(
+            listener,
+            |_| P::server(),
+            |conn| async move {
+                echo::<P>(conn).await.expect("server connection failed");
+            },
+        );
         rt.spawn(async move {
             let _ = server.await;
         });
@@ -385,9 +389,13 @@ pub fn echo_unix<A: Adapter, P: Fixture>() {
         let path = unix_path();
         let _ = std::fs::remove_file(&path);
         let listener = rt.listen_unix(&path).unwrap();
-        let server = rt.clone().serve(listener, |_| P::server(), |conn| async move {
-            echo::<P>(conn).await.expect("server connection failed");
-        });
+        let server = rt.clone().serve(
+            listener,
+            |_| P::server(),
+            |conn| async move {
+                echo::<P>(conn).await.expect("server connection failed");
+            },
+        );
         rt.spawn(async move {
             let _ = server.await;
         });
@@ -407,7 +415,8 @@ pub fn backpressure<A: Adapter, P: Fixture>() {
         let listener = rt.listen_with("127.0.0.1:0", &SocketOptions::new().recv_buffer(4096)).unwrap();
         let addr = listener.local_addr().unwrap();
         let config = DriverConfig::default().with_commands(4);
-        let conn = rt.clone().connect_with(addr, SocketOptions::new().send_buffer(4096), config, P::client()).await.unwrap();
+        let conn =
+            rt.clone().connect_with(addr, SocketOptions::new().send_buffer(4096), config, P::client()).await.unwrap();
         let (peer, _) = listener.accept().await.unwrap();
 
         let len = 8192;
@@ -463,9 +472,11 @@ pub fn backpressure<A: Adapter, P: Fixture>() {
 pub fn shutdown_in_flight<A: Adapter, P: Fixture>(drop_handle: bool) {
     run::<A, _>(async {
         let rt = A::runtime();
-        let listener = rt.listen("127.0.0.1:0").unwrap();
+        // Small kernel buffers: at the close, most of the data is still in the driver's queue.
+        let listener = rt.listen_with("127.0.0.1:0", &SocketOptions::new().recv_buffer(4096)).unwrap();
         let addr = listener.local_addr().unwrap();
-        let conn = rt.clone().connect(addr, P::client()).await.unwrap();
+        let options = SocketOptions::new().send_buffer(4096);
+        let conn = rt.clone().connect_with(addr, options, DriverConfig::default(), P::client()).await.unwrap();
         let (peer, _) = listener.accept().await.unwrap();
         let server = rt.drive(P::server(), peer, &DriverConfig::default());
         let (count, len) = (64, 16 * 1024);
@@ -504,12 +515,16 @@ pub fn bad_header<A: Adapter, P: Fixture>() {
         let listener = rt.listen("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (results, ended) = async_channel::unbounded();
-        let server = rt.clone().serve(listener, |_| P::server(), move |conn| {
-            let results = results.clone();
-            async move {
-                let _ = results.send(echo::<P>(conn).await).await;
-            }
-        });
+        let server = rt.clone().serve(
+            listener,
+            |_| P::server(),
+            move |conn| {
+                let results = results.clone();
+                async move {
+                    let _ = results.send(echo::<P>(conn).await).await;
+                }
+            },
+        );
         rt.spawn(async move {
             let _ = server.await;
         });
@@ -547,8 +562,7 @@ pub fn echo_udp<A: Adapter, P: Fixture>() {
         let stop = server.commands();
         let server = async move { echo::<P>(server).await };
         let client_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
-        let client =
-            rt.drive_datagram(P::client(), client_socket, &DriverConfig::default().with_peer(server_addr));
+        let client = rt.drive_datagram(P::client(), client_socket, &DriverConfig::default().with_peer(server_addr));
         let talk = async {
             // One at a time: a datagram test must not depend on socket buffers never overflowing.
             for i in 0..50 {
@@ -697,9 +711,13 @@ pub fn stage_refused_command<A: Adapter>() {
         let rt = A::runtime();
         let listener = rt.listen("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = rt.clone().serve(listener, |_| StagePacket::server(), |conn| async move {
-            echo::<StagePacket>(conn).await.expect("server connection failed");
-        });
+        let server = rt.clone().serve(
+            listener,
+            |_| StagePacket::server(),
+            |conn| async move {
+                echo::<StagePacket>(conn).await.expect("server connection failed");
+            },
+        );
         rt.spawn(async move {
             let _ = server.await;
         });

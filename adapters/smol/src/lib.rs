@@ -174,8 +174,8 @@ impl Runtime for Smol {
     }
 
     #[cfg(unix)]
-    fn unix_connect(&self, path: std::path::PathBuf) -> impl Future<Output = io::Result<Self::Unix>> + Send {
-        async move { Async::<std::os::unix::net::UnixStream>::connect(path).await }
+    async fn unix_connect(&self, path: std::path::PathBuf) -> io::Result<Self::Unix> {
+        Async::<std::os::unix::net::UnixStream>::connect(path).await
     }
 
     #[cfg(unix)]

@@ -44,8 +44,8 @@ use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 
 pub use switchboard_proto as proto;
 pub use switchboard_rt::{
-    multicast, Commands, Connection, Delivery, Drivable, DriverConfig, DriverError, DriverStats, Events,
-    Listener, Runtime, RuntimeExt, SocketOptions, SocketRef, DatagramSocket,
+    multicast, Commands, Connection, DatagramSocket, Delivery, Drivable, DriverConfig, DriverError, DriverStats,
+    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef,
 };
 
 /// The tokio runtime, as a [`Runtime`]. Use it inside a tokio runtime (it spawns with

@@ -13,9 +13,13 @@
 //!
 //! * **Zero-copy in.** Reads go into one `BytesMut` the machine splits frames off.
 //! * **Backpressure.** While more than the machine's `write_budget()` is waiting to be written
-//!   the driver neither reads nor takes commands; the bounded command channel then fills and
-//!   [`Connection::send`] waits (and [`Connection::try_send`] reports `Full`). While the
-//!   application is not taking events the driver stops reading too.
+//!   the driver takes no commands: the bounded command channel fills and [`Connection::send`]
+//!   waits (and [`Connection::try_send`] reports `Full`). It stops reading too as soon as a read
+//!   adds to that queue (a peer that floods a machine answering every message while not reading
+//!   the answers is held back; the queue stays within budget plus one command's or one read's
+//!   output). Reads that only produce events go on, so two ends streaming at each other through
+//!   full kernel buffers cannot deadlock. While the application is not taking events the driver
+//!   stops reading.
 //! * **Graceful shutdown.** Dropping every command sender (or [`Connection::close`]) feeds the
 //!   machine its close command after every command already accepted; everything it transmits is
 //!   written, the write side is shut down, and the driver waits a short linger for the peer's
@@ -425,6 +429,11 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
         }
     }
 
+    /// Whether more than the write budget waits to be written (`queued`: the driver's count).
+    fn over_budget(&self, queued: usize) -> bool {
+        queued >= self.pump.machine().write_budget()
+    }
+
     /// Whether events wait for the application (then the driver stops reading).
     fn backlogged(&self) -> bool {
         self.sending.is_some()
@@ -546,6 +555,8 @@ struct StreamDriver<R: Runtime, M: Drivable, S: ByteStream> {
     rx: BytesMut,
     read_chunk: usize,
     eof: bool,
+    /// The last read added to the write queue: over budget, such reads stop.
+    read_grew: bool,
     needs_flush: bool,
     phase: Phase,
     linger: Duration,
@@ -568,6 +579,7 @@ pub fn stream_driver<R: Runtime, M: Drivable, S: ByteStream>(
         rx: BytesMut::new(),
         read_chunk: config.read_chunk.max(1),
         eof: false,
+        read_grew: false,
         needs_flush: false,
         phase: Phase::Running,
         linger: config.linger,
@@ -690,7 +702,9 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
             self.core.stats.note_queued(self.core.pump.writes().len());
             progress = true;
         }
-        if self.eof || !self.core.pump.wants_input() || self.core.backlogged() {
+        let before = self.core.pump.writes().len();
+        let held_back = self.core.over_budget(before) && self.read_grew;
+        if self.eof || self.core.pump.is_finished() || held_back || self.core.backlogged() {
             return Ok(progress);
         }
         let len = self.rx.len();
@@ -714,7 +728,9 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
             Poll::Ready(Err(e)) => return Err(e.into()),
             Poll::Pending => return Ok(progress),
         }
-        self.core.stats.note_queued(self.core.pump.writes().len());
+        let after = self.core.pump.writes().len();
+        self.read_grew = after > before;
+        self.core.stats.note_queued(after);
         Ok(true)
     }
 
@@ -752,6 +768,8 @@ struct DatagramDriver<R: Runtime, M: Drivable, U: DatagramSocket> {
     last_from: Option<SocketAddr>,
     outbox: VecDeque<(SocketAddr, Bytes)>,
     outbox_bytes: usize,
+    /// The last datagram received added to the outbox: over budget, receiving stops.
+    read_grew: bool,
 }
 
 /// Run `machine` over the UDP socket `socket`: datagrams in as `Input::Datagram`,
@@ -773,6 +791,7 @@ pub fn datagram_driver<R: Runtime, M: Drivable, U: DatagramSocket>(
         last_from: None,
         outbox: VecDeque::new(),
         outbox_bytes: 0,
+        read_grew: false,
     };
     let future = async move {
         let result = std::future::poll_fn(|cx| driver.poll_run(cx)).await;
@@ -802,8 +821,9 @@ impl<R: Runtime, M: Drivable, U: DatagramSocket> DatagramDriver<R, M, U> {
         Poll::Pending
     }
 
+    /// Whether commands are taken now.
     fn accepting(&self) -> bool {
-        self.core.pump.wants_input() && self.outbox_bytes < self.core.pump.machine().write_budget()
+        self.core.pump.wants_input() && !self.core.over_budget(self.outbox_bytes)
     }
 
     fn step(&mut self, cx: &mut Context<'_>) -> Result<Step, DriverError<M::Error>> {
@@ -823,8 +843,13 @@ impl<R: Runtime, M: Drivable, U: DatagramSocket> DatagramDriver<R, M, U> {
             self.collect()?;
             progress = true;
         }
-        if self.accepting() && !self.core.backlogged() {
-            progress |= self.poll_recv(cx, now)?;
+        let held_back = self.core.over_budget(self.outbox_bytes) && self.read_grew;
+        if !self.core.pump.is_finished() && !held_back && !self.core.backlogged() {
+            let before = self.outbox_bytes;
+            if self.poll_recv(cx, now)? {
+                self.read_grew = self.outbox_bytes > before;
+                progress = true;
+            }
         }
         if self.core.poll_timer(cx) {
             self.collect()?;

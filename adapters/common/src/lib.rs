@@ -21,6 +21,17 @@
 //! SocketOptions::new().nodelay(true).apply(&stream).unwrap();
 //! assert!(stream.nodelay().unwrap());
 //! ```
+//!
+//! ## The async driver, written once
+//!
+//! Modelled on quinn's runtime layer: an async runtime implements the small [`Runtime`] trait
+//! (a re-armable [`Timer`], `spawn`, and its TCP, Unix and UDP socket types behind
+//! `futures-io` streams, [`Listener`] and [`DatagramSocket`]). Everything else is generic and
+//! lives here: the stream and datagram drivers ([`async_driver`]), connect / listen / serve /
+//! bind ([`RuntimeExt`]), `socket2` constructors with [`SocketOptions`] applied ([`sockets`]),
+//! multicast membership ([`multicast`]), and the conformance matrix every adapter runs
+//! (`testing`, behind the `testing` feature). `switchboard-tokio`, `switchboard-smol` and
+//! `switchboard-async-std` hold only their runtime's trait impls.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

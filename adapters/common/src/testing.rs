@@ -2,7 +2,7 @@
 //!
 //! An adapter crate joins with one [`Adapter`] impl and one macro line in a test file:
 //!
-//! ```ignore
+//! ```text
 //! struct TokioTests;
 //! impl switchboard_rt::testing::Adapter for TokioTests {
 //!     type Runtime = switchboard_tokio::Tokio;
@@ -124,6 +124,7 @@ macro_rules! adapter_matrix {
         $crate::stream_suite!($adapter, stage_packet, $crate::testing::StagePacket);
         $crate::datagram_suite!($adapter, stage_packet_udp, $crate::testing::StagePacket);
         $crate::stage_suite!($adapter);
+        $crate::driver_suite!($adapter);
         $crate::multicast_suite!($adapter, stage_packet_multicast, $crate::testing::StagePacket);
     };
 }
@@ -144,6 +145,10 @@ macro_rules! stream_suite {
             #[test]
             fn echo_unix() {
                 $crate::testing::echo_unix::<$adapter, $fixture>()
+            }
+            #[test]
+            fn full_duplex_bulk_echo_does_not_deadlock() {
+                $crate::testing::full_duplex::<$adapter, $fixture>()
             }
             #[test]
             fn backpressure_with_a_peer_that_stops_reading() {
@@ -196,6 +201,26 @@ macro_rules! multicast_suite {
             #[test]
             fn ipv6_group_reaches_two_receivers() {
                 $crate::testing::multicast::<$adapter, $fixture>(true)
+            }
+        }
+    };
+}
+
+/// Tests of the datagram driver's addressing (`Input::Datagram` / `Output::TransmitTo`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! driver_suite {
+    ($adapter:ty) => {
+        mod datagram_addressing {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn transmit_to_reaches_the_named_peer_and_from_names_the_sender() {
+                $crate::testing::transmit_to::<$adapter>()
+            }
+            #[test]
+            fn stream_output_without_a_peer_is_a_typed_error() {
+                $crate::testing::datagram_without_peer::<$adapter>()
             }
         }
     };
@@ -403,6 +428,32 @@ pub fn echo_unix<A: Adapter, P: Fixture>() {
         exchange::<P>(&conn, 0, 200, 3000).await;
         conn.join().await.unwrap();
         let _ = std::fs::remove_file(&path);
+    })
+}
+
+/// Both ends stream at once through small kernel buffers (each side's queue over budget at
+/// times): an application that keeps receiving while it sends must never deadlock.
+pub fn full_duplex<A: Adapter, P: Fixture>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let small = SocketOptions::new().send_buffer(32 * 1024).recv_buffer(32 * 1024);
+        let listener = rt.listen_with("127.0.0.1:0", &small).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = rt.clone().serve_with(
+            listener,
+            small.clone(),
+            DriverConfig::default(),
+            |_| P::server(),
+            |conn| async move {
+                echo::<P>(conn).await.expect("server connection failed");
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let conn = rt.clone().connect_with(addr, small, DriverConfig::default(), P::client()).await.unwrap();
+        exchange::<P>(&conn, 0, 1000, 32_000).await;
+        conn.join().await.unwrap();
     })
 }
 
@@ -653,6 +704,134 @@ fn probe(sender: &std::net::UdpSocket, to: SocketAddr, receivers: [&std::net::Ud
 /// The loopback interface's index (Linux: from sysfs).
 fn loopback_index() -> Option<u32> {
     std::fs::read_to_string("/sys/class/net/lo/ifindex").ok()?.trim().parse().ok()
+}
+
+/// A datagram machine for the addressing tests: `SendTo` goes out as `TransmitTo`; every
+/// datagram received comes out as an event naming its sender.
+pub struct Reflector {
+    out: std::collections::VecDeque<(SocketAddr, Bytes)>,
+    events: std::collections::VecDeque<(SocketAddr, Bytes)>,
+    closed: bool,
+}
+
+/// What a [`Reflector`] is asked to do.
+#[derive(Debug)]
+pub enum ReflectorCommand {
+    /// Send one datagram.
+    SendTo(SocketAddr, Bytes),
+    /// Send stream bytes (to the driver's default peer).
+    Transmit(Bytes),
+    /// Finish.
+    Close,
+}
+
+/// A [`Reflector`] refuses nothing and never fails.
+#[derive(Debug, thiserror::Error)]
+#[error("reflector error")]
+pub struct ReflectorError;
+
+impl Blame for ReflectorError {
+    fn fault(&self) -> Fault {
+        Fault::Caller
+    }
+}
+
+impl Reflector {
+    /// A fresh reflector.
+    pub fn new() -> Self {
+        Reflector { out: Default::default(), events: Default::default(), closed: false }
+    }
+}
+
+impl Default for Reflector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Machine for Reflector {
+    type Command = ReflectorCommand;
+    type Event = (SocketAddr, Bytes);
+    type Error = ReflectorError;
+
+    fn handle_input(
+        &mut self,
+        _now: switchboard_proto::Instant,
+        input: switchboard_proto::Input<'_, ReflectorCommand>,
+    ) -> Result<(), ReflectorError> {
+        use switchboard_proto::Input;
+        match input {
+            Input::Datagram { from, data } => self.events.push_back((from, data)),
+            Input::Command(ReflectorCommand::SendTo(to, data)) => self.out.push_back((to, data)),
+            Input::Command(ReflectorCommand::Transmit(data)) => {
+                self.out.push_back((SocketAddr::from(([0, 0, 0, 0], 0)), data))
+            }
+            Input::Command(ReflectorCommand::Close) => self.closed = true,
+            Input::Stream(_) | Input::Eof | Input::Timeout => {}
+        }
+        Ok(())
+    }
+
+    fn poll_output(
+        &mut self,
+        _now: switchboard_proto::Instant,
+    ) -> switchboard_proto::Output<(SocketAddr, Bytes), ReflectorError> {
+        use switchboard_proto::Output;
+        if let Some((to, data)) = self.out.pop_front() {
+            // The unspecified address marks stream output (see `ReflectorCommand::Transmit`).
+            return if to.ip().is_unspecified() { Output::Transmit(data) } else { Output::TransmitTo(to, data) };
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        if self.closed {
+            Output::Finished(Ok(()))
+        } else {
+            Output::Timeout(None)
+        }
+    }
+}
+
+impl Drivable for Reflector {
+    fn close_command() -> ReflectorCommand {
+        ReflectorCommand::Close
+    }
+}
+
+/// Two datagram drivers address each other with `TransmitTo`; each event names its sender.
+pub fn transmit_to<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let a_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let b_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let (a_addr, b_addr) = (a_socket.local_addr().unwrap(), b_socket.local_addr().unwrap());
+        let a = rt.drive_datagram(Reflector::new(), a_socket, &DriverConfig::default());
+        let b = rt.drive_datagram(Reflector::new(), b_socket, &DriverConfig::default());
+        for i in 0..20 {
+            let ping = payload(i, 100 + i);
+            a.send(ReflectorCommand::SendTo(b_addr, ping.clone())).await.unwrap();
+            let (from, data) = b.recv().await.unwrap().unwrap();
+            assert_eq!((from, &data), (a_addr, &ping));
+            b.send(ReflectorCommand::SendTo(from, data)).await.unwrap();
+            assert_eq!(a.recv().await.unwrap().unwrap(), (b_addr, ping));
+        }
+        a.join().await.unwrap();
+        b.join().await.unwrap();
+    })
+}
+
+/// Stream output on a datagram driver that has no peer yet ends it with `NotConnected`.
+pub fn datagram_without_peer<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let conn = rt.drive_datagram(Reflector::new(), socket, &DriverConfig::default());
+        conn.send(ReflectorCommand::Transmit(Bytes::from_static(b"nowhere"))).await.unwrap();
+        match conn.join().await {
+            Err(DriverError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::NotConnected),
+            other => panic!("expected NotConnected, got {other:?}"),
+        }
+    })
 }
 
 // ---------------------------------------------------------------- STAGE features

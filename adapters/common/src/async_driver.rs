@@ -564,7 +564,8 @@ struct StreamDriver<R: Runtime, M: Drivable, S: ByteStream> {
 }
 
 /// Run `machine` over the byte stream `io`: the connection's handles and the driver future to
-/// spawn (its result goes to [`Connection::join`]). [`RuntimeExt::drive`](crate::RuntimeExt::drive)
+/// spawn (its result goes to [`Connection::join`]). `Output::TransmitTo` has no meaning on a
+/// stream and is dropped. [`RuntimeExt::drive`](crate::RuntimeExt::drive)
 /// spawns it for you.
 pub fn stream_driver<R: Runtime, M: Drivable, S: ByteStream>(
     runtime: R,
@@ -657,6 +658,8 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
 
     /// Write what is queued (vectored, in order) and flush; true if anything was written.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, DriverError<M::Error>> {
+        // A stream has no addresses: datagrams a machine asks for here have nowhere to go.
+        while self.core.pump.next_datagram().is_some() {}
         let mut progress = false;
         loop {
             let queue = self.core.pump.writes();

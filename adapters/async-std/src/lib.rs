@@ -1,6 +1,202 @@
 //! # switchboard-async-std
 //!
-//! **Deprecated runtime:** async-std was discontinued upstream in 2025; new code should use
-//! `switchboard-smol`. Coming with the runtime-adapters issue: a generic driver for async-std.
+//! **async-std is discontinued:** its maintainers stopped it in 2025 and point to smol. New code
+//! should use [`switchboard-smol`](https://docs.rs/switchboard-smol), which runs the very same
+//! driver; this crate is kept working for applications already on async-std.
+//!
+//! Runs any Switchboard machine on async-std. This crate only plugs async-std (its tasks, its
+//! timer, its TCP and Unix types) into the runtime-neutral driver of [`switchboard_rt`]:
+//! [`AsyncStd`] implements [`Runtime`], and connect, listen, serve, UDP, multicast and the driver
+//! itself come from [`RuntimeExt`], the same code every adapter runs. async-std's `UdpSocket`
+//! offers no poll-based readiness, so UDP goes through async-io's `Async` — the reactor
+//! async-std itself runs on.
+//!
+//! A packet-frame echo over TCP on loopback:
+//!
+//! ```
+//! use switchboard_async_std::proto::stage::{Command, Event, FramingConfig, PacketConnection};
+//! use switchboard_async_std::{AsyncStd, RuntimeExt};
+//!
+//! #[async_std::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let packets = || PacketConnection::new(FramingConfig::default());
+//!     let listener = AsyncStd.listen("127.0.0.1:0")?;
+//!     let addr = listener.local_addr()?;
+//!     async_std::task::spawn(AsyncStd.serve(listener, move |_| packets(), |conn| async move {
+//!         while let Some(Ok(Event::Frame(frame))) = conn.recv().await {
+//!             let _ = conn.send(Command::Send(frame)).await;
+//!         }
+//!     }));
+//!
+//!     let conn = AsyncStd.connect(addr, packets()).await?;
+//!     conn.send(Command::SendBody("hello".into())).await?;
+//!     let Some(Ok(Event::Frame(echo))) = conn.recv().await else { panic!("no echo") };
+//!     assert_eq!(&echo[4..], b"hello");
+//!     conn.join().await?; // closes gracefully: everything queued is written first
+//!     Ok(())
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant as StdInstant;
+
+pub use switchboard_proto as proto;
+pub use switchboard_rt::{
+    multicast, Commands, Connection, DatagramSocket, Delivery, Drivable, DriverConfig, DriverError, DriverStats,
+    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef,
+};
+
+/// async-std, as a [`Runtime`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncStd;
+
+/// async-std's `sleep`, made again when the deadline moves (the driver re-arms rarely: only
+/// when a deadline comes earlier than the one set, or the timer fired).
+pub struct AsyncStdTimer(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl std::fmt::Debug for AsyncStdTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AsyncStdTimer")
+    }
+}
+
+fn sleep_until(at: StdInstant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async_std::task::sleep(at.saturating_duration_since(StdInstant::now())))
+}
+
+impl switchboard_rt::Timer for AsyncStdTimer {
+    fn reset(&mut self, at: StdInstant) {
+        self.0 = sleep_until(at);
+    }
+
+    fn poll_fire(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// An async-std TCP listener.
+#[derive(Debug)]
+pub struct TcpListener(pub async_std::net::TcpListener);
+
+impl TcpListener {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl Listener for TcpListener {
+    type Stream = async_std::net::TcpStream;
+    type Addr = SocketAddr;
+
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send {
+        self.0.accept()
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// An async-std Unix listener.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct UnixListener(pub async_std::os::unix::net::UnixListener);
+
+#[cfg(unix)]
+impl Listener for UnixListener {
+    type Stream = async_std::os::unix::net::UnixStream;
+    type Addr = std::os::unix::net::SocketAddr;
+
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Self::Addr)>> + Send {
+        self.0.accept()
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// A UDP socket on async-std's reactor (async-io).
+#[derive(Debug)]
+pub struct UdpSocket(pub async_io::Async<std::net::UdpSocket>);
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for UdpSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.get_ref().as_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for UdpSocket {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.0.get_ref().as_socket()
+    }
+}
+
+impl DatagramSocket for UdpSocket {
+    fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_readable(cx)
+    }
+
+    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_writable(cx)
+    }
+
+    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.get_ref().recv_from(buf)
+    }
+
+    fn try_send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.0.get_ref().send_to(buf, to)
+    }
+}
+
+impl Runtime for AsyncStd {
+    type Timer = AsyncStdTimer;
+    type Tcp = async_std::net::TcpStream;
+    type TcpListener = TcpListener;
+    #[cfg(unix)]
+    type Unix = async_std::os::unix::net::UnixStream;
+    #[cfg(unix)]
+    type UnixListener = UnixListener;
+    type Udp = UdpSocket;
+
+    fn timer(&self, at: StdInstant) -> AsyncStdTimer {
+        AsyncStdTimer(sleep_until(at))
+    }
+
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) {
+        // Dropping the handle detaches the task.
+        drop(async_std::task::spawn(future));
+    }
+
+    fn tcp_connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Tcp>> + Send {
+        async_std::net::TcpStream::connect(addr)
+    }
+
+    fn tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener(listener.into()))
+    }
+
+    #[cfg(unix)]
+    async fn unix_connect(&self, path: std::path::PathBuf) -> io::Result<Self::Unix> {
+        async_std::os::unix::net::UnixStream::connect(path).await
+    }
+
+    #[cfg(unix)]
+    fn unix_listener(&self, listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
+        Ok(UnixListener(listener.into()))
+    }
+
+    fn udp(&self, socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        Ok(UdpSocket(async_io::Async::new(socket)?))
+    }
+}

@@ -22,6 +22,17 @@
 //! SocketOptions::new().nodelay(true).apply(&stream).unwrap();
 //! assert!(stream.nodelay().unwrap());
 //! ```
+//!
+//! ## The async driver, written once
+//!
+//! Modelled on quinn's runtime layer: an async runtime implements the small [`Runtime`] trait
+//! (a re-armable [`Timer`], `spawn`, and its TCP, Unix and UDP socket types behind
+//! `futures-io` streams, [`Listener`] and [`DatagramSocket`]). Everything else is generic and
+//! lives here: the stream and datagram drivers ([`async_driver`]), connect / listen / serve /
+//! bind ([`RuntimeExt`]), `socket2` constructors with [`SocketOptions`] applied ([`sockets`]),
+//! multicast membership ([`multicast`]), and the conformance matrix every adapter runs
+//! (`testing`, behind the `testing` feature). `switchboard-tokio`, `switchboard-smol` and
+//! `switchboard-async-std` hold only their runtime's trait impls.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -29,6 +40,20 @@ mod clock;
 pub mod net;
 mod options;
 
+pub mod async_driver;
+mod ext;
+pub mod multicast;
+pub mod runtime;
+pub mod sockets;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use async_driver::{
+    datagram_driver, stream_driver, Commands, Connection, Delivery, Done, Drivable, DriverConfig, DriverError,
+    DriverStats, Events,
+};
 pub use clock::{Clock, OsEntropy};
+pub use ext::RuntimeExt;
 pub use net::{Multicast, MulticastInterface};
 pub use options::{Keepalive, SocketOptions};
+pub use runtime::{ByteStream, DatagramSocket, Listener, Runtime, SocketRef, Timer};

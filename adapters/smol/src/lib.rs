@@ -1,5 +1,189 @@
 //! # switchboard-smol
 //!
-//! Coming with the runtime-adapters issue: a generic driver that runs any Switchboard machine on smol.
+//! Runs any Switchboard machine on smol. This crate only plugs smol (async-io's `Async<T>` and
+//! `Timer`, smol's global executor) into the runtime-neutral driver of [`switchboard_rt`]:
+//! [`Smol`] implements [`Runtime`], and connect, listen, serve, UDP, multicast and the driver
+//! itself come from [`RuntimeExt`], the same code every adapter runs.
+//!
+//! A packet-frame echo over TCP on loopback:
+//!
+//! ```
+//! use switchboard_smol::proto::stage::{Command, Event, FramingConfig, PacketConnection};
+//! use switchboard_smol::{RuntimeExt, Smol};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     smol::block_on(async {
+//!         let packets = || PacketConnection::new(FramingConfig::default());
+//!         let listener = Smol.listen("127.0.0.1:0")?;
+//!         let addr = listener.local_addr()?;
+//!         smol::spawn(Smol.serve(listener, move |_| packets(), |conn| async move {
+//!             while let Some(Ok(Event::Frame(frame))) = conn.recv().await {
+//!                 let _ = conn.send(Command::Send(frame)).await;
+//!             }
+//!         }))
+//!         .detach();
+//!
+//!         let conn = Smol.connect(addr, packets()).await?;
+//!         conn.send(Command::SendBody("hello".into())).await?;
+//!         let Some(Ok(Event::Frame(echo))) = conn.recv().await else { panic!("no echo") };
+//!         assert_eq!(&echo[4..], b"hello");
+//!         conn.join().await?; // closes gracefully: everything queued is written first
+//!         Ok(())
+//!     })
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant as StdInstant;
+
+use smol::Async;
+
+pub use switchboard_proto as proto;
+pub use switchboard_rt::{
+    multicast, Commands, Connection, DatagramSocket, Delivery, Drivable, DriverConfig, DriverError, DriverStats,
+    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef,
+};
+
+/// smol, as a [`Runtime`]: tasks go to smol's global executor, sockets to async-io's reactor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Smol;
+
+/// async-io's timer, re-armed in place.
+#[derive(Debug)]
+pub struct SmolTimer(smol::Timer);
+
+impl switchboard_rt::Timer for SmolTimer {
+    fn reset(&mut self, at: StdInstant) {
+        self.0.set_at(at);
+    }
+
+    fn poll_fire(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+/// A smol TCP listener.
+#[derive(Debug)]
+pub struct TcpListener(pub Async<std::net::TcpListener>);
+
+impl TcpListener {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+}
+
+impl Listener for TcpListener {
+    type Stream = Async<std::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send {
+        self.0.accept()
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+}
+
+/// A smol Unix listener.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct UnixListener(pub Async<std::os::unix::net::UnixListener>);
+
+#[cfg(unix)]
+impl Listener for UnixListener {
+    type Stream = Async<std::os::unix::net::UnixStream>;
+    type Addr = std::os::unix::net::SocketAddr;
+
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Self::Addr)>> + Send {
+        self.0.accept()
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.get_ref().local_addr()
+    }
+}
+
+/// A smol UDP socket.
+#[derive(Debug)]
+pub struct UdpSocket(pub Async<std::net::UdpSocket>);
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for UdpSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.get_ref().as_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for UdpSocket {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.0.get_ref().as_socket()
+    }
+}
+
+impl DatagramSocket for UdpSocket {
+    fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_readable(cx)
+    }
+
+    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_writable(cx)
+    }
+
+    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.get_ref().recv_from(buf)
+    }
+
+    fn try_send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.0.get_ref().send_to(buf, to)
+    }
+}
+
+impl Runtime for Smol {
+    type Timer = SmolTimer;
+    type Tcp = Async<std::net::TcpStream>;
+    type TcpListener = TcpListener;
+    #[cfg(unix)]
+    type Unix = Async<std::os::unix::net::UnixStream>;
+    #[cfg(unix)]
+    type UnixListener = UnixListener;
+    type Udp = UdpSocket;
+
+    fn timer(&self, at: StdInstant) -> SmolTimer {
+        SmolTimer(smol::Timer::at(at))
+    }
+
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) {
+        smol::spawn(future).detach();
+    }
+
+    fn tcp_connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Tcp>> + Send {
+        Async::<std::net::TcpStream>::connect(addr)
+    }
+
+    fn tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener(Async::new(listener)?))
+    }
+
+    #[cfg(unix)]
+    async fn unix_connect(&self, path: std::path::PathBuf) -> io::Result<Self::Unix> {
+        Async::<std::os::unix::net::UnixStream>::connect(path).await
+    }
+
+    #[cfg(unix)]
+    fn unix_listener(&self, listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
+        Ok(UnixListener(Async::new(listener)?))
+    }
+
+    fn udp(&self, socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        Ok(UdpSocket(Async::new(socket)?))
+    }
+}

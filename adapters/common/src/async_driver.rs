@@ -1,0 +1,953 @@
+//! The one async driver: runs any [`Machine`] over a byte stream or a datagram socket, on any
+//! [`Runtime`].
+//!
+//! ```text
+//!   application                         driver task                              socket
+//!   ───────────                         ───────────                              ──────
+//!   Connection::send ──► commands ──►  Pump::input(Command)  ─► WriteQueue ──► vectored write
+//!   (waits when full)   (bounded)                                                   │
+//!   Connection::recv ◄── events   ◄──  Event / refused command ◄─ Pump::input(Stream(&mut rx)) ◄── read
+//!                       (bounded)      Timer(deadline) ─► Pump::input(Timeout)
+//!   Connection::join ◄── done     ◄──  Finished: flush, shut down writing, linger, result
+//! ```
+//!
+//! * **Zero-copy in.** Reads go into one `BytesMut` the machine splits frames off.
+//! * **Backpressure.** While more than the machine's `write_budget()` is waiting to be written
+//!   the driver takes no commands: the bounded command channel fills and [`Connection::send`]
+//!   waits (and [`Connection::try_send`] reports `Full`). It stops reading too as soon as a read
+//!   adds to that queue (a peer that floods a machine answering every message while not reading
+//!   the answers is held back; the queue stays within budget plus one command's or one read's
+//!   output). Reads that only produce events go on, so two ends streaming at each other through
+//!   full kernel buffers cannot deadlock. While the application is not taking events the driver
+//!   stops reading.
+//! * **Graceful shutdown.** Dropping every command sender (or [`Connection::close`]) feeds the
+//!   machine its close command after every command already accepted; everything it transmits is
+//!   written, the write side is shut down, and the driver waits a short linger for the peer's
+//!   end of stream so nothing it sent is reset away.
+//! * **Errors say who was wrong.** The result is `Ok`, or a [`DriverError`] whose
+//!   [`Blame::fault`] tells a peer's protocol fault or transport failure from a local one. A
+//!   command the machine refused comes back on the event channel as `Err` and the connection
+//!   goes on.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender};
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use switchboard_proto::driver::Pump;
+use switchboard_proto::fault::{Blame, Fault};
+use switchboard_proto::{Input, Instant, Machine};
+
+pub use async_channel::{SendError, TrySendError};
+
+use crate::runtime::{ByteStream, DatagramSocket, Runtime, Timer};
+use crate::Clock;
+
+/// A machine the async driver can run: `Send`, with `Send` commands, events and errors, and a
+/// command that finishes it cleanly (fed when the application drops its handle).
+pub trait Drivable:
+    Machine<Command: Send + 'static, Event: Send + 'static, Error: Send + Sync + 'static> + Send + 'static
+{
+    /// The command that flushes and finishes the machine cleanly.
+    fn close_command() -> Self::Command;
+}
+
+impl Drivable for switchboard_proto::stage::PacketConnection {
+    fn close_command() -> switchboard_proto::stage::Command {
+        switchboard_proto::stage::Command::Close
+    }
+}
+
+/// How a driver buffers and waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Bytes made room for before each stream read (default 16 KiB).
+    pub read_chunk: usize,
+    /// The largest datagram received whole (default 65 535).
+    pub max_datagram: usize,
+    /// Commands the application may queue before `send` waits (default 64).
+    pub commands: usize,
+    /// Events queued for the application before the driver stops reading (default 256).
+    pub events: usize,
+    /// After shutting down its write side, how long the driver keeps reading (and discarding)
+    /// while waiting for the peer to close, so a close does not reset data still in flight
+    /// towards the peer (default 2 s; zero closes at once).
+    pub linger: Duration,
+    /// Datagram drivers: where `Output::Transmit` bytes go. `None`: to the sender of the last
+    /// datagram received (a stream machine answering whoever spoke last).
+    pub peer: Option<SocketAddr>,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            read_chunk: 16 * 1024,
+            max_datagram: 65_535,
+            commands: 64,
+            events: 256,
+            linger: Duration::from_secs(2),
+            peer: None,
+        }
+    }
+}
+
+impl DriverConfig {
+    /// Set the command channel's capacity (at least 1).
+    pub fn with_commands(mut self, capacity: usize) -> Self {
+        self.commands = capacity.max(1);
+        self
+    }
+
+    /// Set the event channel's capacity (at least 1).
+    pub fn with_events(mut self, capacity: usize) -> Self {
+        self.events = capacity.max(1);
+        self
+    }
+
+    /// Set the read size (at least 1).
+    pub fn with_read_chunk(mut self, bytes: usize) -> Self {
+        self.read_chunk = bytes.max(1);
+        self
+    }
+
+    /// Set the close linger.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Set the datagram destination for stream output.
+    pub fn with_peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+}
+
+/// Why a driver stopped other than cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError<E: std::error::Error + 'static> {
+    /// The machine finished with this error; its [`Blame::fault`] says whose.
+    #[error(transparent)]
+    Protocol(E),
+    /// The transport failed (reset, broken pipe, …): the network's or the peer's doing.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The driver's task was dropped before it finished (its runtime shut down).
+    #[error("the driver was stopped before the connection finished")]
+    Cancelled,
+}
+
+impl<E: std::error::Error + Blame + 'static> Blame for DriverError<E> {
+    fn fault(&self) -> Fault {
+        match self {
+            DriverError::Protocol(e) => e.fault(),
+            DriverError::Io(_) => Fault::Peer,
+            DriverError::Cancelled => Fault::Caller,
+        }
+    }
+}
+
+/// Live figures of one driver, readable from any thread.
+#[derive(Debug, Default)]
+pub struct DriverStats {
+    queued: AtomicUsize,
+    max_queued: AtomicUsize,
+    paused: AtomicBool,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl DriverStats {
+    /// Bytes transmitted by the machine and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes ever waiting to be written at once.
+    pub fn max_queued(&self) -> usize {
+        self.max_queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether the driver is holding back (not reading, not taking commands) because more than
+    /// the write budget is waiting.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Bytes received.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// Successful write (or send) calls; coalescing shows as fewer of them.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    fn note_queued(&self, queued: usize) {
+        self.queued.store(queued, Ordering::Relaxed);
+        self.max_queued.fetch_max(queued, Ordering::Relaxed);
+    }
+
+    fn note_written(&self, n: usize) {
+        self.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the event channel carries: an event, or a command the machine refused.
+pub type Delivery<M> = Result<<M as Machine>::Event, <M as Machine>::Error>;
+
+/// The application's sending end; clone it to send from several tasks. The connection closes
+/// gracefully once every clone (and the [`Connection`]) is dropped.
+pub struct Commands<M: Machine> {
+    tx: Sender<M::Command>,
+}
+
+impl<M: Machine> Clone for Commands<M> {
+    fn clone(&self) -> Self {
+        Commands { tx: self.tx.clone() }
+    }
+}
+
+impl<M: Machine> Commands<M> {
+    /// Queue a command, waiting while the channel is full (backpressure). `Err` once the
+    /// driver has stopped.
+    pub async fn send(&self, command: M::Command) -> Result<(), SendError<M::Command>> {
+        self.tx.send(command).await
+    }
+
+    /// Queue a command if there is room now: `Full` means wait, `Closed` that the driver stopped.
+    pub fn try_send(&self, command: M::Command) -> Result<(), TrySendError<M::Command>> {
+        self.tx.try_send(command)
+    }
+
+    /// Commands queued and not yet taken by the driver.
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Whether no command is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+}
+
+impl<M: Drivable> Commands<M> {
+    /// Ask the machine to finish cleanly, after every command queued before.
+    pub async fn close(&self) -> Result<(), SendError<M::Command>> {
+        self.tx.send(M::close_command()).await
+    }
+}
+
+/// The application's receiving end: events (and refused commands) in order. Also a `Stream`.
+pub struct Events<M: Machine> {
+    rx: Pin<Box<Receiver<Delivery<M>>>>,
+}
+
+impl<M: Machine> Events<M> {
+    /// The next event; `None` once the driver has stopped and everything was received.
+    pub async fn recv(&self) -> Option<Delivery<M>> {
+        self.rx.recv().await.ok()
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&self) -> Option<Delivery<M>> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl<M: Machine> Stream for Events<M> {
+    type Item = Delivery<M>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.as_mut().poll_next(cx)
+    }
+}
+
+/// The driver's result, once.
+pub struct Done<M: Machine> {
+    rx: Receiver<Result<(), DriverError<M::Error>>>,
+}
+
+impl<M: Machine> Done<M> {
+    /// Wait for the driver to finish.
+    pub async fn wait(self) -> Result<(), DriverError<M::Error>> {
+        self.rx.recv().await.unwrap_or(Err(DriverError::Cancelled))
+    }
+}
+
+/// A running connection: send commands, receive events, wait for the end.
+pub struct Connection<M: Machine> {
+    commands: Commands<M>,
+    events: Events<M>,
+    done: Done<M>,
+    stats: Arc<DriverStats>,
+}
+
+impl<M: Machine> Connection<M> {
+    /// Queue a command, waiting while the driver holds back (see [`Commands::send`]).
+    pub async fn send(&self, command: M::Command) -> Result<(), SendError<M::Command>> {
+        self.commands.send(command).await
+    }
+
+    /// Queue a command if there is room now (see [`Commands::try_send`]).
+    pub fn try_send(&self, command: M::Command) -> Result<(), TrySendError<M::Command>> {
+        self.commands.try_send(command)
+    }
+
+    /// The next event, or `Err` for a command the machine refused; `None` at the end.
+    pub async fn recv(&self) -> Option<Delivery<M>> {
+        self.events.recv().await
+    }
+
+    /// A sender to share with other tasks.
+    pub fn commands(&self) -> Commands<M> {
+        self.commands.clone()
+    }
+
+    /// The driver's live figures.
+    pub fn stats(&self) -> &Arc<DriverStats> {
+        &self.stats
+    }
+
+    /// Take the connection apart.
+    pub fn split(self) -> (Commands<M>, Events<M>, Done<M>) {
+        (self.commands, self.events, self.done)
+    }
+
+    /// Close gracefully (once other [`Commands`] clones are gone too), drop the remaining events,
+    /// and wait for the driver's result.
+    pub async fn join(self) -> Result<(), DriverError<M::Error>> {
+        let Connection { commands, events, done, .. } = self;
+        drop(commands);
+        drop(events);
+        done.wait().await
+    }
+}
+
+impl<M: Drivable> Connection<M> {
+    /// Ask the machine to finish cleanly after every command queued before; read the rest of
+    /// the events, then [`join`](Self::join).
+    pub async fn close(&self) -> Result<(), SendError<M::Command>> {
+        self.commands.close().await
+    }
+}
+
+/// A driver future's output goes to [`Done`]; the future itself yields `()`.
+pub type DriverFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Steps taken before a busy driver yields to its executor, so one fast peer cannot starve
+/// other tasks on the same thread.
+const STEPS_PER_POLL: usize = 64;
+/// Most buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+enum Step {
+    Progress,
+    Idle,
+    Done,
+}
+
+/// What both drivers share: the pump, its timer, and the two channels.
+struct Core<R: Runtime, M: Drivable> {
+    pump: Pump<M>,
+    clock: Clock,
+    runtime: R,
+    timer: Option<R::Timer>,
+    armed: Option<Instant>,
+    commands: Pin<Box<Receiver<M::Command>>>,
+    commands_open: bool,
+    events: Sender<Delivery<M>>,
+    /// Events the channel had no room for yet, in order.
+    pending: VecDeque<Delivery<M>>,
+    /// Sending the first of `pending` once the channel has room (allocated only when full).
+    sending: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
+    events_open: bool,
+    stats: Arc<DriverStats>,
+    started: bool,
+}
+
+impl<R: Runtime, M: Drivable> Core<R, M> {
+    /// Drain the machine once before any input, so it can report a first deadline (an idle
+    /// timer must run even if nothing ever arrives) or output it has from the start.
+    fn start(&mut self) {
+        if !self.started {
+            self.started = true;
+            let pending = &mut self.pending;
+            self.pump.drain(self.clock.now(), |event| pending.push_back(Ok(event)));
+        }
+    }
+
+    fn feed(&mut self, now: Instant, input: Input<'_, M::Command>) {
+        let pending = &mut self.pending;
+        if let Err(refused) = self.pump.input(now, input, |event| pending.push_back(Ok(event))) {
+            pending.push_back(Err(refused));
+        }
+    }
+
+    /// Move pending events into the channel; true if any moved.
+    fn deliver(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            if let Some(sending) = self.sending.as_mut() {
+                match sending.as_mut().poll(cx) {
+                    Poll::Ready(delivered) => {
+                        self.sending = None;
+                        progress = true;
+                        self.events_open &= delivered;
+                    }
+                    Poll::Pending => return progress,
+                }
+            }
+            if !self.events_open {
+                // Nobody listens: events are dropped, the connection goes on.
+                self.pending.clear();
+            }
+            let Some(next) = self.pending.pop_front() else { return progress };
+            match self.events.try_send(next) {
+                Ok(()) => progress = true,
+                Err(TrySendError::Full(next)) => {
+                    let tx = self.events.clone();
+                    self.sending = Some(Box::pin(async move { tx.send(next).await.is_ok() }));
+                }
+                Err(TrySendError::Closed(_)) => self.events_open = false,
+            }
+        }
+    }
+
+    /// Whether more than the write budget waits to be written (`queued`: the driver's count).
+    fn over_budget(&self, queued: usize) -> bool {
+        queued >= self.pump.machine().write_budget()
+    }
+
+    /// Whether events wait for the application (then the driver stops reading).
+    fn backlogged(&self) -> bool {
+        self.sending.is_some()
+    }
+
+    fn delivered(&self) -> bool {
+        self.sending.is_none() && self.pending.is_empty()
+    }
+
+    /// Take one command; when every sender is gone, feed the close command once.
+    fn poll_command(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        if !self.commands_open {
+            return false;
+        }
+        match self.commands.as_mut().poll_next(cx) {
+            Poll::Ready(Some(command)) => self.feed(now, Input::Command(command)),
+            Poll::Ready(None) => {
+                self.commands_open = false;
+                self.feed(now, Input::Command(M::close_command()));
+            }
+            Poll::Pending => return false,
+        }
+        true
+    }
+
+    /// Wake the machine at its deadline. The timer is re-armed only when the deadline moves
+    /// earlier or the timer fired, so an idle timer pushed back by every read costs nothing.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.pump.deadline() else { return false };
+        let now = self.clock.now();
+        if now >= deadline {
+            self.armed = None;
+            self.feed(now, Input::Timeout);
+            return true;
+        }
+        let at = self.clock.to_std(deadline);
+        let timer = match self.timer.as_mut() {
+            Some(timer) => {
+                if self.armed.is_none_or(|armed| armed > deadline) {
+                    timer.reset(at);
+                }
+                timer
+            }
+            None => self.timer.insert(self.runtime.timer(at)),
+        };
+        self.armed = Some(self.armed.map_or(deadline, |armed| armed.min(deadline)));
+        match timer.poll_fire(cx) {
+            Poll::Ready(()) => {
+                self.armed = None;
+                true
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    fn result(&mut self) -> Result<(), DriverError<M::Error>> {
+        match self.pump.take_result() {
+            Some(Ok(())) | None => Ok(()),
+            Some(Err(e)) => Err(DriverError::Protocol(e)),
+        }
+    }
+
+    /// On a transport failure, hand over what fits without waiting.
+    fn deliver_now(&mut self) {
+        while let Some(next) = self.pending.pop_front() {
+            if self.events.try_send(next).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// How a driver ended.
+type DriverResult<M> = Result<(), DriverError<<M as Machine>::Error>>;
+
+/// Build the channels and the shared core.
+fn core<R: Runtime, M: Drivable>(
+    runtime: R,
+    machine: M,
+    config: &DriverConfig,
+) -> (Connection<M>, Core<R, M>, Sender<DriverResult<M>>) {
+    let (command_tx, command_rx) = async_channel::bounded(config.commands.max(1));
+    let (event_tx, event_rx) = async_channel::bounded(config.events.max(1));
+    let (done_tx, done_rx) = async_channel::bounded(1);
+    let stats = Arc::new(DriverStats::default());
+    let connection = Connection {
+        commands: Commands { tx: command_tx },
+        events: Events { rx: Box::pin(event_rx) },
+        done: Done { rx: done_rx },
+        stats: stats.clone(),
+    };
+    let core = Core {
+        pump: Pump::new(machine),
+        clock: Clock::new(),
+        runtime,
+        timer: None,
+        armed: None,
+        commands: Box::pin(command_rx),
+        commands_open: true,
+        events: event_tx,
+        pending: VecDeque::new(),
+        sending: None,
+        events_open: true,
+        stats,
+        started: false,
+    };
+    (connection, core, done_tx)
+}
+
+enum Phase {
+    Running,
+    Closing,
+    Lingering,
+}
+
+struct StreamDriver<R: Runtime, M: Drivable, S: ByteStream> {
+    core: Core<R, M>,
+    io: S,
+    rx: BytesMut,
+    read_chunk: usize,
+    eof: bool,
+    /// The last read added to the write queue: over budget, such reads stop.
+    read_grew: bool,
+    needs_flush: bool,
+    phase: Phase,
+    linger: Duration,
+    linger_timer: Option<R::Timer>,
+}
+
+/// Run `machine` over the byte stream `io`: the connection's handles and the driver future to
+/// spawn (its result goes to [`Connection::join`]). `Output::TransmitTo` has no meaning on a
+/// stream and is dropped. [`RuntimeExt::drive`](crate::RuntimeExt::drive)
+/// spawns it for you.
+pub fn stream_driver<R: Runtime, M: Drivable, S: ByteStream>(
+    runtime: R,
+    machine: M,
+    io: S,
+    config: &DriverConfig,
+) -> (Connection<M>, DriverFuture) {
+    let (connection, core, done) = core(runtime, machine, config);
+    let mut driver = StreamDriver {
+        core,
+        io,
+        rx: BytesMut::new(),
+        read_chunk: config.read_chunk.max(1),
+        eof: false,
+        read_grew: false,
+        needs_flush: false,
+        phase: Phase::Running,
+        linger: config.linger,
+        linger_timer: None,
+    };
+    let future = async move {
+        let result = std::future::poll_fn(|cx| driver.poll_run(cx)).await;
+        let _ = done.try_send(result);
+    };
+    (connection, Box::pin(future))
+}
+
+impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), DriverError<M::Error>>> {
+        self.core.start();
+        for _ in 0..STEPS_PER_POLL {
+            match self.step(cx) {
+                Ok(Step::Progress) => {}
+                Ok(Step::Idle) => return Poll::Pending,
+                Ok(Step::Done) => return Poll::Ready(self.core.result()),
+                Err(e) => {
+                    self.core.deliver_now();
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Result<Step, DriverError<M::Error>> {
+        let mut progress = self.core.deliver(cx);
+        progress |= self.poll_write(cx)?;
+        match self.phase {
+            Phase::Running => {
+                if self.core.pump.is_done() {
+                    self.phase = Phase::Closing;
+                    return Ok(Step::Progress);
+                }
+                progress |= self.poll_input(cx)?;
+                progress |= self.core.poll_timer(cx);
+                let pump = &self.core.pump;
+                self.core.stats.paused.store(!pump.wants_input() && !pump.is_finished(), Ordering::Relaxed);
+            }
+            Phase::Closing => {
+                if self.needs_flush {
+                    return Ok(if progress { Step::Progress } else { Step::Idle });
+                }
+                match Pin::new(&mut self.io).poll_close(cx) {
+                    Poll::Ready(_) => {
+                        // Not every runtime's close shuts the write side down (async-io's only
+                        // flushes), so do it here. A peer that already reset is no news.
+                        let _ = self.io.socket_ref().shutdown(std::net::Shutdown::Write);
+                        self.phase = Phase::Lingering;
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            Phase::Lingering => {
+                if !self.eof && !self.linger.is_zero() {
+                    match self.discard_input(cx) {
+                        Poll::Ready(true) => self.eof = true,
+                        Poll::Ready(false) => progress = true,
+                        Poll::Pending => self.eof = self.linger_expired(cx),
+                    }
+                }
+                if (self.eof || self.linger.is_zero()) && self.core.delivered() {
+                    return Ok(Step::Done);
+                }
+            }
+        }
+        Ok(if progress { Step::Progress } else { Step::Idle })
+    }
+
+    /// Write what is queued (vectored, in order) and flush; true if anything was written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, DriverError<M::Error>> {
+        // A stream has no addresses: datagrams a machine asks for here have nowhere to go.
+        while self.core.pump.next_datagram().is_some() {}
+        let mut progress = false;
+        loop {
+            let queue = self.core.pump.writes();
+            if queue.is_empty() {
+                break;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slot, chunk) in slices.iter_mut().zip(queue.chunks()) {
+                *slot = IoSlice::new(chunk);
+                count += 1;
+            }
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Ready(Ok(0)) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Poll::Ready(Ok(n)) => {
+                    queue.advance(n);
+                    let left = queue.len();
+                    self.core.stats.note_written(n);
+                    self.core.stats.note_queued(left);
+                    self.needs_flush = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => return Ok(progress),
+            }
+        }
+        if self.needs_flush {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.needs_flush = false,
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Take a command and read, unless held back; true if anything came in.
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Result<bool, DriverError<M::Error>> {
+        let now = self.core.clock.now();
+        let mut progress = false;
+        if self.core.pump.wants_input() && self.core.poll_command(cx, now) {
+            self.core.stats.note_queued(self.core.pump.writes().len());
+            progress = true;
+        }
+        let before = self.core.pump.writes().len();
+        let held_back = self.core.over_budget(before) && self.read_grew;
+        if self.eof || self.core.pump.is_finished() || held_back || self.core.backlogged() {
+            return Ok(progress);
+        }
+        let len = self.rx.len();
+        self.rx.resize(len + self.read_chunk, 0);
+        let read = Pin::new(&mut self.io).poll_read(cx, &mut self.rx[len..]);
+        let n = match &read {
+            Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
+        self.rx.truncate(len + n);
+        match read {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                self.core.feed(now, Input::Eof);
+            }
+            Poll::Ready(Ok(n)) => {
+                self.core.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                self.core.feed(now, Input::Stream(&mut self.rx));
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(e)) => return Err(e.into()),
+            Poll::Pending => return Ok(progress),
+        }
+        let after = self.core.pump.writes().len();
+        self.read_grew = after > before;
+        self.core.stats.note_queued(after);
+        Ok(true)
+    }
+
+    fn linger_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let timer = match self.linger_timer.as_mut() {
+            Some(timer) => timer,
+            None => {
+                let at = std::time::Instant::now() + self.linger;
+                self.linger_timer.insert(self.core.runtime.timer(at))
+            }
+        };
+        timer.poll_fire(cx).is_ready()
+    }
+
+    /// After closing: read and drop until the peer's end of stream. `Ready(true)` once it came
+    /// (or the transport failed, which ends the wait just the same).
+    fn discard_input(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        self.rx.clear();
+        self.rx.resize(self.read_chunk, 0);
+        let read = Pin::new(&mut self.io).poll_read(cx, &mut self.rx[..]);
+        self.rx.clear();
+        match read {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(true),
+            Poll::Ready(Ok(_)) => Poll::Ready(false),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+struct DatagramDriver<R: Runtime, M: Drivable, U: DatagramSocket> {
+    core: Core<R, M>,
+    socket: U,
+    scratch: Vec<u8>,
+    peer: Option<SocketAddr>,
+    last_from: Option<SocketAddr>,
+    outbox: VecDeque<(SocketAddr, Bytes)>,
+    outbox_bytes: usize,
+    /// The last datagram received added to the outbox: over budget, receiving stops.
+    read_grew: bool,
+}
+
+/// Run `machine` over the UDP socket `socket`: datagrams in as `Input::Datagram`,
+/// `Output::TransmitTo` out as datagrams. Stream output (`Output::Transmit`) produced by one
+/// input goes out as one datagram to `config.peer`, or to the sender of the last datagram.
+/// [`RuntimeExt::drive_datagram`](crate::RuntimeExt::drive_datagram) spawns it for you.
+pub fn datagram_driver<R: Runtime, M: Drivable, U: DatagramSocket>(
+    runtime: R,
+    machine: M,
+    socket: U,
+    config: &DriverConfig,
+) -> (Connection<M>, DriverFuture) {
+    let (connection, core, done) = core(runtime, machine, config);
+    let mut driver = DatagramDriver {
+        core,
+        socket,
+        scratch: vec![0; config.max_datagram.max(1)],
+        peer: config.peer,
+        last_from: None,
+        outbox: VecDeque::new(),
+        outbox_bytes: 0,
+        read_grew: false,
+    };
+    let future = async move {
+        let result = std::future::poll_fn(|cx| driver.poll_run(cx)).await;
+        let _ = done.try_send(result);
+    };
+    (connection, Box::pin(future))
+}
+
+impl<R: Runtime, M: Drivable, U: DatagramSocket> DatagramDriver<R, M, U> {
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), DriverError<M::Error>>> {
+        self.core.start();
+        if let Err(e) = self.collect() {
+            return Poll::Ready(Err(e));
+        }
+        for _ in 0..STEPS_PER_POLL {
+            match self.step(cx) {
+                Ok(Step::Progress) => {}
+                Ok(Step::Idle) => return Poll::Pending,
+                Ok(Step::Done) => return Poll::Ready(self.core.result()),
+                Err(e) => {
+                    self.core.deliver_now();
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Whether commands are taken now.
+    fn accepting(&self) -> bool {
+        self.core.pump.wants_input() && !self.core.over_budget(self.outbox_bytes)
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Result<Step, DriverError<M::Error>> {
+        let mut progress = self.core.deliver(cx);
+        progress |= self.poll_send(cx)?;
+        if self.core.pump.is_finished() && self.outbox.is_empty() {
+            return Ok(if self.core.delivered() {
+                Step::Done
+            } else if progress {
+                Step::Progress
+            } else {
+                Step::Idle
+            });
+        }
+        let now = self.core.clock.now();
+        if self.accepting() && self.core.poll_command(cx, now) {
+            self.collect()?;
+            progress = true;
+        }
+        let held_back = self.core.over_budget(self.outbox_bytes) && self.read_grew;
+        if !self.core.pump.is_finished() && !held_back && !self.core.backlogged() {
+            let before = self.outbox_bytes;
+            if self.poll_recv(cx, now)? {
+                self.read_grew = self.outbox_bytes > before;
+                progress = true;
+            }
+        }
+        if self.core.poll_timer(cx) {
+            self.collect()?;
+            progress = true;
+        }
+        self.core.stats.paused.store(!self.accepting() && !self.core.pump.is_finished(), Ordering::Relaxed);
+        Ok(if progress { Step::Progress } else { Step::Idle })
+    }
+
+    /// Move what the machine transmitted into the outbox: its datagrams, then the stream bytes
+    /// of this input as one datagram.
+    fn collect(&mut self) -> Result<(), DriverError<M::Error>> {
+        while let Some((to, data)) = self.core.pump.next_datagram() {
+            self.outbox_bytes += data.len();
+            self.outbox.push_back((to, data));
+        }
+        let queue = self.core.pump.writes();
+        if !queue.is_empty() {
+            let to = self.peer.or(self.last_from).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotConnected, "stream output on a datagram socket with no peer yet")
+            })?;
+            let mut datagram = BytesMut::with_capacity(queue.len());
+            for chunk in queue.chunks() {
+                datagram.extend_from_slice(chunk);
+            }
+            queue.advance(datagram.len());
+            self.outbox_bytes += datagram.len();
+            self.outbox.push_back((to, datagram.freeze()));
+        }
+        self.core.stats.note_queued(self.outbox_bytes);
+        Ok(())
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Result<bool, DriverError<M::Error>> {
+        let mut progress = false;
+        while let Some((to, data)) = self.outbox.front() {
+            match self.socket.try_send_to(data, *to) {
+                Ok(_) => self.core.stats.note_written(data.len()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.socket.poll_send_ready(cx) {
+                    Poll::Ready(Ok(())) => return Ok(true),
+                    Poll::Ready(Err(e)) => return Err(e.into()),
+                    Poll::Pending => return Ok(progress),
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Nobody listens at that port (an ICMP error from an earlier send): the datagram
+                // is lost, as datagrams may be.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some((_, sent)) = self.outbox.pop_front() {
+                self.outbox_bytes -= sent.len();
+            }
+            self.core.stats.note_queued(self.outbox_bytes);
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>, now: Instant) -> Result<bool, DriverError<M::Error>> {
+        match self.socket.try_recv_from(&mut self.scratch) {
+            Ok((n, from)) => {
+                self.last_from = Some(from);
+                self.core.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                let data = Bytes::copy_from_slice(&self.scratch[..n]);
+                self.core.feed(now, Input::Datagram { from, data });
+                self.collect()?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.socket.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => Ok(true),
+                Poll::Ready(Err(e)) => Err(e.into()),
+                Poll::Pending => Ok(false),
+            },
+            // ICMP errors for earlier sends surface here on some systems; they end nothing.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<DriverError<E>> for io::Error {
+    /// For applications that report everything as `io::Error`; the kind tells a protocol error
+    /// (`InvalidData`) from a stopped driver (`Interrupted`).
+    fn from(e: DriverError<E>) -> io::Error {
+        match e {
+            DriverError::Io(e) => e,
+            DriverError::Protocol(e) => io::Error::new(io::ErrorKind::InvalidData, e),
+            DriverError::Cancelled => io::Error::new(io::ErrorKind::Interrupted, e.to_string()),
+        }
+    }
+}

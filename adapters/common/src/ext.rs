@@ -1,0 +1,177 @@
+//! Everything an application does with a runtime, written once over [`Runtime`]: connect,
+//! listen, serve, bind, drive. Each adapter crate re-exports this trait next to its runtime.
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::async_driver::{datagram_driver, stream_driver, Connection, Drivable, DriverConfig};
+use crate::runtime::{sleep_until, ByteStream, DatagramSocket, Listener, Runtime, SocketRef};
+use crate::{sockets, SocketOptions};
+
+/// Accept errors that end one connection attempt, not the server.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::TimedOut
+    )
+}
+
+/// Out of descriptors or memory: wait a moment for connections to close, then accept again.
+fn exhausted(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) // ENFILE, EMFILE, ENOBUFS, ENOMEM
+        || e.kind() == io::ErrorKind::OutOfMemory
+}
+
+/// Connect, listen, serve and drive on runtime `Self`. Implemented for every [`Runtime`].
+///
+/// The async methods take the runtime by value (runtime handles are cheap to clone), so the
+/// futures they return borrow nothing and can be spawned.
+pub trait RuntimeExt: Runtime {
+    /// Spawn a driver running `machine` over `io`.
+    fn drive<M: Drivable, S: ByteStream>(&self, machine: M, io: S, config: &DriverConfig) -> Connection<M> {
+        let (connection, driver) = stream_driver(self.clone(), machine, io, config);
+        self.spawn(driver);
+        connection
+    }
+
+    /// Spawn a datagram driver running `machine` over `socket` (pass an `Arc` of the socket to
+    /// keep a handle for multicast membership changes).
+    fn drive_datagram<M: Drivable, U: DatagramSocket>(
+        &self,
+        machine: M,
+        socket: U,
+        config: &DriverConfig,
+    ) -> Connection<M> {
+        let (connection, driver) = datagram_driver(self.clone(), machine, socket, config);
+        self.spawn(driver);
+        connection
+    }
+
+    /// Connect over TCP and drive `machine` with default options.
+    fn connect<M: Drivable>(
+        self,
+        addr: SocketAddr,
+        machine: M,
+    ) -> impl Future<Output = io::Result<Connection<M>>> + Send {
+        self.connect_with(addr, SocketOptions::new(), DriverConfig::default(), machine)
+    }
+
+    /// Connect over TCP, apply `options` to the connected socket, and drive `machine`.
+    fn connect_with<M: Drivable>(
+        self,
+        addr: SocketAddr,
+        options: SocketOptions,
+        config: DriverConfig,
+        machine: M,
+    ) -> impl Future<Output = io::Result<Connection<M>>> + Send {
+        let rt = self;
+        async move {
+            let stream = rt.tcp_connect(addr).await?;
+            options.apply(&*stream.socket_ref())?;
+            Ok(rt.drive(machine, stream, &config))
+        }
+    }
+
+    /// Connect to a Unix socket and drive `machine`.
+    #[cfg(unix)]
+    fn connect_unix<M: Drivable>(
+        self,
+        path: impl AsRef<std::path::Path>,
+        config: DriverConfig,
+        machine: M,
+    ) -> impl Future<Output = io::Result<Connection<M>>> + Send {
+        let rt = self;
+        let path = path.as_ref().to_path_buf();
+        async move {
+            let stream = rt.unix_connect(path).await?;
+            Ok(rt.drive(machine, stream, &config))
+        }
+    }
+
+    /// A TCP listener on `addr` with default options (`SO_REUSEADDR` on).
+    fn listen(&self, addr: impl ToSocketAddrs) -> io::Result<Self::TcpListener> {
+        self.listen_with(addr, &SocketOptions::new())
+    }
+
+    /// A TCP listener on `addr`, `options` applied before it binds (accepted sockets inherit
+    /// most of them).
+    fn listen_with(&self, addr: impl ToSocketAddrs, options: &SocketOptions) -> io::Result<Self::TcpListener> {
+        self.tcp_listener(sockets::tcp_listener(addr, options)?)
+    }
+
+    /// A Unix listener at `path` (which must not exist).
+    #[cfg(unix)]
+    fn listen_unix(&self, path: impl AsRef<std::path::Path>) -> io::Result<Self::UnixListener> {
+        self.unix_listener(sockets::unix_listener(path, &SocketOptions::new())?)
+    }
+
+    /// A UDP socket bound to `addr`, `options` applied before it binds.
+    fn bind_udp(&self, addr: impl ToSocketAddrs, options: &SocketOptions) -> io::Result<Self::Udp> {
+        self.udp(sockets::udp_socket(addr, options)?)
+    }
+
+    /// Accept connections for ever: for each, `make` a machine, spawn its driver, and spawn
+    /// `handler` with the [`Connection`]. Returns only on a listener error that is not about
+    /// one connection.
+    fn serve<L, M, F, H, Fut>(self, listener: L, make: F, handler: H) -> impl Future<Output = io::Result<()>> + Send
+    where
+        L: Listener,
+        M: Drivable,
+        F: FnMut(&L::Addr) -> M + Send + 'static,
+        H: FnMut(Connection<M>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.serve_with(listener, SocketOptions::new(), DriverConfig::default(), make, handler)
+    }
+
+    /// [`serve`](Self::serve), applying `options` to every accepted socket and running its
+    /// driver with `config`. A socket the options cannot be applied to is dropped.
+    fn serve_with<L, M, F, H, Fut>(
+        self,
+        listener: L,
+        options: SocketOptions,
+        config: DriverConfig,
+        mut make: F,
+        mut handler: H,
+    ) -> impl Future<Output = io::Result<()>> + Send
+    where
+        L: Listener,
+        M: Drivable,
+        F: FnMut(&L::Addr) -> M + Send + 'static,
+        H: FnMut(Connection<M>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let rt = self;
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, addr)) => {
+                        if options.apply(&*stream.socket_ref()).is_err() {
+                            continue;
+                        }
+                        let connection = rt.drive(make(&addr), stream, &config);
+                        rt.spawn(handler(connection));
+                    }
+                    Err(e) if transient(&e) => {}
+                    Err(e) if exhausted(&e) => rt.clone().sleep(Duration::from_millis(100)).await,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    /// Wait `duration`.
+    fn sleep(self, duration: Duration) -> impl Future<Output = ()> + Send {
+        let rt = self;
+        async move { sleep_until(&rt, std::time::Instant::now() + duration).await }
+    }
+}
+
+impl<R: Runtime> RuntimeExt for R {}

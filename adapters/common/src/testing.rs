@@ -1,0 +1,913 @@
+//! The adapter conformance matrix: every behaviour test written once, run on every runtime.
+//!
+//! An adapter crate joins with one [`Adapter`] impl and one macro line in a test file:
+//!
+//! ```text
+//! struct TokioTests;
+//! impl switchboard_rt::testing::Adapter for TokioTests {
+//!     type Runtime = switchboard_tokio::Tokio;
+//!     fn runtime() -> Self::Runtime { switchboard_tokio::Tokio }
+//!     fn block_on<F: std::future::Future>(f: F) -> F::Output { /* the runtime's block_on */ }
+//! }
+//! switchboard_rt::adapter_matrix!(TokioTests);
+//! ```
+//!
+//! A protocol joins with one [`Fixture`] impl (how to make its two ends, send a payload, and
+//! recognise one) and one line in [`adapter_matrix!`](crate::adapter_matrix):
+//! `$crate::stream_suite!($adapter, kcom, $crate::testing::Kcom);` — every adapter then runs
+//! the echo, backpressure, shutdown and bad-header tests for it.
+//!
+//! Every test is bounded by a generous guard deadline (a hang fails instead of blocking CI);
+//! nothing asserts on elapsed time.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_io::{AsyncRead, AsyncWrite};
+use switchboard_proto::fault::{Blame, Fault};
+use switchboard_proto::stage::{self, Command, Event, FramingConfig, PacketConnection};
+use switchboard_proto::Machine;
+
+use crate::multicast::{self, Interface};
+use crate::{
+    stream_driver, Connection, DatagramSocket, Drivable, DriverConfig, DriverError, Listener, Runtime, RuntimeExt,
+    SocketOptions,
+};
+
+/// A runtime under test: the [`Runtime`] and how to run a future to completion on it.
+pub trait Adapter: 'static {
+    /// The runtime.
+    type Runtime: Runtime;
+    /// A handle to it.
+    fn runtime() -> Self::Runtime;
+    /// Run `future` (and the tasks it spawns) until it completes.
+    fn block_on<F: Future>(future: F) -> F::Output;
+}
+
+type Cmd<M> = <M as Machine>::Command;
+type Ev<M> = <M as Machine>::Event;
+
+/// A protocol under test: its two ends and how payloads travel over it.
+pub trait Fixture: 'static {
+    /// The connecting end.
+    type Client: Drivable;
+    /// The accepting end.
+    type Server: Drivable;
+    /// A fresh client machine.
+    fn client() -> Self::Client;
+    /// A fresh server machine.
+    fn server() -> Self::Server;
+    /// The client command that sends `payload` as one message.
+    fn client_send(payload: Bytes) -> Cmd<Self::Client>;
+    /// The payload of a message the client received, if the event is one.
+    fn client_received(event: Ev<Self::Client>) -> Option<Bytes>;
+    /// The server command that sends `payload` as one message.
+    fn server_send(payload: Bytes) -> Cmd<Self::Server>;
+    /// The payload of a message the server received, if the event is one.
+    fn server_received(event: Ev<Self::Server>) -> Option<Bytes>;
+    /// Bytes on the wire for one message of `payload_len` bytes.
+    fn wire_len(payload_len: usize) -> usize;
+    /// Bytes a client could send that break the protocol at the first header.
+    fn bad_header() -> &'static [u8];
+    /// Whether `error` is the server's answer to [`bad_header`](Self::bad_header).
+    fn is_bad_header(error: &<Self::Server as Machine>::Error) -> bool;
+}
+
+/// STAGE packet framing (`PacketConnection`, `packet=65536,0`) at both ends.
+pub struct StagePacket;
+
+impl Fixture for StagePacket {
+    type Client = PacketConnection;
+    type Server = PacketConnection;
+    fn client() -> PacketConnection {
+        PacketConnection::new(FramingConfig::packet(65_536, 0))
+    }
+    fn server() -> PacketConnection {
+        Self::client()
+    }
+    fn client_send(payload: Bytes) -> Command {
+        Command::SendBody(payload)
+    }
+    fn client_received(event: Event) -> Option<Bytes> {
+        let Event::Frame(frame) = event;
+        Some(frame.slice(stage::HEADER_LEN..))
+    }
+    fn server_send(payload: Bytes) -> Command {
+        Command::SendBody(payload)
+    }
+    fn server_received(event: Event) -> Option<Bytes> {
+        Self::client_received(event)
+    }
+    fn wire_len(payload_len: usize) -> usize {
+        payload_len + stage::HEADER_LEN
+    }
+    fn bad_header() -> &'static [u8] {
+        b"\x02\x00\x00\x00"
+    }
+    fn is_bad_header(error: &stage::Error) -> bool {
+        matches!(error, stage::Error::LengthTooShort { len: 2 })
+    }
+}
+
+/// Every matrix test for adapter `$adapter`. One line per protocol and suite.
+#[macro_export]
+macro_rules! adapter_matrix {
+    ($adapter:ty) => {
+        $crate::stream_suite!($adapter, stage_packet, $crate::testing::StagePacket);
+        $crate::datagram_suite!($adapter, stage_packet_udp, $crate::testing::StagePacket);
+        $crate::stage_suite!($adapter);
+        $crate::driver_suite!($adapter);
+        $crate::multicast_suite!($adapter, stage_packet_multicast, $crate::testing::StagePacket);
+    };
+}
+
+/// The stream tests of protocol `$fixture` on adapter `$adapter`, in module `$name`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! stream_suite {
+    ($adapter:ty, $name:ident, $fixture:ty) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn echo_tcp() {
+                $crate::testing::echo_tcp::<$adapter, $fixture>()
+            }
+            #[cfg(unix)]
+            #[test]
+            fn echo_unix() {
+                $crate::testing::echo_unix::<$adapter, $fixture>()
+            }
+            #[test]
+            fn full_duplex_bulk_echo_does_not_deadlock() {
+                $crate::testing::full_duplex::<$adapter, $fixture>()
+            }
+            #[test]
+            fn backpressure_with_a_peer_that_stops_reading() {
+                $crate::testing::backpressure::<$adapter, $fixture>()
+            }
+            #[test]
+            fn close_writes_everything_in_flight() {
+                $crate::testing::shutdown_in_flight::<$adapter, $fixture>(false)
+            }
+            #[test]
+            fn dropping_the_handle_writes_everything_in_flight() {
+                $crate::testing::shutdown_in_flight::<$adapter, $fixture>(true)
+            }
+            #[test]
+            fn bad_header_closes_only_that_connection() {
+                $crate::testing::bad_header::<$adapter, $fixture>()
+            }
+        }
+    };
+}
+
+/// The datagram tests of protocol `$fixture` on adapter `$adapter`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! datagram_suite {
+    ($adapter:ty, $name:ident, $fixture:ty) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn echo_udp() {
+                $crate::testing::echo_udp::<$adapter, $fixture>()
+            }
+        }
+    };
+}
+
+/// The multicast tests of protocol `$fixture` on adapter `$adapter`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! multicast_suite {
+    ($adapter:ty, $name:ident, $fixture:ty) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn ipv4_group_reaches_two_receivers() {
+                $crate::testing::multicast::<$adapter, $fixture>(false)
+            }
+            #[test]
+            fn ipv6_group_reaches_two_receivers() {
+                $crate::testing::multicast::<$adapter, $fixture>(true)
+            }
+        }
+    };
+}
+
+/// Tests of the datagram driver's addressing (`Input::Datagram` / `Output::TransmitTo`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! driver_suite {
+    ($adapter:ty) => {
+        mod datagram_addressing {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn transmit_to_reaches_the_named_peer_and_from_names_the_sender() {
+                $crate::testing::transmit_to::<$adapter>()
+            }
+            #[test]
+            fn stream_output_without_a_peer_is_a_typed_error() {
+                $crate::testing::datagram_without_peer::<$adapter>()
+            }
+        }
+    };
+}
+
+/// Tests of STAGE connection features (timers, coalescing, refusals) on adapter `$adapter`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! stage_suite {
+    ($adapter:ty) => {
+        mod stage_features {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn expire_timer_closes_an_idle_connection() {
+                $crate::testing::stage_expire::<$adapter>()
+            }
+            #[test]
+            fn commit_timer_coalesces_frames_into_one_write() {
+                $crate::testing::stage_commit_coalescing::<$adapter>()
+            }
+            #[test]
+            fn refused_command_comes_back_and_the_connection_goes_on() {
+                $crate::testing::stage_refused_command::<$adapter>()
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// A hang fails the test instead of blocking: generous, never a timing assertion.
+const GUARD: Duration = Duration::from_secs(30);
+
+/// Run `body` on adapter `A`, failing if it has not finished within [`GUARD`].
+fn run<A: Adapter, F: Future<Output = ()>>(body: F) {
+    A::block_on(async {
+        let rt = A::runtime();
+        let mut guard = std::pin::pin!(rt.clone().sleep(GUARD));
+        let mut body = std::pin::pin!(body);
+        std::future::poll_fn(|cx| {
+            if body.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            if guard.as_mut().poll(cx).is_ready() {
+                panic!("the test did not finish within {GUARD:?}");
+            }
+            Poll::Pending
+        })
+        .await
+    })
+}
+
+/// Run two futures concurrently, both to completion.
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (Box::pin(a), Box::pin(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                ra = x;
+                rb = y;
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// Message `i`: `len` bytes anyone can recompute.
+pub fn payload(i: usize, len: usize) -> Bytes {
+    (0..len).map(|j| (i.wrapping_mul(31).wrapping_add(j.wrapping_mul(7)) % 251) as u8).collect::<Vec<u8>>().into()
+}
+
+async fn write_all<S: AsyncWrite + Unpin>(s: &mut S, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *s).poll_write(cx, buf)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+async fn read_to_end<S: AsyncRead + Unpin>(s: &mut S) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match std::future::poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, &mut buf)).await {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(out),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn read_exact<S: AsyncRead + Unpin>(s: &mut S, mut buf: &mut [u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, buf)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+    }
+    Ok(())
+}
+
+/// Server side of the echo tests: send back every message, then report how it ended.
+async fn echo<P: Fixture>(conn: Connection<P::Server>) -> Result<(), DriverError<<P::Server as Machine>::Error>> {
+    while let Some(delivery) = conn.recv().await {
+        if let Some(payload) = delivery.ok().and_then(P::server_received) {
+            if conn.send(P::server_send(payload)).await.is_err() {
+                break;
+            }
+        }
+    }
+    conn.join().await
+}
+
+/// Send `count` messages (lengths cycling below `max_len`) while receiving their echoes,
+/// and check every echo, in order.
+async fn exchange<P: Fixture>(conn: &Connection<P::Client>, first: usize, count: usize, max_len: usize) {
+    let len = |i: usize| (i * 977) % max_len;
+    let send = async {
+        for i in first..first + count {
+            conn.send(P::client_send(payload(i, len(i)))).await.expect("driver stopped while sending");
+        }
+    };
+    let receive = async {
+        let mut i = first;
+        while i < first + count {
+            let delivery = conn.recv().await.expect("connection ended before every echo came back");
+            let event = delivery.unwrap_or_else(|e| panic!("command refused: {e}"));
+            if let Some(got) = P::client_received(event) {
+                assert_eq!(got, payload(i, len(i)), "echo {i} differs");
+                i += 1;
+            }
+        }
+    };
+    both(send, receive).await;
+}
+
+fn unix_path() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("switchboard-{}-{n}.sock", std::process::id()))
+}
+
+// ---------------------------------------------------------------- stream suite
+
+/// Echo over TCP on loopback through `serve`.
+pub fn echo_tcp<A: Adapter, P: Fixture>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = rt.clone().serve(
+            listener,
+            |_| P::server(),
+            |conn| async move {
+                echo::<P>(conn).await.expect("server connection failed");
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let conn = rt.clone().connect(addr, P::client()).await.unwrap();
+        exchange::<P>(&conn, 0, 200, 3000).await;
+        conn.join().await.unwrap();
+    })
+}
+
+/// Echo over a Unix socket through `serve`.
+#[cfg(unix)]
+pub fn echo_unix<A: Adapter, P: Fixture>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let path = unix_path();
+        let _ = std::fs::remove_file(&path);
+        let listener = rt.listen_unix(&path).unwrap();
+        let server = rt.clone().serve(
+            listener,
+            |_| P::server(),
+            |conn| async move {
+                echo::<P>(conn).await.expect("server connection failed");
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let conn = rt.clone().connect_unix(&path, DriverConfig::default(), P::client()).await.unwrap();
+        exchange::<P>(&conn, 0, 200, 3000).await;
+        conn.join().await.unwrap();
+        let _ = std::fs::remove_file(&path);
+    })
+}
+
+/// Both ends stream at once through small kernel buffers (each side's queue over budget at
+/// times): an application that keeps receiving while it sends must never deadlock.
+pub fn full_duplex<A: Adapter, P: Fixture>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let small = SocketOptions::new().send_buffer(32 * 1024).recv_buffer(32 * 1024);
+        let listener = rt.listen_with("127.0.0.1:0", &small).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = rt.clone().serve_with(
+            listener,
+            small.clone(),
+            DriverConfig::default(),
+            |_| P::server(),
+            |conn| async move {
+                echo::<P>(conn).await.expect("server connection failed");
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let conn = rt.clone().connect_with(addr, small, DriverConfig::default(), P::client()).await.unwrap();
+        exchange::<P>(&conn, 0, 1000, 32_000).await;
+        conn.join().await.unwrap();
+    })
+}
+
+/// A peer that stops reading: the client's write queue stays within budget + one message,
+/// the driver pauses, and the sender is told to wait; once the peer reads, everything arrives.
+pub fn backpressure<A: Adapter, P: Fixture>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        // Small kernel buffers so the driver's own queue, not the kernel's, takes the load.
+        let listener = rt.listen_with("127.0.0.1:0", &SocketOptions::new().recv_buffer(4096)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = DriverConfig::default().with_commands(4);
+        let conn =
+            rt.clone().connect_with(addr, SocketOptions::new().send_buffer(4096), config, P::client()).await.unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+
+        let len = 8192;
+        let bound = P::client().write_budget() + P::wire_len(len);
+        let mut sent = 0;
+        let mut next = P::client_send(payload(0, len));
+        loop {
+            assert!(sent < 10_000, "backpressure never engaged after {sent} messages");
+            match conn.try_send(next) {
+                Ok(()) => {
+                    sent += 1;
+                    next = P::client_send(payload(sent, len));
+                }
+                Err(crate::async_driver::TrySendError::Full(back)) => {
+                    next = back;
+                    if conn.stats().is_paused() {
+                        break; // the channel is full and the driver holds back: told to wait
+                    }
+                    rt.clone().sleep(Duration::from_millis(1)).await;
+                }
+                Err(crate::async_driver::TrySendError::Closed(_)) => panic!("driver stopped"),
+            }
+        }
+        let stats = conn.stats().clone();
+        assert!(stats.queued() > 0, "paused with nothing queued");
+        assert!(stats.max_queued() <= bound, "queue reached {} > budget + one message = {bound}", stats.max_queued());
+
+        // The peer starts reading: everything accepted arrives, in order.
+        let server = rt.drive(P::server(), peer, &DriverConfig::default());
+        let client = async {
+            conn.send(next).await.unwrap();
+            conn.join().await.unwrap();
+        };
+        let receive = async {
+            let mut got = 0;
+            while let Some(delivery) = server.recv().await {
+                if let Some(p) = delivery.ok().and_then(P::server_received) {
+                    assert_eq!(p, payload(got, len), "message {got} differs");
+                    got += 1;
+                }
+            }
+            got
+        };
+        let ((), got) = both(client, receive).await;
+        assert_eq!(got, sent + 1);
+        assert!(stats.max_queued() <= bound, "queue reached {} > {bound}", stats.max_queued());
+        server.join().await.unwrap();
+    })
+}
+
+/// Close (or drop the handle) with far more queued than the socket takes at once: the peer
+/// still receives every message, in order, then a clean end of stream.
+pub fn shutdown_in_flight<A: Adapter, P: Fixture>(drop_handle: bool) {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        // Small kernel buffers: at the close, most of the data is still in the driver's queue.
+        let listener = rt.listen_with("127.0.0.1:0", &SocketOptions::new().recv_buffer(4096)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let options = SocketOptions::new().send_buffer(4096);
+        let conn = rt.clone().connect_with(addr, options, DriverConfig::default(), P::client()).await.unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        let server = rt.drive(P::server(), peer, &DriverConfig::default());
+        let (count, len) = (64, 16 * 1024);
+        let client = async {
+            for i in 0..count {
+                conn.send(P::client_send(payload(i, len))).await.unwrap();
+            }
+            if drop_handle {
+                drop(conn);
+            } else {
+                conn.close().await.unwrap();
+                conn.join().await.unwrap();
+            }
+        };
+        let receive = async {
+            let mut got = 0;
+            while let Some(delivery) = server.recv().await {
+                if let Some(p) = delivery.ok().and_then(P::server_received) {
+                    assert_eq!(p, payload(got, len), "message {got} differs");
+                    got += 1;
+                }
+            }
+            got
+        };
+        let ((), got) = both(client, receive).await;
+        assert_eq!(got, count, "messages lost in shutdown");
+        server.join().await.expect("the peer saw an unclean end");
+    })
+}
+
+/// A client sending a bad header ends only its own connection, with the typed peer error;
+/// another client on the same server carries on.
+pub fn bad_header<A: Adapter, P: Fixture>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (results, ended) = async_channel::unbounded();
+        let server = rt.clone().serve(
+            listener,
+            |_| P::server(),
+            move |conn| {
+                let results = results.clone();
+                async move {
+                    let _ = results.send(echo::<P>(conn).await).await;
+                }
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+
+        let good = rt.clone().connect(addr, P::client()).await.unwrap();
+        exchange::<P>(&good, 0, 3, 100).await;
+
+        let mut bad = rt.tcp_connect(addr).await.unwrap();
+        write_all(&mut bad, P::bad_header()).await.unwrap();
+        read_to_end(&mut bad).await.unwrap(); // the server closes this one
+        drop(bad);
+        match ended.recv().await.unwrap() {
+            Err(DriverError::Protocol(e)) => {
+                assert!(P::is_bad_header(&e), "unexpected error: {e}");
+                assert_eq!(e.fault(), Fault::Peer);
+            }
+            other => panic!("expected the bad header's protocol error, got {other:?}"),
+        }
+
+        exchange::<P>(&good, 3, 3, 100).await;
+        good.join().await.unwrap();
+        assert!(ended.recv().await.unwrap().is_ok(), "the good connection ended badly");
+    })
+}
+
+// ---------------------------------------------------------------- datagram suite
+
+/// Echo over UDP on loopback: the server answers whoever sent, the client sends to its peer.
+pub fn echo_udp<A: Adapter, P: Fixture>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let server_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let server_addr = server_socket.local_addr().unwrap();
+        let server = rt.drive_datagram(P::server(), server_socket, &DriverConfig::default());
+        let stop = server.commands();
+        let server = async move { echo::<P>(server).await };
+        let client_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let client = rt.drive_datagram(P::client(), client_socket, &DriverConfig::default().with_peer(server_addr));
+        let talk = async {
+            // One at a time: a datagram test must not depend on socket buffers never overflowing.
+            for i in 0..50 {
+                exchange::<P>(&client, i, 1, 1200).await;
+            }
+            client.join().await.unwrap();
+            stop.close().await.unwrap();
+            drop(stop);
+        };
+        let (server_result, ()) = both(server, talk).await;
+        server_result.unwrap();
+    })
+}
+
+/// A sender and two receivers of one multicast group on loopback.
+pub fn multicast<A: Adapter, P: Fixture>(ipv6: bool) {
+    let (group, iface): (IpAddr, Interface) = if ipv6 {
+        let Some(lo) = loopback_index() else {
+            println!("skipped: no loopback interface index to join an IPv6 group on");
+            return;
+        };
+        (Ipv6Addr::new(0xff12, 0, 0, 0, 0, 0, 0x5b, (std::process::id() % 0xffff) as u16).into(), Interface::Index(lo))
+    } else {
+        (Ipv4Addr::new(239, 255, 91, (std::process::id() % 250) as u8 + 1).into(), Interface::V4(Ipv4Addr::LOCALHOST))
+    };
+    let options = SocketOptions::new();
+    let sockets = (|| {
+        let first = multicast::receiver(group, 0, iface, &options)?;
+        let port = first.local_addr()?.port();
+        let second = multicast::receiver(group, port, iface, &options)?;
+        let sender = multicast::sender(ipv6, iface, &options)?;
+        probe(&sender, SocketAddr::new(group, port), [&first, &second])?;
+        Ok::<_, io::Error>((first, second, sender, port))
+    })();
+    let (first, second, sender, port) = match sockets {
+        Ok(s) => s,
+        Err(e) => {
+            println!("skipped: the kernel refuses {} multicast on loopback: {e}", if ipv6 { "IPv6" } else { "IPv4" });
+            return;
+        }
+    };
+    let to = SocketAddr::new(group, port);
+    run::<A, _>(async move {
+        let rt = A::runtime();
+        let first = Arc::new(rt.udp(first).unwrap());
+        let second = rt.udp(second).unwrap();
+        let a = rt.drive_datagram(P::client(), first.clone(), &DriverConfig::default());
+        let b = rt.drive_datagram(P::client(), second, &DriverConfig::default());
+        let sender = rt.drive_datagram(P::client(), rt.udp(sender).unwrap(), &DriverConfig::default().with_peer(to));
+        let message = payload(7, 300);
+        sender.send(P::client_send(message.clone())).await.unwrap();
+        for receiver in [&a, &b] {
+            let event = receiver.recv().await.unwrap().unwrap();
+            assert_eq!(P::client_received(event), Some(message.clone()));
+        }
+        first.leave_multicast(group, iface).unwrap();
+        // Still a member: the second receiver keeps getting the group.
+        let later = payload(8, 200);
+        sender.send(P::client_send(later.clone())).await.unwrap();
+        let event = b.recv().await.unwrap().unwrap();
+        assert_eq!(P::client_received(event), Some(later));
+        for conn in [a, b, sender] {
+            conn.join().await.unwrap();
+        }
+    })
+}
+
+/// Whether the kernel delivers a datagram to the group on loopback (some sandboxes drop it
+/// silently): send one, wait up to two seconds for each receiver.
+fn probe(sender: &std::net::UdpSocket, to: SocketAddr, receivers: [&std::net::UdpSocket; 2]) -> io::Result<()> {
+    sender.send_to(b"probe", to)?;
+    for r in receivers {
+        r.set_nonblocking(false)?;
+        r.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut buf = [0u8; 16];
+        let result = r.recv_from(&mut buf);
+        r.set_read_timeout(None)?;
+        r.set_nonblocking(true)?;
+        match result {
+            Ok((5, _)) => {}
+            Ok(_) => return Err(io::Error::other("unexpected datagram on the group")),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("probe not delivered: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// The loopback interface's index (Linux: from sysfs).
+fn loopback_index() -> Option<u32> {
+    std::fs::read_to_string("/sys/class/net/lo/ifindex").ok()?.trim().parse().ok()
+}
+
+/// A datagram machine for the addressing tests: `SendTo` goes out as `TransmitTo`; every
+/// datagram received comes out as an event naming its sender.
+pub struct Reflector {
+    out: std::collections::VecDeque<(SocketAddr, Bytes)>,
+    events: std::collections::VecDeque<(SocketAddr, Bytes)>,
+    closed: bool,
+}
+
+/// What a [`Reflector`] is asked to do.
+#[derive(Debug)]
+pub enum ReflectorCommand {
+    /// Send one datagram.
+    SendTo(SocketAddr, Bytes),
+    /// Send stream bytes (to the driver's default peer).
+    Transmit(Bytes),
+    /// Finish.
+    Close,
+}
+
+/// A [`Reflector`] refuses nothing and never fails.
+#[derive(Debug, thiserror::Error)]
+#[error("reflector error")]
+pub struct ReflectorError;
+
+impl Blame for ReflectorError {
+    fn fault(&self) -> Fault {
+        Fault::Caller
+    }
+}
+
+impl Reflector {
+    /// A fresh reflector.
+    pub fn new() -> Self {
+        Reflector { out: Default::default(), events: Default::default(), closed: false }
+    }
+}
+
+impl Default for Reflector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Machine for Reflector {
+    type Command = ReflectorCommand;
+    type Event = (SocketAddr, Bytes);
+    type Error = ReflectorError;
+
+    fn handle_input(
+        &mut self,
+        _now: switchboard_proto::Instant,
+        input: switchboard_proto::Input<'_, ReflectorCommand>,
+    ) -> Result<(), ReflectorError> {
+        use switchboard_proto::Input;
+        match input {
+            Input::Datagram { from, data } => self.events.push_back((from, data)),
+            Input::Command(ReflectorCommand::SendTo(to, data)) => self.out.push_back((to, data)),
+            Input::Command(ReflectorCommand::Transmit(data)) => {
+                self.out.push_back((SocketAddr::from(([0, 0, 0, 0], 0)), data))
+            }
+            Input::Command(ReflectorCommand::Close) => self.closed = true,
+            Input::Stream(_) | Input::Eof | Input::Timeout => {}
+        }
+        Ok(())
+    }
+
+    fn poll_output(
+        &mut self,
+        _now: switchboard_proto::Instant,
+    ) -> switchboard_proto::Output<(SocketAddr, Bytes), ReflectorError> {
+        use switchboard_proto::Output;
+        if let Some((to, data)) = self.out.pop_front() {
+            // The unspecified address marks stream output (see `ReflectorCommand::Transmit`).
+            return if to.ip().is_unspecified() { Output::Transmit(data) } else { Output::TransmitTo(to, data) };
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        if self.closed {
+            Output::Finished(Ok(()))
+        } else {
+            Output::Timeout(None)
+        }
+    }
+}
+
+impl Drivable for Reflector {
+    fn close_command() -> ReflectorCommand {
+        ReflectorCommand::Close
+    }
+}
+
+/// Two datagram drivers address each other with `TransmitTo`; each event names its sender.
+pub fn transmit_to<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let a_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let b_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let (a_addr, b_addr) = (a_socket.local_addr().unwrap(), b_socket.local_addr().unwrap());
+        let a = rt.drive_datagram(Reflector::new(), a_socket, &DriverConfig::default());
+        let b = rt.drive_datagram(Reflector::new(), b_socket, &DriverConfig::default());
+        for i in 0..20 {
+            let ping = payload(i, 100 + i);
+            a.send(ReflectorCommand::SendTo(b_addr, ping.clone())).await.unwrap();
+            let (from, data) = b.recv().await.unwrap().unwrap();
+            assert_eq!((from, &data), (a_addr, &ping));
+            b.send(ReflectorCommand::SendTo(from, data)).await.unwrap();
+            assert_eq!(a.recv().await.unwrap().unwrap(), (b_addr, ping));
+        }
+        a.join().await.unwrap();
+        b.join().await.unwrap();
+    })
+}
+
+/// Stream output on a datagram driver that has no peer yet ends it with `NotConnected`.
+pub fn datagram_without_peer<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let conn = rt.drive_datagram(Reflector::new(), socket, &DriverConfig::default());
+        conn.send(ReflectorCommand::Transmit(Bytes::from_static(b"nowhere"))).await.unwrap();
+        match conn.join().await {
+            Err(DriverError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::NotConnected),
+            other => panic!("expected NotConnected, got {other:?}"),
+        }
+    })
+}
+
+// ---------------------------------------------------------------- STAGE features
+
+/// An idle connection with `expire` set ends with the typed `Expired` peer error.
+pub fn stage_expire<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = FramingConfig::packet(1024, 0).with_expire(Some(Duration::from_millis(50)));
+        let conn = rt.clone().connect(addr, PacketConnection::new(config)).await.unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        // Keep the command sender: dropping it would close the connection cleanly instead.
+        let (_commands, _events, done) = conn.split();
+        let (result, seen) = both(done.wait(), async move { read_to_end(&mut peer).await.unwrap() }).await;
+        match result {
+            Err(DriverError::Protocol(e @ stage::Error::Expired { .. })) => assert_eq!(e.fault(), Fault::Peer),
+            other => panic!("expected Expired, got {other:?}"),
+        }
+        assert!(seen.is_empty());
+    })
+}
+
+/// With `commit` set, frames queued together reach the socket in one write, when the commit
+/// timer fires (no explicit flush).
+pub fn stage_commit_coalescing<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = rt.tcp_connect(addr).await.unwrap();
+        let config = FramingConfig::packet(1024, 4096).with_commit(Duration::from_millis(200));
+        let (conn, driver) = stream_driver(rt.clone(), PacketConnection::new(config), stream, &DriverConfig::default());
+        // Queued before the driver runs, so it takes all three within one commit interval.
+        for body in [&b"one"[..], b"two", b"three"] {
+            conn.try_send(Command::SendBody(Bytes::from_static(body))).unwrap();
+        }
+        rt.spawn(driver);
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let expected = b"\x07\0\0\0one\x07\0\0\0two\x09\0\0\0three";
+        let mut got = [0u8; 23];
+        read_exact(&mut peer, &mut got).await.unwrap();
+        assert_eq!(&got, expected);
+        assert_eq!(conn.stats().writes(), 1, "three frames should have gone out in one write");
+        let (result, rest) = both(conn.join(), async move { read_to_end(&mut peer).await.unwrap() }).await;
+        result.unwrap();
+        assert!(rest.is_empty());
+    })
+}
+
+/// A command the machine refuses comes back as `Err` (the caller's fault) on the event
+/// channel; the connection carries on.
+pub fn stage_refused_command<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = rt.clone().serve(
+            listener,
+            |_| StagePacket::server(),
+            |conn| async move {
+                echo::<StagePacket>(conn).await.expect("server connection failed");
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let conn = rt.clone().connect(addr, StagePacket::client()).await.unwrap();
+        // The header says 9 bytes; the frame has 6.
+        conn.send(Command::Send(Bytes::from_static(b"\x09\0\0\0ab"))).await.unwrap();
+        match conn.recv().await {
+            Some(Err(e @ stage::Error::MalformedOutgoing { .. })) => assert_eq!(e.fault(), Fault::Caller),
+            other => panic!("expected the refusal, got {other:?}"),
+        }
+        exchange::<StagePacket>(&conn, 0, 3, 100).await;
+        conn.join().await.unwrap();
+    })
+}

@@ -1,0 +1,15 @@
+//! The adapter conformance matrix of `switchboard-rt`, on smol.
+
+struct SmolTests;
+
+impl switchboard_rt::testing::Adapter for SmolTests {
+    type Runtime = switchboard_smol::Smol;
+    fn runtime() -> Self::Runtime {
+        switchboard_smol::Smol
+    }
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        smol::block_on(future)
+    }
+}
+
+switchboard_rt::adapter_matrix!(SmolTests);

@@ -149,7 +149,10 @@ pub(crate) enum Msg<C> {
 /// Counters shared by the driver, its threads and the handles.
 #[derive(Default)]
 pub(crate) struct Shared {
-    pub(crate) handles_dropped: AtomicBool,
+    /// A close was asked for (every handle dropped, or `Handle::close`). The driver acts on it
+    /// once the channel is empty, so commands sent before come first; over budget it gives the
+    /// peer the linger time to make room before it gives up on them.
+    pub(crate) close_asked: AtomicBool,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) queued: AtomicUsize,
@@ -203,7 +206,7 @@ impl<C> Drop for HandleInner<C> {
     fn drop(&mut self) {
         // Never block in drop: if the channel is full, the flag tells the driver, which looks
         // at it once it has taken every command sent before (the channel is FIFO).
-        self.shared.handles_dropped.store(true, Ordering::SeqCst);
+        self.shared.close_asked.store(true, Ordering::SeqCst);
         let _ = self.tx.try_send(Msg::HandlesDropped);
     }
 }
@@ -267,7 +270,9 @@ impl<C> Handle<C> {
     }
 
     /// Send a command. Blocks while the channel is full, which it stays while the machine's
-    /// written-but-unsent output is over its write budget (backpressure).
+    /// written-but-unsent output is over its write budget (backpressure). `Ok` means the driver
+    /// took it; a command that reaches an already finished machine is dropped (the machine
+    /// would refuse it).
     pub fn send(&self, command: C) -> Result<(), Closed<C>> {
         self.inner.tx.send(Msg::Command(command)).map_err(|e| match e.0 {
             Msg::Command(c) => Closed(c),
@@ -284,10 +289,12 @@ impl<C> Handle<C> {
         })
     }
 
-    /// Ask the driver to close gracefully after every command sent before. Returns `false` if
-    /// the driver has already stopped.
-    pub fn close(&self) -> bool {
-        self.inner.tx.send(Msg::Close).is_ok()
+    /// Ask the driver to close gracefully after every command sent before. Never blocks. If the
+    /// peer is not reading, the driver waits the [linger](Settings::linger) time for room and
+    /// then ends with [`DriverError::Unflushed`].
+    pub fn close(&self) {
+        self.inner.shared.close_asked.store(true, Ordering::SeqCst);
+        let _ = self.inner.tx.try_send(Msg::Close);
     }
 
     /// The driver's counters now.

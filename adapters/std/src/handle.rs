@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -159,9 +159,22 @@ pub(crate) struct Shared {
     pub(crate) max_queued: AtomicUsize,
     pub(crate) commands: AtomicU64,
     pub(crate) events: AtomicU64,
+    /// Wakes a driver that waits for socket news only (over budget), so it sees a close.
+    pub(crate) nudge: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Shared {
+    /// Tell the driver a close was asked for, wherever it is waiting.
+    pub(crate) fn ask_close<C>(&self, tx: &SyncSender<Msg<C>>, msg: Msg<C>) {
+        // Never block: if the channel is full, the flag tells the driver, which looks at it once
+        // it has taken every command sent before (the channel is FIFO).
+        self.close_asked.store(true, Ordering::SeqCst);
+        let _ = tx.try_send(msg);
+        if let Some(nudge) = self.nudge.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            nudge();
+        }
+    }
+
     pub(crate) fn set_queued(&self, bytes: usize) {
         self.queued.store(bytes, Ordering::Relaxed);
         self.max_queued.fetch_max(bytes, Ordering::Relaxed);
@@ -204,10 +217,7 @@ pub(crate) struct HandleInner<C> {
 
 impl<C> Drop for HandleInner<C> {
     fn drop(&mut self) {
-        // Never block in drop: if the channel is full, the flag tells the driver, which looks
-        // at it once it has taken every command sent before (the channel is FIFO).
-        self.shared.close_asked.store(true, Ordering::SeqCst);
-        let _ = self.tx.try_send(Msg::HandlesDropped);
+        self.shared.ask_close(&self.tx, Msg::HandlesDropped);
     }
 }
 
@@ -293,8 +303,7 @@ impl<C> Handle<C> {
     /// peer is not reading, the driver waits the [linger](Settings::linger) time for room and
     /// then ends with [`DriverError::Unflushed`].
     pub fn close(&self) {
-        self.inner.shared.close_asked.store(true, Ordering::SeqCst);
-        let _ = self.inner.tx.try_send(Msg::Close);
+        self.inner.shared.ask_close(&self.inner.tx, Msg::Close);
     }
 
     /// The driver's counters now.

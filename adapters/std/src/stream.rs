@@ -15,7 +15,7 @@ use std::mem;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::thread;
 use std::time::Instant as StdInstant;
 
@@ -91,6 +91,10 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         let (buf_tx, buf_rx) = mpsc::channel::<BytesMut>();
         let (batch_tx, batch_rx) = mpsc::channel::<WriteQueue>();
         let (io_tx, io_rx) = mpsc::channel::<IoNews>();
+        let nudge = io_tx.clone();
+        *shared.nudge.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(move || {
+            let _ = nudge.send(IoNews::Nudge);
+        }));
 
         let reader_thread = {
             let (io_tx, wake, shared, chunk) = (io_tx.clone(), tx.clone(), shared.clone(), settings.read_chunk);
@@ -143,7 +147,8 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         // Teardown: wake every blocked thread (a write the peer never took, a read that would
         // never end), drop the channels they wait on, and join them so nothing leaks.
         let _ = stream.shutdown(Shutdown::Both);
-        let StreamLoop { rx, io_rx, buf_tx, batch_tx, held, .. } = driver;
+        let StreamLoop { rx, io_rx, buf_tx, batch_tx, held, shared, .. } = driver;
+        *shared.nudge.lock().unwrap_or_else(PoisonError::into_inner) = None;
         drop((rx, io_rx, buf_tx, batch_tx, held, tx));
         let _ = writer_thread.join();
         let _ = reader_thread.join();
@@ -226,6 +231,8 @@ enum IoNews {
         error: io::Error,
         written: usize,
     },
+    /// A close was asked for: look at the flag.
+    Nudge,
 }
 
 struct StreamLoop<'s, M: Machine, H, S> {
@@ -439,6 +446,7 @@ where
                 self.shared.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
                 self.failure.get_or_insert(DriverError::Io(error));
             }
+            IoNews::Nudge => {}
         }
     }
 

@@ -114,7 +114,7 @@ impl<C: Send + 'static> DatagramCore<C> {
             let msg = match rx.try_recv() {
                 Ok(msg) => Some(msg),
                 Err(TryRecvError::Empty) => {
-                    if !close_requested && shared.handles_dropped.load(Ordering::SeqCst) {
+                    if !close_requested && shared.close_asked.load(Ordering::SeqCst) {
                         close_requested = true;
                         continue;
                     }

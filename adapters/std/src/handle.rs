@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -149,16 +149,32 @@ pub(crate) enum Msg<C> {
 /// Counters shared by the driver, its threads and the handles.
 #[derive(Default)]
 pub(crate) struct Shared {
-    pub(crate) handles_dropped: AtomicBool,
+    /// A close was asked for (every handle dropped, or `Handle::close`). The driver acts on it
+    /// once the channel is empty, so commands sent before come first; over budget it gives the
+    /// peer the linger time to make room before it gives up on them.
+    pub(crate) close_asked: AtomicBool,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) queued: AtomicUsize,
     pub(crate) max_queued: AtomicUsize,
     pub(crate) commands: AtomicU64,
     pub(crate) events: AtomicU64,
+    /// Wakes a driver that waits for socket news only (over budget), so it sees a close.
+    pub(crate) nudge: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Shared {
+    /// Tell the driver a close was asked for, wherever it is waiting.
+    pub(crate) fn ask_close<C>(&self, tx: &SyncSender<Msg<C>>, msg: Msg<C>) {
+        // Never block: if the channel is full, the flag tells the driver, which looks at it once
+        // it has taken every command sent before (the channel is FIFO).
+        self.close_asked.store(true, Ordering::SeqCst);
+        let _ = tx.try_send(msg);
+        if let Some(nudge) = self.nudge.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            nudge();
+        }
+    }
+
     pub(crate) fn set_queued(&self, bytes: usize) {
         self.queued.store(bytes, Ordering::Relaxed);
         self.max_queued.fetch_max(bytes, Ordering::Relaxed);
@@ -201,10 +217,7 @@ pub(crate) struct HandleInner<C> {
 
 impl<C> Drop for HandleInner<C> {
     fn drop(&mut self) {
-        // Never block in drop: if the channel is full, the flag tells the driver, which looks
-        // at it once it has taken every command sent before (the channel is FIFO).
-        self.shared.handles_dropped.store(true, Ordering::SeqCst);
-        let _ = self.tx.try_send(Msg::HandlesDropped);
+        self.shared.ask_close(&self.tx, Msg::HandlesDropped);
     }
 }
 
@@ -267,7 +280,9 @@ impl<C> Handle<C> {
     }
 
     /// Send a command. Blocks while the channel is full, which it stays while the machine's
-    /// written-but-unsent output is over its write budget (backpressure).
+    /// written-but-unsent output is over its write budget (backpressure). `Ok` means the driver
+    /// took it; a command that reaches an already finished machine is dropped (the machine
+    /// would refuse it).
     pub fn send(&self, command: C) -> Result<(), Closed<C>> {
         self.inner.tx.send(Msg::Command(command)).map_err(|e| match e.0 {
             Msg::Command(c) => Closed(c),
@@ -284,10 +299,11 @@ impl<C> Handle<C> {
         })
     }
 
-    /// Ask the driver to close gracefully after every command sent before. Returns `false` if
-    /// the driver has already stopped.
-    pub fn close(&self) -> bool {
-        self.inner.tx.send(Msg::Close).is_ok()
+    /// Ask the driver to close gracefully after every command sent before. Never blocks. If the
+    /// peer is not reading, the driver waits the [linger](Settings::linger) time for room and
+    /// then ends with [`DriverError::Unflushed`].
+    pub fn close(&self) {
+        self.inner.shared.ask_close(&self.inner.tx, Msg::Close);
     }
 
     /// The driver's counters now.

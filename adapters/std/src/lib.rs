@@ -6,7 +6,7 @@
 //!
 //! | entry point | runs | events go to |
 //! |---|---|---|
-//! | [`spawn`] / [`spawn_datagram`] | on a new thread | [`Events`] (an iterator); commands via [`Handle`] |
+//! | [`spawn`] / [`connect`] / [`spawn_datagram`] | on a new thread | [`Events`] (an iterator); commands via [`Handle`] |
 //! | [`run`] / [`run_datagram`] | on this thread | a callback `FnMut(Notice, &mut Control)` |
 //! | [`serve`] | one thread per accepted connection | a [`Session`] per connection |
 //!
@@ -111,7 +111,7 @@ pub use datagram::{run_datagram, spawn_datagram};
 pub use error::DriverError;
 pub use handle::{Closed, Control, DriverThread, Events, Handle, Notice, Running, Settings, Stats, TrySendError};
 pub use server::{serve, Server, Session};
-pub use stream::{run, spawn};
+pub use stream::{connect, run, spawn};
 #[cfg(unix)]
 pub use transport::socketpair;
 pub use transport::BlockingStream;

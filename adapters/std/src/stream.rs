@@ -15,7 +15,7 @@ use std::mem;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::thread;
 use std::time::Instant as StdInstant;
 
@@ -91,6 +91,10 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         let (buf_tx, buf_rx) = mpsc::channel::<BytesMut>();
         let (batch_tx, batch_rx) = mpsc::channel::<WriteQueue>();
         let (io_tx, io_rx) = mpsc::channel::<IoNews>();
+        let nudge = io_tx.clone();
+        *shared.nudge.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(move || {
+            let _ = nudge.send(IoNews::Nudge);
+        }));
 
         let reader_thread = {
             let (io_tx, wake, shared, chunk) = (io_tx.clone(), tx.clone(), shared.clone(), settings.read_chunk);
@@ -134,6 +138,7 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
             abandoned: false,
             write_shut: false,
             linger_until: None,
+            close_grace: None,
             failure: None,
         };
         driver.run();
@@ -142,7 +147,8 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         // Teardown: wake every blocked thread (a write the peer never took, a read that would
         // never end), drop the channels they wait on, and join them so nothing leaks.
         let _ = stream.shutdown(Shutdown::Both);
-        let StreamLoop { rx, io_rx, buf_tx, batch_tx, held, .. } = driver;
+        let StreamLoop { rx, io_rx, buf_tx, batch_tx, held, shared, .. } = driver;
+        *shared.nudge.lock().unwrap_or_else(PoisonError::into_inner) = None;
         drop((rx, io_rx, buf_tx, batch_tx, held, tx));
         let _ = writer_thread.join();
         let _ = reader_thread.join();
@@ -196,6 +202,19 @@ where
     Ok(Running { handle, events: Events { rx: events_rx }, driver: DriverThread { thread } })
 }
 
+/// Connect to `addr` over TCP, with `settings.socket` applied before `connect` (so buffer sizes
+/// shape the handshake), and [`spawn`] a driver for `machine` on the stream.
+pub fn connect<M>(addr: SocketAddr, machine: M, settings: Settings<M::Command>) -> io::Result<Running<M>>
+where
+    M: Machine + Send + 'static,
+    M::Command: Send + 'static,
+    M::Event: Send + 'static,
+    M::Error: Send + 'static,
+{
+    let stream = switchboard_rt::net::connect_tcp(addr, &settings.socket)?;
+    spawn(stream, machine, settings)
+}
+
 /// What the reader and writer threads tell the driver, on a channel of its own so the driver
 /// can wait for socket news alone while it takes no commands (backpressure).
 enum IoNews {
@@ -212,6 +231,8 @@ enum IoNews {
         error: io::Error,
         written: usize,
     },
+    /// A close was asked for: look at the flag.
+    Nudge,
 }
 
 struct StreamLoop<'s, M: Machine, H, S> {
@@ -242,6 +263,8 @@ struct StreamLoop<'s, M: Machine, H, S> {
     abandoned: bool,
     write_shut: bool,
     linger_until: Option<StdInstant>,
+    /// When a close asked for while over budget stops waiting for the peer to make room.
+    close_grace: Option<StdInstant>,
     failure: Option<DriverError<M::Error>>,
 }
 
@@ -346,6 +369,12 @@ where
 
     fn on_close(&mut self) {
         self.close_requested |= mem::take(&mut self.control.close);
+        if !self.ended() && self.close_grace.is_some_and(|t| StdInstant::now() >= t) && !self.can_take() {
+            // The peer took nothing for the whole linger time: stop feeding the machine; the
+            // result says how much never went out.
+            self.abandoned = true;
+            return;
+        }
         if self.close_requested && !self.close_sent && self.control.pending.is_empty() && self.can_take() {
             self.close_sent = true;
             match self.settings.close_command() {
@@ -417,6 +446,7 @@ where
                 self.shared.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
                 self.failure.get_or_insert(DriverError::Io(error));
             }
+            IoNews::Nudge => {}
         }
     }
 
@@ -444,8 +474,8 @@ where
             let msg = match self.rx.try_recv() {
                 Ok(msg) => Some(msg),
                 Err(TryRecvError::Empty) => {
-                    // Every command sent before the last handle went is taken: close now.
-                    if !self.close_requested && self.shared.handles_dropped.load(Ordering::SeqCst) {
+                    // Every command sent before the close was asked for is taken: close now.
+                    if !self.close_requested && self.shared.close_asked.load(Ordering::SeqCst) {
                         self.close_requested = true;
                         return;
                     }
@@ -467,7 +497,16 @@ where
                 drop(msg);
             }
         }
-        // Over budget (or ended): take no commands; only the socket can make progress.
+        // Over budget (or ended): take no commands; only the socket can make progress. A close
+        // asked for meanwhile gets the linger time for the peer to make room.
+        let asked = self.close_requested || self.shared.close_asked.load(Ordering::SeqCst);
+        let deadline = match self.ended() || !asked {
+            true => deadline,
+            false => {
+                let grace = *self.close_grace.get_or_insert_with(|| StdInstant::now() + self.settings.linger);
+                Some(deadline.map_or(grace, |d| d.min(grace)))
+            }
+        };
         let news = match deadline {
             Some(t) => match self.io_rx.recv_timeout(t.saturating_duration_since(StdInstant::now())) {
                 Ok(news) => Some(news),

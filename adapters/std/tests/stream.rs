@@ -14,7 +14,7 @@ use common::{finished_channel, frame, numbered, Echo, GUARD};
 use switchboard_proto::stage::{self, Command, Event, FramingConfig, PacketConnection};
 use switchboard_proto::{Blame, Fault, Machine};
 use switchboard_std::{
-    net, run, serve, socketpair, spawn, Control, DriverError, Notice, Running, Settings, SocketOptions,
+    connect, net, run, serve, socketpair, spawn, Control, DriverError, Notice, Running, Settings, SocketOptions,
 };
 
 /// Frame bodies of many sizes, so frames straddle reads and writes.
@@ -53,8 +53,8 @@ fn exchange(client: &mut Running<PacketConnection>, count: u32) {
 fn tcp_packet_echo() {
     let config = FramingConfig::packet(64 * 1024, 0);
     let (server, results) = echo_server(config);
-    let stream = TcpStream::connect(server.local_addr()).unwrap();
-    let mut client = spawn(stream, PacketConnection::new(config), Settings::packet()).unwrap();
+    let settings = Settings::packet().socket(SocketOptions::new().nodelay(true));
+    let mut client = connect(server.local_addr(), PacketConnection::new(config), settings).unwrap();
     exchange(&mut client, 400);
     let stats = client.handle.stats();
     let total: usize = (0..400).map(|i| SIZES[i % SIZES.len()] + 4).sum();
@@ -191,6 +191,78 @@ fn backpressure_blocks_the_sender_instead_of_growing_memory() {
     assert!(stats.max_queued <= budget + BODY + 4, "queued {} over budget {budget} + one frame", stats.max_queued);
     peer.shutdown(Shutdown::Write).unwrap();
     client.close_and_join().unwrap();
+}
+
+#[test]
+fn pipelining_client_and_echo_server_do_not_wait_on_each_other() {
+    // Tiny socket buffers: the client sends far more than the kernel holds before it reads.
+    let small = SocketOptions::new().send_buffer(4096).recv_buffer(4096);
+    let (finished, results) = finished_channel();
+    let config = FramingConfig::packet(64 * 1024, 0);
+    let listener = net::listen_tcp("127.0.0.1:0".parse().unwrap(), &small).unwrap();
+    let server = serve(
+        listener,
+        Settings::packet().socket(small.clone()),
+        move |_| PacketConnection::new(config),
+        move |_| Echo { finished: finished.clone() },
+    )
+    .unwrap();
+    let stream = net::connect_tcp(server.local_addr(), &small).unwrap();
+    let mut client = spawn(stream, PacketConnection::new(config), Settings::packet().socket(small)).unwrap();
+    exchange(&mut client, 1500);
+    client.close_and_join().unwrap();
+    results.recv_timeout(GUARD).unwrap().1.unwrap();
+    server.shutdown();
+}
+
+#[test]
+fn without_a_close_command_dropping_the_handle_flushes_and_ends() {
+    let (a, mut b) = socketpair(&SocketOptions::new()).unwrap();
+    // `Settings::new()` knows no close command: the driver stops feeding the machine, writes
+    // what it transmitted, and shuts the socket down.
+    let config = FramingConfig::packet(1024, 0);
+    let running = spawn(a, PacketConnection::new(config), Settings::new()).unwrap();
+    for i in 0..100 {
+        running.handle.send(Command::SendBody(numbered(i, 100))).unwrap();
+    }
+    let Running { handle, driver, .. } = running;
+    drop(handle);
+    let mut got = Vec::new();
+    b.read_to_end(&mut got).unwrap();
+    let expected: Vec<u8> = (0..100).flat_map(|i| frame(&numbered(i, 100)).to_vec()).collect();
+    assert_eq!(got, expected);
+    drop(b);
+    driver.join().unwrap();
+}
+
+#[test]
+fn close_while_the_peer_never_reads_gives_up_after_the_linger_time() {
+    let small = SocketOptions::new().send_buffer(4096).recv_buffer(4096);
+    let listener = net::listen_tcp("127.0.0.1:0".parse().unwrap(), &small).unwrap();
+    let stream = net::connect_tcp(listener.local_addr().unwrap(), &small).unwrap();
+    let (peer, _) = listener.accept().unwrap(); // never reads
+    let config = FramingConfig::packet(64 * 1024, 0);
+    let budget = PacketConnection::new(config).write_budget();
+    let settings = Settings::packet().socket(small).linger(Duration::from_millis(50));
+    let client = spawn(stream, PacketConnection::new(config), settings).unwrap();
+    let producer = {
+        let handle = client.handle.clone();
+        // Sends until the driver is gone: the send that is blocked then fails.
+        thread::spawn(move || (0u32..).find(|&i| handle.send(Command::SendBody(numbered(i, 1000))).is_err()))
+    };
+    let start = std::time::Instant::now();
+    while client.handle.stats().queued < budget {
+        assert!(start.elapsed() < GUARD, "the queue never reached the budget");
+        thread::yield_now();
+    }
+    client.handle.close();
+    let Running { handle, driver, .. } = client;
+    match driver.join() {
+        Err(DriverError::Unflushed { unsent }) => assert!(unsent > 0 && unsent <= budget + 1004, "{unsent}"),
+        other => panic!("expected Unflushed, got {other:?}"),
+    }
+    assert!(producer.join().unwrap().is_some());
+    drop((handle, peer));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::async_driver::{datagram_driver, stream_driver, Connection, Drivable, 
 use crate::runtime::{sleep_until, ByteStream, DatagramSocket, Listener, Runtime, SocketRef};
 use crate::spec::{SpecConnectError, SpecListener};
 use crate::{sockets, SocketOptions};
-use switchboard_proto::stage::{Address, PacketConnection, Scheme};
+use switchboard_proto::stage::{Address, PacketConnection, PacketDatagram, Scheme};
 
 /// Accept errors that end one connection attempt, not the server.
 fn transient(e: &io::Error) -> bool {
@@ -200,17 +200,21 @@ pub trait RuntimeExt: Runtime {
         SpecListener::open(self, crate::spec::parse(spec)?)
     }
 
-    /// Bind the UDP address a spec names (`udp://`) and drive a packet connection with its
-    /// framing and cipher over it; `config` names the peer
-    /// ([`DriverConfig::with_peer`]) when this end sends first.
-    fn bind_spec(&self, spec: &str, config: &DriverConfig) -> Result<Connection<PacketConnection>, SpecConnectError> {
+    /// Bind the UDP address a spec names (`udp://`) and drive a
+    /// [`PacketDatagram`](switchboard_proto::stage::PacketDatagram) endpoint with its framing and
+    /// cipher; `default_to` is where `Send` / `SendBody` go.
+    fn bind_spec(
+        &self,
+        spec: &str,
+        default_to: Option<SocketAddr>,
+    ) -> Result<Connection<PacketDatagram>, SpecConnectError> {
         let spec = crate::spec::parse(spec)?;
         if spec.scheme != Scheme::Udp {
             return Err(SpecConnectError::Unsupported(spec.scheme));
         }
-        let machine = crate::spec::machine(&spec)?;
+        let machine = spec.packet_datagram(Box::new(crate::OsEntropy), default_to).map_err(SpecConnectError::Open)?;
         let socket = self.bind_udp(crate::spec::socket_addr(&spec.address)?, &SocketOptions::new())?;
-        Ok(self.drive_datagram(machine, socket, config))
+        Ok(self.drive_datagram(machine, socket, &DriverConfig::default()))
     }
 
     /// Wait `duration`.

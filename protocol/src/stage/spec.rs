@@ -31,6 +31,7 @@ use core::time::Duration;
 use super::codec::{HEADER_LEN, MAX_FRAME_LEN};
 use super::connection::PacketConnection;
 use super::connection::{Filter, FramingConfig, DEFAULT_LIMIT};
+use super::datagram::PacketDatagram;
 use crate::crypto::FrameCipher;
 use crate::entropy::Entropy;
 use crate::fault::{Blame, Fault};
@@ -618,6 +619,18 @@ impl ConnectionSpec {
         })
     }
 
+    /// A ready datagram endpoint (for `udp://` specs): this spec's framing, encrypted when
+    /// `crypto` is set; `default_to` is where `Send` / `SendBody` go.
+    pub fn packet_datagram(
+        &self,
+        entropy: Box<dyn Entropy + Send>,
+        default_to: Option<SocketAddr>,
+    ) -> Result<PacketDatagram, OpenError> {
+        let mut endpoint = PacketDatagram::new(self.framing_config(), default_to);
+        endpoint.set_cipher(self.cipher(entropy)?);
+        Ok(endpoint)
+    }
+
     /// A ready typed-message connection over this spec's framing (which must be `packet`),
     /// encrypted when `crypto` is set; the other message settings are the defaults.
     pub fn message_connection(&self, entropy: Box<dyn Entropy + Send>) -> Result<MessageConnection, OpenError> {
@@ -676,6 +689,8 @@ mod tests {
         assert!(matches!(message, Err(OpenError::Message(_))));
         let e = OpenError::from(SpecError::Empty);
         assert_eq!(e.fault(), Fault::Caller);
+        let udp = ConnectionSpec::parse("udp://127.0.0.1:1?crypto=DES/CFB=k").unwrap();
+        assert!(udp.packet_datagram(Box::new(SplitMix64::new(1)), None).is_ok());
         let spec = ConnectionSpec::parse("unix:///tmp/x?packet&crypto=SEED/CFB/NoPadding=k").unwrap();
         assert!(spec.message_connection(Box::new(SplitMix64::new(1))).unwrap().packet().is_encrypted());
     }

@@ -36,6 +36,79 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! The same exchange encrypted: both ends opened from connection specs, whose `crypto=` option
+//! picks the cipher (STAGE `ALGO/MODE/PADDING=key` or the sealed `AES-256-GCM=key`):
+//!
+//! ```
+//! use switchboard_async_std::proto::stage::{Command, Event};
+//! use switchboard_async_std::{AsyncStd, RuntimeExt};
+//!
+//! #[async_std::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let options = "packet=64k,64k&crypto=AES/CFB/NoPadding=secret";
+//!     let listener = AsyncStd.listen_spec(&format!("tcp://127.0.0.1:0?{options}"))?;
+//!     let port = listener.local_addr()?.port();
+//!     async_std::task::spawn(listener.serve(|conn| async move {
+//!         while let Some(Ok(Event::Frame(frame))) = conn.recv().await {
+//!             let _ = conn.send(Command::SendBody(frame.slice(4..))).await; // decrypted in, encrypted out
+//!         }
+//!     }));
+//!
+//!     let conn = AsyncStd.connect_spec(&format!("tcp://127.0.0.1:{port}?{options}")).await?;
+//!     conn.send(Command::SendBody("hello".into())).await?;
+//!     let Some(Ok(Event::Frame(echo))) = conn.recv().await else { panic!("no echo") };
+//!     assert_eq!(&echo[4..], b"hello");
+//!     conn.join().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Typed message frames, request/response:
+//!
+//! ```
+//! use switchboard_async_std::proto::message::{Command, Event, MessageConfig, MessageConnection};
+//! use switchboard_async_std::{AsyncStd, RuntimeExt};
+//!
+//! #[async_std::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let messages = || MessageConnection::new(MessageConfig::default()).unwrap();
+//!     let listener = AsyncStd.listen("127.0.0.1:0")?;
+//!     let addr = listener.local_addr()?;
+//!     async_std::task::spawn(AsyncStd.serve(listener, move |_| messages(), |conn| async move {
+//!         while let Some(Ok(Event::Request { id, payload })) = conn.recv().await {
+//!             let _ = conn.send(Command::Respond { id, payload }).await;
+//!         }
+//!     }));
+//!
+//!     let conn = AsyncStd.connect(addr, messages()).await?;
+//!     conn.send(Command::Request { payload: "ping".into(), timeout: None }).await?;
+//!     let Some(Ok(Event::Response { id: 1, payload })) = conn.recv().await else { panic!("no response") };
+//!     assert_eq!(payload, "ping");
+//!     conn.join().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A KCOM5 transfer ([`kcom`]: the originals' defaults are `::1`, port 13600, 150 s):
+//!
+//! ```
+//! use switchboard_async_std::kcom::{self, KcomListener, KcomOptions};
+//! use switchboard_async_std::AsyncStd;
+//!
+//! #[async_std::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let options = KcomOptions::new().ipv4(true).port(0); // port 0: the system picks one
+//!     let listener = KcomListener::bind(&AsyncStd, &options)?;
+//!     let options = options.port(listener.port());
+//!     let sender = async_std::task::spawn(listener.send("hello", "some data"));
+//!
+//!     let (msg, data) = kcom::receive(&AsyncStd, &options).await?;
+//!     assert_eq!((msg.as_str(), &data[..]), ("hello", &b"some data"[..]));
+//!     sender.await?;
+//!     Ok(())
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -47,9 +120,11 @@ use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
 pub use switchboard_proto as proto;
+/// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
+pub use switchboard_rt::kcom;
 pub use switchboard_rt::{
     multicast, Commands, Connection, DatagramSocket, Delivery, Drivable, DriverConfig, DriverError, DriverStats,
-    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef,
+    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef, SpecConnectError, SpecListener,
 };
 
 /// async-std, as a [`Runtime`].

@@ -66,6 +66,18 @@ impl Drivable for switchboard_proto::stage::PacketConnection {
     }
 }
 
+impl Drivable for switchboard_proto::stage::PacketDatagram {
+    fn close_command() -> switchboard_proto::stage::DatagramCommand {
+        switchboard_proto::stage::DatagramCommand::Close
+    }
+}
+
+impl Drivable for switchboard_proto::message::MessageConnection {
+    fn close_command() -> switchboard_proto::message::Command {
+        switchboard_proto::message::Command::Close
+    }
+}
+
 /// How a driver buffers and waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DriverConfig {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::async_driver::{datagram_driver, stream_driver, Connection, Drivable, DriverConfig};
 use crate::runtime::{sleep_until, ByteStream, DatagramSocket, Listener, Runtime, SocketRef};
+use crate::spec::{SpecConnectError, SpecListener};
 use crate::{sockets, SocketOptions};
+use switchboard_proto::stage::{Address, PacketConnection, PacketDatagram, Scheme};
 
 /// Accept errors that end one connection attempt, not the server.
 fn transient(e: &io::Error) -> bool {
@@ -165,6 +167,54 @@ pub trait RuntimeExt: Runtime {
                 }
             }
         }
+    }
+
+    /// Connect to what a spec names (`tcp://` or `unix://`) and drive a [`PacketConnection`]
+    /// with its framing and its `crypto` cipher:
+    /// `"tcp://127.0.0.1:9000?packet=64k,64k&crypto=AES/CFB/NoPadding=secret"`.
+    ///
+    /// [`PacketConnection`]: switchboard_proto::stage::PacketConnection
+    fn connect_spec(
+        self,
+        spec: &str,
+    ) -> impl Future<Output = Result<Connection<PacketConnection>, SpecConnectError>> + Send {
+        let rt = self;
+        let parsed = crate::spec::parse(spec).and_then(|s| crate::spec::machine(&s).map(|m| (s, m)));
+        async move {
+            let (spec, machine) = parsed?;
+            match (spec.scheme, &spec.address) {
+                #[cfg(unix)]
+                (Scheme::Unix, Address::Unix(path)) => {
+                    Ok(rt.connect_unix(path.as_str(), DriverConfig::default(), machine).await?)
+                }
+                (Scheme::Tcp, address) => Ok(rt.connect(crate::spec::socket_addr(address)?, machine).await?),
+                (scheme, _) => Err(SpecConnectError::Unsupported(scheme)),
+            }
+        }
+    }
+
+    /// Listen where a spec says (`tcp://` or `unix://`); every accepted connection runs a fresh
+    /// [`PacketConnection`](switchboard_proto::stage::PacketConnection) with the spec's framing
+    /// and cipher. A bad spec or `crypto` option fails here.
+    fn listen_spec(&self, spec: &str) -> Result<SpecListener<Self>, SpecConnectError> {
+        SpecListener::open(self, crate::spec::parse(spec)?)
+    }
+
+    /// Bind the UDP address a spec names (`udp://`) and drive a
+    /// [`PacketDatagram`](switchboard_proto::stage::PacketDatagram) endpoint with its framing and
+    /// cipher; `default_to` is where `Send` / `SendBody` go.
+    fn bind_spec(
+        &self,
+        spec: &str,
+        default_to: Option<SocketAddr>,
+    ) -> Result<Connection<PacketDatagram>, SpecConnectError> {
+        let spec = crate::spec::parse(spec)?;
+        if spec.scheme != Scheme::Udp {
+            return Err(SpecConnectError::Unsupported(spec.scheme));
+        }
+        let machine = spec.packet_datagram(Box::new(crate::OsEntropy), default_to).map_err(SpecConnectError::Open)?;
+        let socket = self.bind_udp(crate::spec::socket_addr(&spec.address)?, &SocketOptions::new())?;
+        Ok(self.drive_datagram(machine, socket, &DriverConfig::default()))
     }
 
     /// Wait `duration`.

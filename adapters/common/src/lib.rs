@@ -42,9 +42,11 @@ mod options;
 
 pub mod async_driver;
 mod ext;
+pub mod kcom;
 pub mod multicast;
 pub mod runtime;
 pub mod sockets;
+pub mod spec;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -57,3 +59,4 @@ pub use ext::RuntimeExt;
 pub use net::{Multicast, MulticastInterface};
 pub use options::{Keepalive, SocketOptions};
 pub use runtime::{ByteStream, DatagramSocket, Listener, Runtime, SocketRef, Timer};
+pub use spec::{SpecConnectError, SpecListener};

@@ -126,6 +126,71 @@ macro_rules! adapter_matrix {
         $crate::stage_suite!($adapter);
         $crate::driver_suite!($adapter);
         $crate::multicast_suite!($adapter, stage_packet_multicast, $crate::testing::StagePacket);
+        $crate::cipher_suite!($adapter, crypto_aes_cfb, $crate::testing::AesCfb);
+        $crate::cipher_suite!($adapter, crypto_rijndael_cbc, $crate::testing::RijndaelCbc);
+        $crate::cipher_suite!($adapter, crypto_seed_cbc, $crate::testing::SeedCbc);
+        $crate::cipher_suite!($adapter, crypto_des_cfb, $crate::testing::DesCfb);
+        $crate::cipher_suite!($adapter, crypto_sealed_gcm, $crate::testing::SealedGcm);
+        $crate::protocol_suite!($adapter);
+    };
+}
+
+/// The encrypted BSON exchange with cipher `$cipher` on adapter `$adapter`, over TCP, Unix and
+/// UDP sockets opened from connection specs.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! cipher_suite {
+    ($adapter:ty, $name:ident, $cipher:ty) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn bson_echo_tcp() {
+                $crate::testing::encrypted_bson_tcp::<$adapter, $cipher>()
+            }
+            #[cfg(unix)]
+            #[test]
+            fn bson_echo_unix() {
+                $crate::testing::encrypted_bson_unix::<$adapter, $cipher>()
+            }
+            #[test]
+            fn bson_echo_udp() {
+                $crate::testing::encrypted_bson_udp::<$adapter, $cipher>()
+            }
+        }
+    };
+}
+
+/// Protocols with their own shape of test: typed request/response, KCOM5 (both roles, against
+/// ourselves and the independent Python peer), spec errors.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! protocol_suite {
+    ($adapter:ty) => {
+        mod protocols {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn message_request_response() {
+                $crate::testing::message_request_response::<$adapter>()
+            }
+            #[test]
+            fn spec_errors_name_the_bad_part() {
+                $crate::testing::spec_errors::<$adapter>()
+            }
+            #[test]
+            fn kcom_send_to_own_receiver() {
+                $crate::testing::kcom_own_ends::<$adapter>()
+            }
+            #[test]
+            fn kcom_send_to_python_receiver() {
+                $crate::testing::kcom_to_python::<$adapter>()
+            }
+            #[test]
+            fn kcom_receive_from_python_sender() {
+                $crate::testing::kcom_from_python::<$adapter>()
+            }
+        }
     };
 }
 
@@ -909,5 +974,302 @@ pub fn stage_refused_command<A: Adapter>() {
         }
         exchange::<StagePacket>(&conn, 0, 3, 100).await;
         conn.join().await.unwrap();
+    })
+}
+
+// ---------------------------------------------------------------- connection specs and ciphers
+
+/// A `crypto=` option for the encrypted-exchange tests.
+pub trait CipherOption: 'static {
+    /// The option value, key included.
+    const OPTION: &'static str;
+}
+
+macro_rules! cipher_options {
+    ($($(#[$doc:meta])* $name:ident = $option:literal;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+        impl CipherOption for $name {
+            const OPTION: &'static str = $option;
+        }
+    )*};
+}
+
+cipher_options! {
+    /// STAGE AES, CFB.
+    AesCfb = "AES/CFB/NoPadding=matrix secret";
+    /// STAGE RIJNDAEL (the bare-key default's algorithm), CBC with PKCS#5 padding.
+    RijndaelCbc = "RIJNDAEL/CBC/PKCS5Padding=matrix secret";
+    /// STAGE SEED, CBC with PKCS#5 padding.
+    SeedCbc = "SEED/CBC/PKCS5Padding=matrix secret";
+    /// STAGE DES, CFB.
+    DesCfb = "DES/CFB/NoPadding=matrix secret";
+    /// The sealed profile.
+    SealedGcm = "AES-256-GCM=matrix secret";
+}
+
+/// BSON document `i` as bytes: what the original broker's peers exchange.
+pub fn bson_doc(i: usize) -> Bytes {
+    let doc = bson::doc! {
+        "seq": i as i64,
+        "cmd": "broker.echo",
+        "body": { "text": "가나다 stage", "n": [1i32, 2, 3], "blob": bson::Binary {
+            subtype: bson::spec::BinarySubtype::Generic, bytes: payload(i, i * 37 % 700).to_vec() } },
+    };
+    doc.to_vec().expect("a document always serialises").into()
+}
+
+/// Server side of the encrypted tests: every frame must be a BSON document; send it back.
+async fn echo_bson(conn: Connection<PacketConnection>) {
+    while let Some(delivery) = conn.recv().await {
+        let Ok(Event::Frame(frame)) = delivery else { continue };
+        let body = frame.slice(stage::HEADER_LEN..);
+        bson::Document::from_reader(&body[..]).expect("the server decrypted a frame that is not BSON");
+        if conn.send(Command::SendBody(body)).await.is_err() {
+            break;
+        }
+    }
+    conn.join().await.expect("server connection failed");
+}
+
+/// Send BSON documents and check every decrypted echo equals the document's bytes.
+async fn bson_exchange(conn: &Connection<PacketConnection>, count: usize) {
+    for i in 0..count {
+        conn.send(Command::SendBody(bson_doc(i))).await.unwrap();
+        match conn.recv().await {
+            Some(Ok(Event::Frame(frame))) => assert_eq!(frame.slice(stage::HEADER_LEN..), bson_doc(i), "echo {i}"),
+            other => panic!("expected echo {i}, got {other:?}"),
+        }
+    }
+}
+
+/// Two peers opened from specs with cipher `C` exchange BSON documents over TCP.
+pub fn encrypted_bson_tcp<A: Adapter, C: CipherOption>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let listener = rt.listen_spec(&format!("tcp://127.0.0.1:0?packet=64k,0&crypto={}", C::OPTION)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        rt.spawn(async move {
+            let _ = listener.serve(echo_bson).await;
+        });
+        let spec = format!("tcp://127.0.0.1:{port}?packet=64k,64k&crypto={}", C::OPTION);
+        let conn = rt.clone().connect_spec(&spec).await.unwrap();
+        bson_exchange(&conn, 20).await;
+        conn.join().await.unwrap();
+    })
+}
+
+/// The same over a Unix socket.
+#[cfg(unix)]
+pub fn encrypted_bson_unix<A: Adapter, C: CipherOption>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let path = unix_path();
+        let _ = std::fs::remove_file(&path);
+        let spec = format!("unix://{}?packet=64k,0&crypto={}", path.display(), C::OPTION);
+        let listener = rt.listen_spec(&spec).unwrap();
+        rt.spawn(async move {
+            let _ = listener.serve(echo_bson).await;
+        });
+        let conn = rt.clone().connect_spec(&spec).await.unwrap();
+        bson_exchange(&conn, 10).await;
+        conn.join().await.unwrap();
+        let _ = std::fs::remove_file(&path);
+    })
+}
+
+/// The same over UDP (`bind_spec`): one encrypted frame per datagram; the server answers
+/// whoever sent.
+pub fn encrypted_bson_udp<A: Adapter, C: CipherOption>() {
+    use switchboard_proto::stage::{DatagramCommand, DatagramEvent};
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let spec = |port: u16| format!("udp://127.0.0.1:{port}?packet=64k,0&crypto={}", C::OPTION);
+        // A free port for the server, so the client can be told where to send.
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = rt.bind_spec(&spec(port), None).unwrap();
+        let stop = server.commands();
+        let client = rt.bind_spec(&spec(0), Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))).unwrap();
+        let echo = async {
+            while let Some(delivery) = server.recv().await {
+                match delivery {
+                    Ok(DatagramEvent::Frame { from, frame }) => {
+                        let body = frame.slice(stage::HEADER_LEN..);
+                        bson::Document::from_reader(&body[..]).expect("the server decrypted a frame that is not BSON");
+                        server.send(DatagramCommand::SendBodyTo(from, body)).await.unwrap();
+                    }
+                    other => panic!("server: {other:?}"),
+                }
+            }
+        };
+        let talk = async {
+            // One at a time: a datagram test must not depend on socket buffers never overflowing.
+            for i in 0..10 {
+                client.send(DatagramCommand::SendBody(bson_doc(i))).await.unwrap();
+                match client.recv().await {
+                    Some(Ok(DatagramEvent::Frame { frame, .. })) => {
+                        assert_eq!(frame.slice(stage::HEADER_LEN..), bson_doc(i), "echo {i}")
+                    }
+                    other => panic!("expected echo {i}, got {other:?}"),
+                }
+            }
+            client.join().await.unwrap();
+            stop.close().await.unwrap();
+            drop(stop);
+        };
+        both(echo, talk).await;
+    })
+}
+
+/// A spec with a bad `crypto` option fails before any socket is opened, naming the crypto part.
+pub fn spec_errors<A: Adapter>() {
+    use crate::SpecConnectError;
+    use switchboard_proto::stage::spec::OpenError;
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let bad_crypto = rt.listen_spec("tcp://127.0.0.1:0?packet&crypto=ROT13/CBC=k");
+        assert!(matches!(bad_crypto, Err(SpecConnectError::Open(OpenError::Crypto(_)))));
+        let bad_spec = rt.clone().connect_spec("tcp://127.0.0.1?packet").await;
+        assert!(matches!(bad_spec, Err(SpecConnectError::Open(OpenError::Spec(_)))));
+        let udp = rt.clone().connect_spec("udp://127.0.0.1:9?packet").await;
+        assert!(matches!(udp, Err(SpecConnectError::Unsupported(stage::Scheme::Udp))));
+        assert_eq!(udp.err().map(|e| e.fault()), Some(Fault::Caller));
+    })
+}
+
+// ---------------------------------------------------------------- typed messages
+
+/// Request/response over TCP, typed message frames at both ends: the client sends requests,
+/// the server's loop answers each with `Respond`; every response carries its request's id.
+pub fn message_request_response<A: Adapter>() {
+    use switchboard_proto::message::{Command as Msg, Event as MsgEvent, MessageConfig, MessageConnection};
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let messages = || MessageConnection::new(MessageConfig::default()).unwrap();
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = rt.clone().serve(
+            listener,
+            move |_| messages(),
+            |conn| async move {
+                while let Some(delivery) = conn.recv().await {
+                    if let Ok(MsgEvent::Request { id, payload }) = delivery {
+                        let answer = [&b"re:"[..], &payload].concat().into();
+                        if conn.send(Msg::Respond { id, payload: answer }).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                conn.join().await.expect("server connection failed");
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let conn = rt.clone().connect(addr, messages()).await.unwrap();
+        // Several in flight at once: the ids, not the order of sending, pair the answers.
+        for round in 0..5 {
+            for i in 0..4 {
+                let payload = payload(round * 4 + i, 50 + i);
+                conn.send(Msg::Request { payload, timeout: None }).await.unwrap();
+            }
+            for i in 0..4 {
+                let n = round * 4 + i;
+                match conn.recv().await {
+                    Some(Ok(MsgEvent::Response { id, payload: got })) => {
+                        assert_eq!(id, n as u64 + 1, "request ids count from 1");
+                        assert_eq!(got, [&b"re:"[..], &payload(n, 50 + i)].concat());
+                    }
+                    other => panic!("expected response {n}, got {other:?}"),
+                }
+            }
+        }
+        conn.join().await.unwrap();
+    })
+}
+
+// ---------------------------------------------------------------- KCOM5
+
+/// The shared directory (`/work/shared`): beside the checkout, one level further out for a
+/// worktree, or `$SWITCHBOARD_SHARED`.
+pub fn shared_dir() -> Option<PathBuf> {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [here.join("../../shared"), here.join("../../../shared")]
+        .into_iter()
+        .chain(std::env::var_os("SWITCHBOARD_SHARED").map(PathBuf::from))
+        .find(|p| p.join("peers/kcom_peer.py").is_file())
+}
+
+fn kcom_options() -> crate::kcom::KcomOptions {
+    crate::kcom::KcomOptions::new().ipv4(true).port(0).close(Some(Duration::from_secs(20)))
+}
+
+/// Our sender to our receiver, on an ephemeral port.
+pub fn kcom_own_ends<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let listener = crate::kcom::KcomListener::bind(&rt, &kcom_options()).unwrap();
+        let options = kcom_options().port(listener.port());
+        let data = payload(3, 100_000);
+        let (sent, received) =
+            both(listener.send("hello kcom", data.clone()), crate::kcom::receive(&rt, &options)).await;
+        sent.unwrap();
+        assert_eq!(received.unwrap(), ("hello kcom".to_string(), data));
+    })
+}
+
+/// Run the foreign peer with `args` on a thread; its stdout arrives on the channel.
+fn python_peer(args: Vec<String>) -> Option<async_channel::Receiver<std::process::Output>> {
+    let script = shared_dir()?.join("peers/kcom_peer.py");
+    let (tx, rx) = async_channel::bounded(1);
+    std::thread::spawn(move || {
+        let out = std::process::Command::new("python3").arg(script).args(args).output().expect("python3 runs");
+        let _ = tx.send_blocking(out);
+    });
+    Some(rx)
+}
+
+/// Our sender to the independent Python receiver.
+pub fn kcom_to_python<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let listener = crate::kcom::KcomListener::bind(&rt, &kcom_options()).unwrap();
+        let out = std::env::temp_dir().join(format!("switchboard-kcom-{}-{}.bin", std::process::id(), listener.port()));
+        let args = ["recv", "--ipv4", "--timeout", "20", "--port", &listener.port().to_string(), "--out"];
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        args.push(out.display().to_string());
+        let Some(peer) = python_peer(args) else {
+            println!("skipped: the shared dir with kcom_peer.py was not found");
+            return;
+        };
+        let data = payload(5, 3000);
+        listener.send("to python", data.clone()).await.unwrap();
+        let result = peer.recv().await.unwrap();
+        assert!(result.status.success(), "peer failed: {}", String::from_utf8_lossy(&result.stderr));
+        let line = String::from_utf8(result.stdout).unwrap();
+        assert!(line.contains("\"msg\": \"to python\""), "peer saw {line}");
+        assert_eq!(std::fs::read(&out).unwrap(), data);
+        let _ = std::fs::remove_file(&out);
+    })
+}
+
+/// The independent Python sender to our receiver.
+pub fn kcom_from_python<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let args = ["send", "--ipv4", "--timeout", "20", "--msg", "from python", "--data-len", "5000", "--port"];
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        args.push(port.to_string());
+        let Some(peer) = python_peer(args) else {
+            println!("skipped: the shared dir with kcom_peer.py was not found");
+            return;
+        };
+        let (msg, data) = crate::kcom::receive(&rt, &kcom_options().port(port)).await.unwrap();
+        assert_eq!(msg, "from python");
+        let expected: Vec<u8> = (0..5000).map(|i| ((i * 131 + 7) % 251) as u8).collect();
+        assert_eq!(data, expected);
+        let result = peer.recv().await.unwrap();
+        assert!(result.status.success(), "peer failed: {}", String::from_utf8_lossy(&result.stderr));
     })
 }

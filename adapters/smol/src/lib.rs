@@ -32,6 +32,82 @@
 //!     })
 //! }
 //! ```
+//!
+//! The same exchange encrypted: both ends opened from connection specs, whose `crypto=` option
+//! picks the cipher (STAGE `ALGO/MODE/PADDING=key` or the sealed `AES-256-GCM=key`):
+//!
+//! ```
+//! use switchboard_smol::proto::stage::{Command, Event};
+//! use switchboard_smol::{RuntimeExt, Smol};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     smol::block_on(async {
+//!         let options = "packet=64k,64k&crypto=AES/CFB/NoPadding=secret";
+//!         let listener = Smol.listen_spec(&format!("tcp://127.0.0.1:0?{options}"))?;
+//!         let port = listener.local_addr()?.port();
+//!         smol::spawn(listener.serve(|conn| async move {
+//!             while let Some(Ok(Event::Frame(frame))) = conn.recv().await {
+//!                 let _ = conn.send(Command::SendBody(frame.slice(4..))).await; // decrypted in, encrypted out
+//!             }
+//!         })).detach();
+//!
+//!         let conn = Smol.connect_spec(&format!("tcp://127.0.0.1:{port}?{options}")).await?;
+//!         conn.send(Command::SendBody("hello".into())).await?;
+//!         let Some(Ok(Event::Frame(echo))) = conn.recv().await else { panic!("no echo") };
+//!         assert_eq!(&echo[4..], b"hello");
+//!         conn.join().await?;
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
+//! Typed message frames, request/response:
+//!
+//! ```
+//! use switchboard_smol::proto::message::{Command, Event, MessageConfig, MessageConnection};
+//! use switchboard_smol::{RuntimeExt, Smol};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     smol::block_on(async {
+//!         let messages = || MessageConnection::new(MessageConfig::default()).unwrap();
+//!         let listener = Smol.listen("127.0.0.1:0")?;
+//!         let addr = listener.local_addr()?;
+//!         smol::spawn(Smol.serve(listener, move |_| messages(), |conn| async move {
+//!             while let Some(Ok(Event::Request { id, payload })) = conn.recv().await {
+//!                 let _ = conn.send(Command::Respond { id, payload }).await;
+//!             }
+//!         })).detach();
+//!
+//!         let conn = Smol.connect(addr, messages()).await?;
+//!         conn.send(Command::Request { payload: "ping".into(), timeout: None }).await?;
+//!         let Some(Ok(Event::Response { id: 1, payload })) = conn.recv().await else { panic!("no response") };
+//!         assert_eq!(payload, "ping");
+//!         conn.join().await?;
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
+//! A KCOM5 transfer ([`kcom`]: the originals' defaults are `::1`, port 13600, 150 s):
+//!
+//! ```
+//! use switchboard_smol::kcom::{self, KcomListener, KcomOptions};
+//! use switchboard_smol::Smol;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     smol::block_on(async {
+//!         let options = KcomOptions::new().ipv4(true).port(0); // port 0: the system picks one
+//!         let listener = KcomListener::bind(&Smol, &options)?;
+//!         let options = options.port(listener.port());
+//!         let sender = smol::spawn(listener.send("hello", "some data"));
+//!
+//!         let (msg, data) = kcom::receive(&Smol, &options).await?;
+//!         assert_eq!((msg.as_str(), &data[..]), ("hello", &b"some data"[..]));
+//!         sender.await?;
+//!         Ok(())
+//!     })
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -45,9 +121,11 @@ use std::time::Instant as StdInstant;
 use smol::Async;
 
 pub use switchboard_proto as proto;
+/// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
+pub use switchboard_rt::kcom;
 pub use switchboard_rt::{
     multicast, Commands, Connection, DatagramSocket, Delivery, Drivable, DriverConfig, DriverError, DriverStats,
-    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef,
+    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef, SpecConnectError, SpecListener,
 };
 
 /// smol, as a [`Runtime`]: tasks go to smol's global executor, sockets to async-io's reactor.

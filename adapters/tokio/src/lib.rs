@@ -30,6 +30,79 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! The same exchange encrypted: both ends opened from connection specs, whose `crypto=` option
+//! picks the cipher (STAGE `ALGO/MODE/PADDING=key` or the sealed `AES-256-GCM=key`):
+//!
+//! ```
+//! use switchboard_tokio::proto::stage::{Command, Event};
+//! use switchboard_tokio::{RuntimeExt, Tokio};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let options = "packet=64k,64k&crypto=AES/CFB/NoPadding=secret";
+//!     let listener = Tokio.listen_spec(&format!("tcp://127.0.0.1:0?{options}"))?;
+//!     let port = listener.local_addr()?.port();
+//!     tokio::spawn(listener.serve(|conn| async move {
+//!         while let Some(Ok(Event::Frame(frame))) = conn.recv().await {
+//!             let _ = conn.send(Command::SendBody(frame.slice(4..))).await; // decrypted in, encrypted out
+//!         }
+//!     }));
+//!
+//!     let conn = Tokio.connect_spec(&format!("tcp://127.0.0.1:{port}?{options}")).await?;
+//!     conn.send(Command::SendBody("hello".into())).await?;
+//!     let Some(Ok(Event::Frame(echo))) = conn.recv().await else { panic!("no echo") };
+//!     assert_eq!(&echo[4..], b"hello");
+//!     conn.join().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Typed message frames, request/response:
+//!
+//! ```
+//! use switchboard_tokio::proto::message::{Command, Event, MessageConfig, MessageConnection};
+//! use switchboard_tokio::{RuntimeExt, Tokio};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let messages = || MessageConnection::new(MessageConfig::default()).unwrap();
+//!     let listener = Tokio.listen("127.0.0.1:0")?;
+//!     let addr = listener.local_addr()?;
+//!     tokio::spawn(Tokio.serve(listener, move |_| messages(), |conn| async move {
+//!         while let Some(Ok(Event::Request { id, payload })) = conn.recv().await {
+//!             let _ = conn.send(Command::Respond { id, payload }).await;
+//!         }
+//!     }));
+//!
+//!     let conn = Tokio.connect(addr, messages()).await?;
+//!     conn.send(Command::Request { payload: "ping".into(), timeout: None }).await?;
+//!     let Some(Ok(Event::Response { id: 1, payload })) = conn.recv().await else { panic!("no response") };
+//!     assert_eq!(payload, "ping");
+//!     conn.join().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A KCOM5 transfer ([`kcom`]: the originals' defaults are `::1`, port 13600, 150 s):
+//!
+//! ```
+//! use switchboard_tokio::kcom::{self, KcomListener, KcomOptions};
+//! use switchboard_tokio::Tokio;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let options = KcomOptions::new().ipv4(true).port(0); // port 0: the system picks one
+//!     let listener = KcomListener::bind(&Tokio, &options)?;
+//!     let options = options.port(listener.port());
+//!     let sender = tokio::spawn(listener.send("hello", "some data"));
+//!
+//!     let (msg, data) = kcom::receive(&Tokio, &options).await?;
+//!     assert_eq!((msg.as_str(), &data[..]), ("hello", &b"some data"[..]));
+//!     sender.await??;
+//!     Ok(())
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -43,9 +116,11 @@ use std::time::Instant as StdInstant;
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 
 pub use switchboard_proto as proto;
+/// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
+pub use switchboard_rt::kcom;
 pub use switchboard_rt::{
     multicast, Commands, Connection, DatagramSocket, Delivery, Drivable, DriverConfig, DriverError, DriverStats,
-    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef,
+    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef, SpecConnectError, SpecListener,
 };
 
 /// The tokio runtime, as a [`Runtime`]. Use it inside a tokio runtime (it spawns with

@@ -21,6 +21,7 @@
 //! an equal spec. Parsing never panics and never resolves names: `quic://example.org:443` stays
 //! a [`Address::Host`] for the driver to resolve.
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -28,8 +29,13 @@ use core::str::FromStr;
 use core::time::Duration;
 
 use super::codec::{HEADER_LEN, MAX_FRAME_LEN};
+use super::connection::PacketConnection;
 use super::connection::{Filter, FramingConfig, DEFAULT_LIMIT};
+use super::datagram::PacketDatagram;
+use crate::crypto::FrameCipher;
+use crate::entropy::Entropy;
 use crate::fault::{Blame, Fault};
+use crate::message::{MessageConfig, MessageConnection};
 
 /// The transport named by a spec's scheme.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -562,6 +568,80 @@ fn parse_millis(option: &'static str, value: &str) -> Result<u64, SpecError> {
     value.parse::<u64>().map_err(|_| bad("too large"))
 }
 
+/// Why a spec could not be turned into a ready connection; the variant names the bad part.
+/// Always the caller's fault.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The spec itself (scheme, address, filter, options).
+    #[error("bad connection spec: {0}")]
+    Spec(#[from] SpecError),
+    /// The `crypto` option: unknown algorithm, mode or padding, or an empty key.
+    #[error("bad crypto option: {0}")]
+    Crypto(#[from] crate::crypto::SpecError),
+    /// The framing cannot carry typed messages (only the packet filter can).
+    #[error("cannot carry typed messages: {0}")]
+    Message(#[source] crate::message::Error),
+}
+
+impl Blame for OpenError {
+    fn fault(&self) -> Fault {
+        Fault::Caller
+    }
+}
+
+impl ConnectionSpec {
+    /// The cipher the `crypto` option asks for (`None` without one). `entropy` feeds the sealed
+    /// profile's nonces and is dropped otherwise.
+    pub fn cipher(
+        &self,
+        entropy: Box<dyn Entropy + Send>,
+    ) -> Result<Option<Box<dyn FrameCipher + Send>>, crate::crypto::SpecError> {
+        self.crypto.as_deref().map(|option| crate::crypto::from_option(option, entropy)).transpose()
+    }
+
+    /// A ready packet connection: this spec's framing, encrypted when `crypto` is set.
+    ///
+    /// ```
+    /// use switchboard_proto::stage::ConnectionSpec;
+    /// use switchboard_proto::SplitMix64;
+    ///
+    /// let spec = ConnectionSpec::parse("tcp://127.0.0.1:9000?packet=64k,64k&crypto=AES/CFB/NoPadding=secret").unwrap();
+    /// let conn = spec.packet_connection(Box::new(SplitMix64::new(1))).unwrap();
+    /// assert!(conn.is_encrypted());
+    /// assert_eq!(conn.config().max_in, 64 * 1024);
+    /// ```
+    pub fn packet_connection(&self, entropy: Box<dyn Entropy + Send>) -> Result<PacketConnection, OpenError> {
+        let config = self.framing_config();
+        Ok(match self.cipher(entropy)? {
+            Some(cipher) => PacketConnection::with_cipher(config, cipher),
+            None => PacketConnection::new(config),
+        })
+    }
+
+    /// A ready datagram endpoint (for `udp://` specs): this spec's framing, encrypted when
+    /// `crypto` is set; `default_to` is where `Send` / `SendBody` go.
+    pub fn packet_datagram(
+        &self,
+        entropy: Box<dyn Entropy + Send>,
+        default_to: Option<SocketAddr>,
+    ) -> Result<PacketDatagram, OpenError> {
+        let mut endpoint = PacketDatagram::new(self.framing_config(), default_to);
+        endpoint.set_cipher(self.cipher(entropy)?);
+        Ok(endpoint)
+    }
+
+    /// A ready typed-message connection over this spec's framing (which must be `packet`),
+    /// encrypted when `crypto` is set; the other message settings are the defaults.
+    pub fn message_connection(&self, entropy: Box<dyn Entropy + Send>) -> Result<MessageConnection, OpenError> {
+        let config = MessageConfig::new(self.framing_config());
+        let cipher = self.cipher(entropy)?;
+        let mut conn = MessageConnection::new(config).map_err(OpenError::Message)?;
+        conn.set_cipher(cipher);
+        Ok(conn)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,5 +663,35 @@ mod tests {
         assert!(parse_size("k").is_err());
         assert_eq!(Size(3 << 20).to_string(), "3m");
         assert_eq!(Size(1536).to_string(), "1536");
+    }
+
+    #[test]
+    fn open_names_the_bad_part() {
+        use crate::entropy::SplitMix64;
+        let open = |text: &str| {
+            ConnectionSpec::parse(text)
+                .map_err(OpenError::from)
+                .and_then(|spec| spec.packet_connection(Box::new(SplitMix64::new(1))))
+        };
+        assert!(matches!(open("tcp://127.0.0.1:1?packet&crypto=AES-256-GCM=k"), Ok(c) if c.is_encrypted()));
+        assert!(matches!(open("tcp://127.0.0.1:1?packet"), Ok(c) if !c.is_encrypted()));
+        assert!(matches!(open("tcp:/x"), Err(OpenError::Spec(SpecError::MissingScheme))));
+        assert!(matches!(
+            open("tcp://127.0.0.1:1?packet&crypto=BLOWFISH/CBC=k"),
+            Err(OpenError::Crypto(crate::crypto::SpecError::UnknownAlgorithm { .. }))
+        ));
+        assert!(matches!(
+            open("tcp://127.0.0.1:1?crypto=AES="),
+            Err(OpenError::Crypto(crate::crypto::SpecError::EmptyKey))
+        ));
+        let raw = ConnectionSpec::parse("tcp://127.0.0.1:1").unwrap();
+        let message = raw.message_connection(Box::new(SplitMix64::new(1)));
+        assert!(matches!(message, Err(OpenError::Message(_))));
+        let e = OpenError::from(SpecError::Empty);
+        assert_eq!(e.fault(), Fault::Caller);
+        let udp = ConnectionSpec::parse("udp://127.0.0.1:1?crypto=DES/CFB=k").unwrap();
+        assert!(udp.packet_datagram(Box::new(SplitMix64::new(1)), None).is_ok());
+        let spec = ConnectionSpec::parse("unix:///tmp/x?packet&crypto=SEED/CFB/NoPadding=k").unwrap();
+        assert!(spec.message_connection(Box::new(SplitMix64::new(1))).unwrap().packet().is_encrypted());
     }
 }

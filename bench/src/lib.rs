@@ -2,6 +2,15 @@
 //!
 //! The benchmarks are binaries in `src/bin/`, run by hand in release mode; they print what they
 //! measured and the ratios against the raw baseline and the peer measured in the same run.
+//!
+//! ```
+//! use std::time::Duration;
+//! use switchboard_bench::{frames_for, Measurement};
+//!
+//! let frames = frames_for(1024, 64 << 20, 1_000, 100_000); // ~64 MiB of 1 KiB frames
+//! let m = Measurement { name: "raw".into(), size: 1024, frames, elapsed: Duration::from_millis(50) };
+//! assert!(m.rate() > 0.0 && m.mb_per_s() > 0.0);
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

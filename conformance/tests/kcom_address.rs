@@ -1,25 +1,13 @@
 //! KCOM5 address strings against the independent Python peer (`shared/peers/kcom_peer.py`):
 //! `pack` and `unpack` must give the same answers, and refuse the same inputs.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use switchboard_proto::kcom::{pack, unpack};
 
-/// The shared spec/peer directory: beside the checkout, beside a worktree, or `SWITCHBOARD_SHARED`.
-fn shared_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [manifest.join("../../shared"), manifest.join("../../../shared")];
-    candidates
-        .into_iter()
-        .chain(std::env::var_os("SWITCHBOARD_SHARED").map(PathBuf::from))
-        .find(|dir| dir.join("peers/kcom_peer.py").is_file())
-        .expect("shared dir with peers/kcom_peer.py not found; set SWITCHBOARD_SHARED")
-}
-
 fn peer(args: &[&str]) -> Output {
     Command::new("python3")
-        .arg(shared_dir().join("peers/kcom_peer.py"))
+        .arg(switchboard_conformance::require_shared_dir().join("peers/kcom_peer.py"))
         .args(args)
         .output()
         .expect("python3 is needed to run the KCOM5 peer")

@@ -1,8 +1,6 @@
 //! Every entry of `shared/vectors/stage-crypto.json` (computed with `openssl enc`), through
 //! `StageCipher` directly and through a `PacketConnection` with that cipher.
 
-use std::path::PathBuf;
-
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use switchboard_proto::crypto::{self, CipherSpec, FrameCipher, StageCipher};
@@ -10,20 +8,8 @@ use switchboard_proto::machine::drain;
 use switchboard_proto::stage::{Command, Event, FramingConfig, PacketConnection};
 use switchboard_proto::{Input, Instant, Machine, SplitMix64};
 
-/// The shared directory: beside the checkout (`/work/<x>`), beside a worktree
-/// (`/work/wt/<name>`), or wherever `SWITCHBOARD_SHARED` points.
-fn shared_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [manifest.join("../../shared"), manifest.join("../../../shared")];
-    candidates
-        .into_iter()
-        .chain(std::env::var_os("SWITCHBOARD_SHARED").map(PathBuf::from))
-        .find(|dir| dir.join("vectors/stage-crypto.json").is_file())
-        .expect("shared dir with vectors/stage-crypto.json not found; set SWITCHBOARD_SHARED")
-}
-
 fn vectors() -> Value {
-    let path = shared_dir().join("vectors/stage-crypto.json");
+    let path = switchboard_conformance::stage_crypto_vectors().expect("shared/ beside the checkout");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 

@@ -3,21 +3,11 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::{Ipv6Addr, TcpListener};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use switchboard_std::kcom::{KcomOptions, Listener};
 
-/// The shared spec/peer directory: beside the checkout, beside a worktree, or `SWITCHBOARD_SHARED`.
-pub fn shared_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [manifest.join("../../shared"), manifest.join("../../../shared")];
-    candidates
-        .into_iter()
-        .chain(std::env::var_os("SWITCHBOARD_SHARED").map(PathBuf::from))
-        .find(|dir| dir.join("peers/kcom_peer.py").is_file())
-        .expect("shared dir with peers/kcom_peer.py not found; set SWITCHBOARD_SHARED")
-}
+pub use switchboard_conformance::require_shared_dir as shared_dir;
 
 /// Whether `[::1]` can be bound here; prints why a test skips when it cannot.
 pub fn ipv6_or_skip(test: &str) -> bool {

@@ -1,31 +1,15 @@
 //! Helpers shared by the `stage_*` integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use switchboard_proto::crypto::{CipherError, FrameCipher};
 use switchboard_proto::machine::drain;
 use switchboard_proto::stage::{encode_frame, Error, Event, PacketConnection};
 use switchboard_proto::{Input, Instant, Machine};
 
-/// The project's `shared/` directory (specs, vectors), wherever this checkout sits.
-pub fn shared_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for candidate in [manifest.join("../../shared"), manifest.join("../../../shared")] {
-        if candidate.join("vectors").is_dir() {
-            return candidate;
-        }
-    }
-    if let Some(dir) = std::env::var_os("SWITCHBOARD_SHARED") {
-        return PathBuf::from(dir);
-    }
-    panic!("shared/ not found beside the checkout; set SWITCHBOARD_SHARED")
-}
-
 /// The `frames` of `vectors/stage-crypto.json`.
 pub fn vector_frames() -> Vec<serde_json::Value> {
-    let path = shared_dir().join("vectors/stage-crypto.json");
+    let path = switchboard_conformance::stage_crypto_vectors().expect("shared/ beside the checkout");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let json: serde_json::Value = serde_json::from_str(&text).expect("stage-crypto.json is JSON");
     let frames = json["frames"].as_array().expect("a frames array").clone();

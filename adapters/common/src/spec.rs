@@ -45,18 +45,18 @@ impl Blame for SpecConnectError {
 
 /// Parse `text` and build a fresh connection for it (the cipher too) — parsed once more per
 /// connection so every connection has its own cipher state.
-pub(crate) fn parse(text: &str) -> Result<ConnectionSpec, SpecConnectError> {
+pub fn parse(text: &str) -> Result<ConnectionSpec, SpecConnectError> {
     Ok(ConnectionSpec::parse(text).map_err(OpenError::from)?)
 }
 
 /// A fresh packet connection for `spec`, with OS entropy.
-pub(crate) fn machine(spec: &ConnectionSpec) -> Result<PacketConnection, SpecConnectError> {
+pub fn machine(spec: &ConnectionSpec) -> Result<PacketConnection, SpecConnectError> {
     Ok(spec.packet_connection(Box::new(OsEntropy))?)
 }
 
 /// The socket address of an `Inet` or `Host` address (a host name is resolved here, blocking,
 /// as `std` does; the machines never resolve).
-pub(crate) fn socket_addr(address: &Address) -> Result<SocketAddr, SpecConnectError> {
+pub fn socket_addr(address: &Address) -> Result<SocketAddr, SpecConnectError> {
     match address {
         Address::Inet(addr) => Ok(*addr),
         Address::Host { host, port } => (host.as_str(), *port)

@@ -104,6 +104,7 @@ mod error;
 mod handle;
 pub mod kcom;
 mod server;
+mod spec;
 mod stream;
 mod transport;
 
@@ -111,7 +112,11 @@ pub use datagram::{run_datagram, spawn_datagram};
 pub use error::DriverError;
 pub use handle::{Closed, Control, DriverThread, Events, Handle, Notice, Running, Settings, Stats, TrySendError};
 pub use server::{serve, Server, Session};
+pub use spec::{bind_spec, connect_spec, connect_spec_with, serve_spec};
 pub use stream::{connect, run, spawn};
+/// The protocol crate, re-exported so examples need one dependency.
+pub use switchboard_proto as proto;
+pub use switchboard_rt::SpecConnectError;
 #[cfg(unix)]
 pub use transport::socketpair;
 pub use transport::BlockingStream;

@@ -1,0 +1,84 @@
+//! Connections opened from STAGE specs on the blocking adapter: the `crypto=` option reaches the
+//! wire for every algorithm and the sealed profile, over TCP and UDP, and bad specs say which
+//! part was wrong.
+
+use switchboard_proto::fault::{Blame, Fault};
+use switchboard_proto::stage::{Command, DatagramCommand, DatagramEvent, Event};
+use switchboard_std::{bind_spec, connect_spec, serve_spec, Control, Notice, SpecConnectError};
+
+const CIPHERS: [&str; 6] = [
+    "AES/CBC/PKCS5Padding=k1",
+    "RIJNDAEL/CFB=k2",
+    "SEED/CBC/PKCS1Padding=k3",
+    "DES/CFB/NoPadding=k4",
+    "plain-key-means-rijndael-cbc",
+    "AES-256-GCM=k5",
+];
+
+/// A BSON document of a few fields, the kind of frame STAGE brokers exchange.
+fn bson_frame(i: usize) -> Vec<u8> {
+    let doc = bson::doc! { "seq": i as i64, "text": "한글 테스트", "blob": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![i as u8; i * 7] } };
+    doc.to_vec().unwrap()
+}
+
+#[test]
+fn encrypted_bson_echo_over_tcp_for_every_cipher() {
+    for crypto in CIPHERS {
+        let options = format!("packet=64k,64k&crypto={crypto}");
+        let server = serve_spec(&format!("tcp://127.0.0.1:0?{options}"), |_| {
+            |notice: Notice<Event, _>, control: &mut Control<Command>| {
+                if let Notice::Event(Event::Frame(frame)) = notice {
+                    // The server sees the plain document: decryption happened below it.
+                    bson::Document::from_reader(&mut &frame[..]).expect("a decrypted BSON document");
+                    control.send(Command::Send(frame));
+                }
+            }
+        })
+        .unwrap();
+        let mut client = connect_spec(&format!("tcp://127.0.0.1:{}?{options}", server.local_addr().port())).unwrap();
+        for i in 0..20 {
+            client.handle.send(Command::Send(bson_frame(i).into())).unwrap();
+        }
+        for i in 0..20 {
+            let echo = client.events.by_ref().find_map(Notice::event).expect("an echo");
+            assert_eq!(echo, Event::Frame(bson_frame(i).into()), "{crypto}: frame {i}");
+        }
+        client.close_and_join().unwrap();
+        server.shutdown();
+    }
+}
+
+#[test]
+fn encrypted_datagrams_from_specs() {
+    let options = "crypto=AES-256-GCM=secret";
+    // A port that was free a moment ago: `Running` does not expose its socket's address.
+    let a_addr = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut a = bind_spec(&format!("udp://{a_addr}?{options}"), None).unwrap();
+    let mut b = bind_spec(&format!("udp://127.0.0.1:0?{options}"), Some(a_addr)).unwrap();
+    b.handle.send(DatagramCommand::Send(bson_frame(3).into())).unwrap();
+    let got = a.events.by_ref().find_map(Notice::event).unwrap();
+    let DatagramEvent::Frame { from, frame } = got else { panic!("expected a frame, got {got:?}") };
+    assert_eq!(&frame[..], &bson_frame(3)[..]);
+    a.handle.send(DatagramCommand::SendTo(from, frame)).unwrap();
+    let back = b.events.by_ref().find_map(Notice::event).unwrap();
+    assert!(matches!(back, DatagramEvent::Frame { frame, .. } if frame[..] == bson_frame(3)[..]));
+    a.close_and_join().unwrap();
+    b.close_and_join().unwrap();
+}
+
+#[test]
+fn bad_specs_are_the_callers_fault_and_name_the_part() {
+    let cases = [
+        "tcp://127.0.0.1:1?packet=10q,1k",
+        "tcp://127.0.0.1:1?packet&crypto=ROT13/CBC=key",
+        "tcp://127.0.0.1:1?packet&crypto=AES/ECB=key",
+        "ftp://127.0.0.1:1",
+    ];
+    for spec in cases {
+        let err = connect_spec(spec).err().unwrap_or_else(|| panic!("{spec} was accepted"));
+        assert!(matches!(err, SpecConnectError::Open(_)), "{spec}: {err}");
+        assert_eq!(err.fault(), Fault::Caller, "{spec}");
+    }
+    let err = connect_spec("udp://127.0.0.1:9").err().unwrap();
+    assert!(matches!(err, SpecConnectError::Unsupported(_)), "{err}");
+}

@@ -274,7 +274,12 @@ fn main() {
     let drivers: [(&str, Bench); 4] =
         [("std", sb_std), ("tokio", sb_tokio), ("smol", sb_smol), ("async-std", sb_async_std)];
     let mut results = Vec::new();
-    for size in [64usize, 1024, 64 * 1024] {
+    // `--size N`: one body size only.
+    let sizes = match args.iter().position(|a| a == "--size").and_then(|i| args.get(i + 1)) {
+        Some(n) => vec![n.parse::<usize>().expect("--size takes a byte count")],
+        None => vec![64usize, 1024, 64 * 1024],
+    };
+    for size in sizes {
         let frames = frames_for(size, total, 1_000, 1_000_000);
         results.push(best_of(runs, || raw(size, frames)));
         results.push(best_of(runs, || raw_tokio(size, frames)));

@@ -70,6 +70,7 @@ fn client(addr: SocketAddr, n: usize, sources: usize) {
     if let Some(why) = failed {
         println!("failed {why}");
     }
+    println!("ready");
     let _ = std::io::stdout().flush();
     // Hold every connection until the server is done measuring.
     let mut line = String::new();
@@ -124,9 +125,8 @@ fn main() {
         .and_then(Result::ok)
         .and_then(|l| l.strip_prefix("connected ").and_then(|v| v.parse().ok()))
         .unwrap_or(0);
-    for line in lines.map_while(Result::ok) {
+    for line in lines.map_while(Result::ok).take_while(|l| l != "ready") {
         println!("client: {line}");
-        break;
     }
     // Wait until the server has accepted every connection the client made.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -134,7 +134,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let setup = start.elapsed();
-    rt.block_on(tokio::time::sleep(Duration::from_secs(1)));
+    std::thread::sleep(Duration::from_secs(1));
     let after = rss();
     let held = accepted.load(Ordering::Relaxed);
     println!("requested {n}, client connected {connected}, server accepted {held} in {setup:.2?}");

@@ -8,6 +8,8 @@
 //! limited by one source address's ephemeral ports. Both processes raise RLIMIT_NOFILE.
 //!
 //! Run: `cargo run --release -p switchboard-bench --bin idle_conns [-- --conns 50000 --sources 8]`
+//! (`--read-chunk B`, `--events N`, `--commands N` change the server's `DriverConfig`, to see
+//! what each buffer costs an idle connection).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
@@ -17,14 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_proto::stage::{FramingConfig, PacketConnection};
-use switchboard_rt::RuntimeExt;
+use switchboard_rt::{DriverConfig, RuntimeExt, SocketOptions};
 use switchboard_tokio::Tokio;
 
 /// Raise the open-file limit (soft and hard) so `want` sockets fit; returns the soft limit.
 fn raise_nofile(want: u64) -> u64 {
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
     // Raising the hard limit needs CAP_SYS_RESOURCE; without it, go as far as the hard limit.
-    if rlimit::setrlimit(rlimit::Resource::NOFILE, want.max(soft), want.max(hard)).is_err() {
+    if let Err(e) = rlimit::setrlimit(rlimit::Resource::NOFILE, want.max(soft), want.max(hard)) {
+        eprintln!("cannot raise RLIMIT_NOFILE to {want} (hard limit {hard}): {e}");
         let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
     }
     rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(s, _)| s).unwrap_or(soft)
@@ -91,14 +94,26 @@ fn main() {
     let limit = raise_nofile(n as u64 + 1024);
     println!("RLIMIT_NOFILE (soft) now {limit}");
 
+    // The driver's buffers, to see what each costs an idle connection (defaults unless given).
+    let defaults = DriverConfig::default();
+    let config = DriverConfig::default()
+        .with_read_chunk(arg(&args, "--read-chunk", defaults.read_chunk))
+        .with_events(arg(&args, "--events", defaults.events))
+        .with_commands(arg(&args, "--commands", defaults.commands));
+    println!(
+        "driver config: read_chunk {} B, events {}, commands {}",
+        config.read_chunk, config.events, config.commands
+    );
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let (addr, before) = rt.block_on(async {
         let listener = Tokio.listen("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let counter = accepted.clone();
-        tokio::spawn(Tokio.serve(
+        tokio::spawn(Tokio.serve_with(
             listener,
+            SocketOptions::new(),
+            config,
             move |_| {
                 counter.fetch_add(1, Ordering::Relaxed);
                 PacketConnection::new(FramingConfig::default())

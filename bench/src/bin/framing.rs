@@ -295,7 +295,7 @@ fn main() {
     }
     print_table(&results, "raw", "tokio-util");
     println!();
-    println!("async drivers against the raw tokio limit:");
+    println!("async drivers against the raw tokio limit (here \"÷ raw\" is ÷ raw-tokio):");
     print_table(
         &results
             .iter()

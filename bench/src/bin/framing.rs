@@ -2,8 +2,14 @@
 //! header) from one client to one server, at several body sizes, in one run:
 //!
 //! - `raw`: hand-rolled blocking framing over std sockets with 64 KiB buffers — the limit;
+//! - `raw-tokio`: the same over tokio sockets with 64 KiB `BufWriter`/`BufReader` — the async limit;
 //! - `tokio-util`: `LengthDelimitedCodec` set up for the same wire format — the peer;
-//! - Switchboard's `PacketConnection` through each driver.
+//! - Switchboard's `PacketConnection` through each driver (`sb-std`, `sb-tokio`, `sb-smol`,
+//!   `sb-async-std`), with OUT = 0 and OUT = 128 KiB, one `Command::SendBody` per frame (the
+//!   command API has no batch command, so there is no batched variant).
+//!
+//! Every run: one client sends N frames to one server over loopback TCP (`TCP_NODELAY` on);
+//! the server counts frames; the time is from connect to the last frame received.
 //!
 //! Run: `cargo run --release -p switchboard-bench --bin framing [-- --quick]`
 
@@ -15,6 +21,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use switchboard_bench::{best_of, frames_for, print_table, Measurement};
+use switchboard_proto::stage::{Command, Event, FramingConfig, PacketConnection};
+use switchboard_rt::{DriverConfig, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 const BUF: usize = 64 * 1024;
@@ -69,8 +77,7 @@ fn stage_codec() -> LengthDelimitedCodec {
 
 /// The peer: tokio-util's length-delimited codec configured for the STAGE wire format.
 fn tokio_util(size: usize, frames: u64) -> Measurement {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(async move {
+    tokio_runtime().block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
@@ -99,14 +106,207 @@ fn tokio_util(size: usize, frames: u64) -> Measurement {
     })
 }
 
+/// The raw tokio limit: hand-rolled framing over a tokio `TcpStream` with 64 KiB
+/// `BufWriter` / `BufReader`, on the same 2-worker runtime as the async peers.
+fn raw_tokio(size: usize, frames: u64) -> Measurement {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio_runtime();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut reader = tokio::io::BufReader::with_capacity(BUF, stream);
+            let mut body = vec![0u8; size];
+            let mut header = [0u8; 4];
+            let mut got = 0u64;
+            while reader.read_exact(&mut header).await.is_ok() {
+                let len = u32::from_le_bytes(header) as usize - 4;
+                reader.read_exact(&mut body[..len]).await.unwrap();
+                got += 1;
+            }
+            got
+        });
+        let wire = frame(size);
+        let start = Instant::now();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut writer = tokio::io::BufWriter::with_capacity(BUF, stream);
+        for _ in 0..frames {
+            writer.write_all(&wire).await.unwrap();
+        }
+        writer.shutdown().await.unwrap();
+        let got = server.await.unwrap();
+        assert_eq!(got, frames);
+        Measurement { name: "raw-tokio".into(), size, frames, elapsed: start.elapsed() }
+    })
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// The two PacketConnection set-ups measured: OUT = 0 (every frame handed to the driver at
+/// once, header and body as two buffers) and OUT = 128 KiB with commit 0 (coalesced until the
+/// driver drains; 128 KiB so a 64 KiB body plus header still fits OUT).
+#[derive(Clone, Copy)]
+enum Out {
+    Zero,
+    Coalesce,
+}
+
+impl Out {
+    fn config(self) -> FramingConfig {
+        match self {
+            Out::Zero => FramingConfig::packet(1 << 20, 0),
+            Out::Coalesce => FramingConfig::packet(1 << 20, 128 * 1024),
+        }
+    }
+
+    fn label(self, driver: &str) -> String {
+        match self {
+            Out::Zero => format!("{driver} out=0"),
+            Out::Coalesce => format!("{driver} out=128k"),
+        }
+    }
+}
+
+/// Switchboard over the blocking driver: the server `run`s a PacketConnection on the accepted
+/// stream and counts `Event::Frame`s; the client `spawn`s one and sends a `Command::SendBody`
+/// per frame through its `Handle`, then closes gracefully.
+fn sb_std(size: usize, frames: u64, out: Out) -> Measurement {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let settings = || switchboard_std::Settings::packet().socket(SocketOptions::new().nodelay(true));
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut got = 0u64;
+        let mut last = None;
+        switchboard_std::run(stream, PacketConnection::new(out.config()), settings(), |notice, _| {
+            if let switchboard_std::Notice::Event(Event::Frame(_)) = notice {
+                got += 1;
+                if got == frames {
+                    last = Some(Instant::now());
+                }
+            }
+        })
+        .unwrap();
+        (got, last)
+    });
+    let body = Bytes::from(frame(size)[4..].to_vec());
+    let start = Instant::now();
+    let stream = TcpStream::connect(addr).unwrap();
+    let client = switchboard_std::spawn(stream, PacketConnection::new(out.config()), settings()).unwrap();
+    for _ in 0..frames {
+        client.handle.send(Command::SendBody(body.clone())).unwrap();
+    }
+    client.close_and_join().unwrap();
+    let (got, last) = server.join().unwrap();
+    assert_eq!(got, frames);
+    Measurement { name: out.label("sb-std"), size, frames, elapsed: last.unwrap() - start }
+}
+
+/// Switchboard over the generic async driver on runtime `rt`: the server task drives a
+/// PacketConnection on the accepted stream and counts events; the client connects with
+/// `connect_with` and awaits `Connection::send(Command::SendBody)` per frame, then joins.
+async fn sb_async<R: Runtime>(rt: R, name: &str, size: usize, frames: u64, out: Out) -> Measurement {
+    let listener = rt.listen("127.0.0.1:0").unwrap();
+    let addr = Listener::local_addr(&listener).unwrap();
+    let options = SocketOptions::new().nodelay(true);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    {
+        let (rt2, options) = (rt.clone(), options.clone());
+        rt.spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            options.apply(&*stream.socket_ref()).unwrap();
+            let conn = rt2.drive(PacketConnection::new(out.config()), stream, &DriverConfig::default());
+            let mut got = 0u64;
+            let mut last = None;
+            while let Some(delivery) = conn.recv().await {
+                if let Ok(Event::Frame(_)) = delivery {
+                    got += 1;
+                    if got == frames {
+                        last = Some(Instant::now());
+                    }
+                }
+            }
+            conn.join().await.unwrap();
+            let _ = done_tx.send((got, last));
+        });
+    }
+    let body = Bytes::from(frame(size)[4..].to_vec());
+    let start = Instant::now();
+    let conn = rt
+        .clone()
+        .connect_with(addr, options, DriverConfig::default(), PacketConnection::new(out.config()))
+        .await
+        .unwrap();
+    for _ in 0..frames {
+        conn.send(Command::SendBody(body.clone())).await.unwrap();
+    }
+    conn.join().await.unwrap();
+    let (got, last) = done_rx.await.unwrap();
+    assert_eq!(got, frames);
+    Measurement { name: out.label(name), size, frames, elapsed: last.unwrap() - start }
+}
+
+fn sb_tokio(size: usize, frames: u64, out: Out) -> Measurement {
+    tokio_runtime().block_on(sb_async(switchboard_tokio::Tokio, "sb-tokio", size, frames, out))
+}
+
+fn sb_smol(size: usize, frames: u64, out: Out) -> Measurement {
+    smol::block_on(sb_async(switchboard_smol::Smol, "sb-smol", size, frames, out))
+}
+
+fn sb_async_std(size: usize, frames: u64, out: Out) -> Measurement {
+    async_std::task::block_on(sb_async(switchboard_async_std::AsyncStd, "sb-async-std", size, frames, out))
+}
+
+type Bench = fn(usize, u64, Out) -> Measurement;
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let (total, runs) = if quick { (16u64 << 20, 1) } else { (256u64 << 20, 3) };
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only NAME`: run only the Switchboard driver NAME (std, tokio, smol, async-std) with the
+    // baselines, e.g. under perf.
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let (total, runs) = if quick { (16u64 << 20, 1) } else { (128u64 << 20, 3) };
+    let drivers: [(&str, Bench); 4] =
+        [("std", sb_std), ("tokio", sb_tokio), ("smol", sb_smol), ("async-std", sb_async_std)];
     let mut results = Vec::new();
-    for size in [64usize, 1024, 64 * 1024] {
-        let frames = frames_for(size, total, 1_000, 2_000_000);
+    // `--size N`: one body size only.
+    let sizes = match args.iter().position(|a| a == "--size").and_then(|i| args.get(i + 1)) {
+        Some(n) => vec![n.parse::<usize>().expect("--size takes a byte count")],
+        None => vec![64usize, 1024, 64 * 1024],
+    };
+    for size in sizes {
+        let frames = frames_for(size, total, 1_000, 1_000_000);
         results.push(best_of(runs, || raw(size, frames)));
+        results.push(best_of(runs, || raw_tokio(size, frames)));
         results.push(best_of(runs, || tokio_util(size, frames)));
+        for (name, bench) in drivers {
+            if only.as_deref().is_some_and(|o| o != name) {
+                continue;
+            }
+            for out in [Out::Zero, Out::Coalesce] {
+                results.push(best_of(runs, || bench(size, frames, out)));
+            }
+        }
     }
     print_table(&results, "raw", "tokio-util");
+    println!();
+    println!("async drivers against the raw tokio limit (here \"÷ raw\" is ÷ raw-tokio):");
+    print_table(
+        &results
+            .iter()
+            .filter(|m| {
+                m.name == "raw-tokio"
+                    || m.name == "tokio-util"
+                    || m.name.starts_with("sb-") && m.name != "sb-std out=0" && m.name != "sb-std out=128k"
+            })
+            .cloned()
+            .collect::<Vec<_>>(),
+        "raw-tokio",
+        "tokio-util",
+    );
 }

@@ -131,12 +131,23 @@ impl<M: Machine> Pump<M> {
             // Finished machines get no more input; the result already says why.
             return Ok(());
         }
-        let refused = self.machine.handle_input(now, input).err();
+        let refused = self.feed(now, input).err();
         self.drain(now, on_event);
         match refused {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Feed one input without draining, so a driver can hand the machine every command (or read)
+    /// that is ready and then [`drain`](Self::drain) once: one drain, one coalesced write, one
+    /// wake-up for a whole batch instead of one per frame. `Err`: the machine refused the call
+    /// (caller's fault); it is unchanged and the connection goes on.
+    pub fn feed(&mut self, now: Instant, input: Input<'_, M::Command>) -> Result<(), M::Error> {
+        if self.result.is_some() || self.result_taken {
+            return Ok(());
+        }
+        self.machine.handle_input(now, input)
     }
 
     /// Poll the machine until it is drained or finished, queueing writes and delivering events.
@@ -217,6 +228,19 @@ mod tests {
     use super::*;
     use crate::stage::{Command, Event, FramingConfig, PacketConnection};
     use bytes::BytesMut;
+
+    #[test]
+    fn feeding_a_batch_then_draining_once_coalesces_the_writes() {
+        let mut pump = Pump::new(PacketConnection::new(FramingConfig::packet(1024, 1024)));
+        let now = Instant::ZERO;
+        for _ in 0..10 {
+            pump.feed(now, Input::Command(Command::SendBody(Bytes::from_static(b"abcd")))).unwrap();
+        }
+        assert!(pump.writes().is_empty(), "nothing is written before the drain");
+        pump.drain(now, |_| {});
+        assert_eq!(pump.writes().chunks().count(), 1, "ten frames, one buffer to write");
+        assert_eq!(pump.writes().len(), 80);
+    }
 
     #[test]
     fn write_queue_advances_across_buffers() {

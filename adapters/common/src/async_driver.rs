@@ -94,7 +94,9 @@ pub struct DriverConfig {
     /// towards the peer (default 2 s; zero closes at once).
     pub linger: Duration,
     /// Datagram drivers: where `Output::Transmit` bytes go. `None`: to the sender of the last
-    /// datagram received (a stream machine answering whoever spoke last).
+    /// datagram received (a machine that answers whoever spoke last without naming them).
+    /// Machines that address every datagram themselves (`Output::TransmitTo`, as STAGE's
+    /// `PacketDatagram` does) never need it.
     pub peer: Option<SocketAddr>,
 }
 
@@ -788,8 +790,9 @@ struct DatagramDriver<R: Runtime, M: Drivable, U: DatagramSocket> {
 }
 
 /// Run `machine` over the UDP socket `socket`: datagrams in as `Input::Datagram`,
-/// `Output::TransmitTo` out as datagrams. Stream output (`Output::Transmit`) produced by one
-/// input goes out as one datagram to `config.peer`, or to the sender of the last datagram.
+/// `Output::TransmitTo` out as datagrams. Unaddressed output (`Output::Transmit`) produced by
+/// one input goes out as one datagram to `config.peer`, or to the sender of the last datagram;
+/// with neither, the driver ends with `NotConnected`.
 /// [`RuntimeExt::drive_datagram`](crate::RuntimeExt::drive_datagram) spawns it for you.
 pub fn datagram_driver<R: Runtime, M: Drivable, U: DatagramSocket>(
     runtime: R,

@@ -1,35 +1,22 @@
-//! IPv4 and IPv6 multicast through `socket2`: join and leave groups, pick the outgoing
+//! IPv4 and IPv6 multicast for the async adapters: join and leave groups, pick the outgoing
 //! interface, and make a socket that receives a group (several may share one port).
+//!
+//! Thin over [`net`](crate::net), where sockets are built and memberships changed for every
+//! adapter, blocking or async; these return non-blocking sockets ready to register.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::SockRef;
 
+use crate::net::{self, membership};
 use crate::SocketOptions;
 
 /// Which network interface a multicast membership or send uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Interface {
-    /// Let the kernel choose (the default route's interface).
-    #[default]
-    Any,
-    /// The IPv4 interface with this address (IPv4 groups only).
-    V4(Ipv4Addr),
-    /// The interface with this index (IPv6; IPv4 memberships on Linux, Android and FreeBSD).
-    Index(u32),
-}
+pub use crate::net::MulticastInterface as Interface;
 
 fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
-}
-
-fn check_group(group: IpAddr) -> io::Result<()> {
-    if group.is_multicast() {
-        Ok(())
-    } else {
-        Err(invalid("not a multicast group address"))
-    }
 }
 
 /// Join `group` on `interface`.
@@ -40,44 +27,6 @@ pub fn join(socket: &SockRef<'_>, group: IpAddr, interface: Interface) -> io::Re
 /// Leave `group` on `interface` (the same interface it was joined on).
 pub fn leave(socket: &SockRef<'_>, group: IpAddr, interface: Interface) -> io::Result<()> {
     membership(socket, group, interface, false)
-}
-
-fn membership(socket: &SockRef<'_>, group: IpAddr, interface: Interface, join: bool) -> io::Result<()> {
-    check_group(group)?;
-    match (group, interface) {
-        (IpAddr::V4(g), Interface::Any) => v4(socket, g, Ipv4Addr::UNSPECIFIED, join),
-        (IpAddr::V4(g), Interface::V4(i)) => v4(socket, g, i, join),
-        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-        (IpAddr::V4(g), Interface::Index(n)) => {
-            let iface = socket2::InterfaceIndexOrAddress::Index(n);
-            if join {
-                socket.join_multicast_v4_n(&g, &iface)
-            } else {
-                socket.leave_multicast_v4_n(&g, &iface)
-            }
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-        (IpAddr::V4(_), Interface::Index(_)) => Err(invalid("IPv4 membership by interface index is Linux-only")),
-        (IpAddr::V6(g), Interface::Any) => v6(socket, g, 0, join),
-        (IpAddr::V6(g), Interface::Index(n)) => v6(socket, g, n, join),
-        (IpAddr::V6(_), Interface::V4(_)) => Err(invalid("an IPv6 group needs an interface index")),
-    }
-}
-
-fn v4(socket: &SockRef<'_>, group: Ipv4Addr, iface: Ipv4Addr, join: bool) -> io::Result<()> {
-    if join {
-        socket.join_multicast_v4(&group, &iface)
-    } else {
-        socket.leave_multicast_v4(&group, &iface)
-    }
-}
-
-fn v6(socket: &SockRef<'_>, group: std::net::Ipv6Addr, index: u32, join: bool) -> io::Result<()> {
-    if join {
-        socket.join_multicast_v6(&group, index)
-    } else {
-        socket.leave_multicast_v6(&group, index)
-    }
 }
 
 /// Send this socket's multicast datagrams out of `interface`, with loopback delivery to local
@@ -100,45 +49,41 @@ pub fn set_outgoing(socket: &SockRef<'_>, ipv6: bool, interface: Interface, loop
     }
 }
 
+/// The wildcard address of one family.
+fn wildcard(ipv6: bool) -> IpAddr {
+    if ipv6 {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    }
+}
+
 /// A non-blocking UDP socket that receives `group` on `port` (0 = any free port; read it back
 /// with `local_addr`) through `interface`. Address and port reuse are on so several sockets,
 /// in this process or others, can receive the same group. `options` apply before binding.
 pub fn receiver(group: IpAddr, port: u16, interface: Interface, options: &SocketOptions) -> io::Result<UdpSocket> {
-    check_group(group)?;
-    let domain = if group.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if !group.is_multicast() {
+        return Err(invalid("not a multicast group address"));
+    }
     let mut options = options.clone();
     options.reuseaddr.get_or_insert(true);
     #[cfg(unix)]
     options.reuseport.get_or_insert(true);
-    options.apply(&socket)?;
-    if group.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
     // Binding the unspecified address (not the group) works everywhere; the membership is what
     // selects the group's datagrams.
-    let any: IpAddr =
-        if group.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() };
-    socket.bind(&SocketAddr::new(any, port).into())?;
+    let socket = net::bind_udp(SocketAddr::new(wildcard(group.is_ipv6()), port), &options)?;
     join(&SockRef::from(&socket), group, interface)?;
     socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 /// A non-blocking UDP socket bound to an ephemeral port that sends to multicast groups out of
 /// `interface`, with loopback delivery on (so members on this host receive it too).
 pub fn sender(ipv6: bool, interface: Interface, options: &SocketOptions) -> io::Result<UdpSocket> {
-    let (domain, any): (Domain, IpAddr) = if ipv6 {
-        (Domain::IPV6, std::net::Ipv6Addr::UNSPECIFIED.into())
-    } else {
-        (Domain::IPV4, Ipv4Addr::UNSPECIFIED.into())
-    };
-    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    options.apply(&socket)?;
+    let socket = net::bind_udp(SocketAddr::new(wildcard(ipv6), 0), options)?;
     set_outgoing(&SockRef::from(&socket), ipv6, interface, true)?;
-    socket.bind(&SocketAddr::new(any, 0).into())?;
     socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 #[cfg(test)]

@@ -72,7 +72,8 @@ pub enum MulticastInterface {
     Any,
     /// The IPv4 interface with this address (IPv4 groups only).
     V4(Ipv4Addr),
-    /// The interface with this index (IPv6 groups only; see `if_nametoindex`).
+    /// The interface with this index (see `if_nametoindex`): IPv6 groups, and IPv4 memberships
+    /// on Linux, Android and FreeBSD (an IPv4 *sending* interface is named by its address).
     Index(u32),
 }
 
@@ -130,11 +131,7 @@ impl Multicast {
     }
 
     fn check_group(&self) -> io::Result<()> {
-        if self.group.is_multicast() {
-            Ok(())
-        } else {
-            Err(invalid("not a multicast group address"))
-        }
+        check_group(self.group)
     }
 
     /// Set the sending options (interface, loopback, TTL) on `socket` without joining: what a
@@ -180,11 +177,7 @@ impl Multicast {
         SockRef<'s>: From<&'s S>,
     {
         self.configure_sender(socket)?;
-        let sock = SockRef::from(socket);
-        match self.group {
-            IpAddr::V4(group) => sock.join_multicast_v4(&group, &self.v4_interface()?),
-            IpAddr::V6(group) => sock.join_multicast_v6(&group, self.v6_interface()?),
-        }
+        membership(&SockRef::from(socket), self.group, self.interface, true)
     }
 
     /// Leave the group on `socket`.
@@ -192,12 +185,7 @@ impl Multicast {
     where
         SockRef<'s>: From<&'s S>,
     {
-        self.check_group()?;
-        let sock = SockRef::from(socket);
-        match self.group {
-            IpAddr::V4(group) => sock.leave_multicast_v4(&group, &self.v4_interface()?),
-            IpAddr::V6(group) => sock.leave_multicast_v6(&group, self.v6_interface()?),
-        }
+        membership(&SockRef::from(socket), self.group, self.interface, false)
     }
 
     /// A UDP socket that receives the group's datagrams sent to `port`: bound to the wildcard
@@ -221,6 +209,62 @@ impl Multicast {
 
 fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
+}
+
+fn check_group(group: IpAddr) -> io::Result<()> {
+    if group.is_multicast() {
+        Ok(())
+    } else {
+        Err(invalid("not a multicast group address"))
+    }
+}
+
+/// Join (`join`) or leave `group` on `interface`: the one place memberships are changed.
+pub(crate) fn membership(
+    socket: &SockRef<'_>,
+    group: IpAddr,
+    interface: MulticastInterface,
+    join: bool,
+) -> io::Result<()> {
+    check_group(group)?;
+    match (group, interface) {
+        (IpAddr::V4(g), MulticastInterface::Any) => v4_membership(socket, g, Ipv4Addr::UNSPECIFIED, join),
+        (IpAddr::V4(g), MulticastInterface::V4(i)) => v4_membership(socket, g, i, join),
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        (IpAddr::V4(g), MulticastInterface::Index(n)) => {
+            let iface = socket2::InterfaceIndexOrAddress::Index(n);
+            if join {
+                socket.join_multicast_v4_n(&g, &iface)
+            } else {
+                socket.leave_multicast_v4_n(&g, &iface)
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+        (IpAddr::V4(_), MulticastInterface::Index(_)) => {
+            Err(invalid("IPv4 membership by interface index is Linux-only"))
+        }
+        (IpAddr::V6(g), MulticastInterface::Any) => v6_membership(socket, g, 0, join),
+        (IpAddr::V6(g), MulticastInterface::Index(n)) => v6_membership(socket, g, n, join),
+        (IpAddr::V6(_), MulticastInterface::V4(_)) => {
+            Err(invalid("an IPv6 group needs an interface index, not an IPv4 address"))
+        }
+    }
+}
+
+fn v4_membership(socket: &SockRef<'_>, group: Ipv4Addr, iface: Ipv4Addr, join: bool) -> io::Result<()> {
+    if join {
+        socket.join_multicast_v4(&group, &iface)
+    } else {
+        socket.leave_multicast_v4(&group, &iface)
+    }
+}
+
+fn v6_membership(socket: &SockRef<'_>, group: Ipv6Addr, index: u32, join: bool) -> io::Result<()> {
+    if join {
+        socket.join_multicast_v6(&group, index)
+    } else {
+        socket.leave_multicast_v6(&group, index)
+    }
 }
 
 #[cfg(test)]

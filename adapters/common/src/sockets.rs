@@ -1,12 +1,11 @@
-//! Non-blocking std sockets built through `socket2` with [`SocketOptions`] applied before they
-//! bind, ready for any runtime to register (`Runtime::tcp_listener`, `Runtime::udp`, …).
+//! Non-blocking std sockets built by [`net`](crate::net) (through `socket2`, with
+//! [`SocketOptions`] applied before they bind), ready for any runtime to register
+//! (`Runtime::tcp_listener`, `Runtime::udp`, …).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::SocketOptions;
+use crate::{net, SocketOptions};
 
 /// Try `bind` on each address `addr` resolves to; the last error if none works.
 fn each_addr<T>(addr: impl ToSocketAddrs, mut bind: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
@@ -20,29 +19,24 @@ fn each_addr<T>(addr: impl ToSocketAddrs, mut bind: impl FnMut(SocketAddr) -> io
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")))
 }
 
-/// A listening, non-blocking TCP socket on `addr`. `SO_REUSEADDR` is on unless `options` turn
-/// it off (so a restarted server can bind at once), and the backlog is 1024.
+/// A listening, non-blocking TCP socket on `addr` ([`net::listen_tcp`]). `SO_REUSEADDR` is on
+/// unless `options` turn it off (so a restarted server can bind at once).
 pub fn tcp_listener(addr: impl ToSocketAddrs, options: &SocketOptions) -> io::Result<TcpListener> {
+    let mut options = options.clone();
+    options.reuseaddr.get_or_insert(true);
     each_addr(addr, |addr| {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        let mut options = options.clone();
-        options.reuseaddr.get_or_insert(true);
-        options.apply(&socket)?;
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        socket.set_nonblocking(true)?;
-        Ok(socket.into())
+        let listener = net::listen_tcp(addr, &options)?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
     })
 }
 
-/// A bound, non-blocking UDP socket on `addr`.
+/// A bound, non-blocking UDP socket on `addr` ([`net::bind_udp`]).
 pub fn udp_socket(addr: impl ToSocketAddrs, options: &SocketOptions) -> io::Result<UdpSocket> {
     each_addr(addr, |addr| {
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        options.apply(&socket)?;
-        socket.bind(&addr.into())?;
+        let socket = net::bind_udp(addr, options)?;
         socket.set_nonblocking(true)?;
-        Ok(socket.into())
+        Ok(socket)
     })
 }
 

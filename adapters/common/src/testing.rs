@@ -15,7 +15,8 @@
 //! A protocol joins with one [`Fixture`] impl (how to make its two ends, send a payload, and
 //! recognise one) and one line in [`adapter_matrix!`](crate::adapter_matrix):
 //! `$crate::stream_suite!($adapter, kcom, $crate::testing::Kcom);` — every adapter then runs
-//! the echo, backpressure, shutdown and bad-header tests for it.
+//! the echo, backpressure, shutdown and bad-header tests for it. A datagram protocol joins the
+//! same way with one [`DatagramFixture`] impl and a `datagram_suite!` / `multicast_suite!` line.
 //!
 //! Every test is bounded by a generous guard deadline (a hang fails instead of blocking CI);
 //! nothing asserts on elapsed time.
@@ -33,7 +34,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 use switchboard_proto::fault::{Blame, Fault};
-use switchboard_proto::stage::{self, Command, Event, FramingConfig, PacketConnection};
+use switchboard_proto::stage::{
+    self, Command, DatagramCommand, DatagramEvent, Event, FramingConfig, PacketConnection, PacketDatagram,
+};
 use switchboard_proto::Machine;
 
 use crate::multicast::{self, Interface};
@@ -114,6 +117,44 @@ impl Fixture for StagePacket {
     }
     fn is_bad_header(error: &stage::Error) -> bool {
         matches!(error, stage::Error::LengthTooShort { len: 2 })
+    }
+}
+
+/// A datagram protocol under test: one endpoint machine per socket, messages addressed to and
+/// from socket addresses.
+pub trait DatagramFixture: 'static {
+    /// The endpoint.
+    type Endpoint: Drivable;
+    /// A fresh endpoint whose plain sends go to `default_to`.
+    fn endpoint(default_to: Option<SocketAddr>) -> Self::Endpoint;
+    /// The command that sends `payload` as one message to the endpoint's default destination.
+    fn send(payload: Bytes) -> Cmd<Self::Endpoint>;
+    /// The sender and payload of a message received, if the event is one.
+    fn received(event: Ev<Self::Endpoint>) -> Option<(SocketAddr, Bytes)>;
+    /// The echo server's answer to `event`: the same message back to whoever sent it.
+    fn echo(event: Ev<Self::Endpoint>) -> Option<Cmd<Self::Endpoint>>;
+}
+
+/// STAGE packet frames over UDP (`PacketDatagram`, `packet=65536,0`): one frame per datagram.
+impl DatagramFixture for StagePacket {
+    type Endpoint = PacketDatagram;
+    fn endpoint(default_to: Option<SocketAddr>) -> PacketDatagram {
+        PacketDatagram::new(FramingConfig::packet(65_536, 0), default_to)
+    }
+    fn send(payload: Bytes) -> DatagramCommand {
+        DatagramCommand::SendBody(payload)
+    }
+    fn received(event: DatagramEvent) -> Option<(SocketAddr, Bytes)> {
+        match event {
+            DatagramEvent::Frame { from, frame } => Some((from, frame.slice(stage::HEADER_LEN..))),
+            DatagramEvent::Dropped { .. } => None,
+        }
+    }
+    fn echo(event: DatagramEvent) -> Option<DatagramCommand> {
+        match event {
+            DatagramEvent::Frame { from, frame } => Some(DatagramCommand::SendTo(from, frame)),
+            DatagramEvent::Dropped { .. } => None,
+        }
     }
 }
 
@@ -282,6 +323,10 @@ macro_rules! driver_suite {
             #[test]
             fn transmit_to_reaches_the_named_peer_and_from_names_the_sender() {
                 $crate::testing::transmit_to::<$adapter>()
+            }
+            #[test]
+            fn stream_output_goes_to_the_peer_or_the_last_sender() {
+                $crate::testing::transmit_fallback::<$adapter>()
             }
             #[test]
             fn stream_output_without_a_peer_is_a_typed_error() {
@@ -668,21 +713,45 @@ pub fn bad_header<A: Adapter, P: Fixture>() {
 
 // ---------------------------------------------------------------- datagram suite
 
-/// Echo over UDP on loopback: the server answers whoever sent, the client sends to its peer.
-pub fn echo_udp<A: Adapter, P: Fixture>() {
+/// Server side of the datagram echo test: answer every message to its sender until closed.
+async fn echo_datagrams<P: DatagramFixture>(
+    conn: Connection<P::Endpoint>,
+) -> Result<(), DriverError<<P::Endpoint as Machine>::Error>> {
+    while let Some(delivery) = conn.recv().await {
+        if let Some(answer) = delivery.ok().and_then(P::echo) {
+            if conn.send(answer).await.is_err() {
+                break;
+            }
+        }
+    }
+    conn.join().await
+}
+
+/// Echo over UDP on loopback: the server answers whoever sent, the client sends to its default
+/// destination (the server).
+pub fn echo_udp<A: Adapter, P: DatagramFixture>() {
     run::<A, _>(async {
         let rt = A::runtime();
         let server_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
         let server_addr = server_socket.local_addr().unwrap();
-        let server = rt.drive_datagram(P::server(), server_socket, &DriverConfig::default());
+        let server = rt.drive_datagram(P::endpoint(None), server_socket, &DriverConfig::default());
         let stop = server.commands();
-        let server = async move { echo::<P>(server).await };
+        let server = async move { echo_datagrams::<P>(server).await };
         let client_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
-        let client = rt.drive_datagram(P::client(), client_socket, &DriverConfig::default().with_peer(server_addr));
+        let client = rt.drive_datagram(P::endpoint(Some(server_addr)), client_socket, &DriverConfig::default());
         let talk = async {
             // One at a time: a datagram test must not depend on socket buffers never overflowing.
             for i in 0..50 {
-                exchange::<P>(&client, i, 1, 1200).await;
+                let sent = payload(i, (i * 977) % 1200);
+                client.send(P::send(sent.clone())).await.expect("driver stopped while sending");
+                let echo = loop {
+                    let delivery = client.recv().await.expect("endpoint ended before the echo came back");
+                    let event = delivery.unwrap_or_else(|e| panic!("command refused: {e}"));
+                    if let Some(echo) = P::received(event) {
+                        break echo;
+                    }
+                };
+                assert_eq!(echo, (server_addr, sent), "echo {i} differs");
             }
             client.join().await.unwrap();
             stop.close().await.unwrap();
@@ -694,7 +763,7 @@ pub fn echo_udp<A: Adapter, P: Fixture>() {
 }
 
 /// A sender and two receivers of one multicast group on loopback.
-pub fn multicast<A: Adapter, P: Fixture>(ipv6: bool) {
+pub fn multicast<A: Adapter, P: DatagramFixture>(ipv6: bool) {
     let (group, iface): (IpAddr, Interface) = if ipv6 {
         let Some(lo) = loopback_index() else {
             println!("skipped: no loopback interface index to join an IPv6 group on");
@@ -725,21 +794,21 @@ pub fn multicast<A: Adapter, P: Fixture>(ipv6: bool) {
         let rt = A::runtime();
         let first = Arc::new(rt.udp(first).unwrap());
         let second = rt.udp(second).unwrap();
-        let a = rt.drive_datagram(P::client(), first.clone(), &DriverConfig::default());
-        let b = rt.drive_datagram(P::client(), second, &DriverConfig::default());
-        let sender = rt.drive_datagram(P::client(), rt.udp(sender).unwrap(), &DriverConfig::default().with_peer(to));
+        let a = rt.drive_datagram(P::endpoint(None), first.clone(), &DriverConfig::default());
+        let b = rt.drive_datagram(P::endpoint(None), second, &DriverConfig::default());
+        let sender = rt.drive_datagram(P::endpoint(Some(to)), rt.udp(sender).unwrap(), &DriverConfig::default());
         let message = payload(7, 300);
-        sender.send(P::client_send(message.clone())).await.unwrap();
+        sender.send(P::send(message.clone())).await.unwrap();
         for receiver in [&a, &b] {
             let event = receiver.recv().await.unwrap().unwrap();
-            assert_eq!(P::client_received(event), Some(message.clone()));
+            assert_eq!(P::received(event).map(|(_, got)| got), Some(message.clone()));
         }
         first.leave_multicast(group, iface).unwrap();
         // Still a member: the second receiver keeps getting the group.
         let later = payload(8, 200);
-        sender.send(P::client_send(later.clone())).await.unwrap();
+        sender.send(P::send(later.clone())).await.unwrap();
         let event = b.recv().await.unwrap().unwrap();
-        assert_eq!(P::client_received(event), Some(later));
+        assert_eq!(P::received(event).map(|(_, got)| got), Some(later));
         for conn in [a, b, sender] {
             conn.join().await.unwrap();
         }
@@ -885,6 +954,28 @@ pub fn transmit_to<A: Adapter>() {
     })
 }
 
+/// Unaddressed output (`Output::Transmit`) goes to the configured peer, or, without one, back
+/// to whoever sent the last datagram.
+pub fn transmit_fallback<A: Adapter>() {
+    run::<A, _>(async {
+        let rt = A::runtime();
+        let a_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let b_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+        let (a_addr, b_addr) = (a_socket.local_addr().unwrap(), b_socket.local_addr().unwrap());
+        let a = rt.drive_datagram(Reflector::new(), a_socket, &DriverConfig::default().with_peer(b_addr));
+        let b = rt.drive_datagram(Reflector::new(), b_socket, &DriverConfig::default());
+        for i in 0..10 {
+            let ping = payload(i, 50 + i);
+            a.send(ReflectorCommand::Transmit(ping.clone())).await.unwrap();
+            assert_eq!(b.recv().await.unwrap().unwrap(), (a_addr, ping.clone()));
+            b.send(ReflectorCommand::Transmit(ping.clone())).await.unwrap();
+            assert_eq!(a.recv().await.unwrap().unwrap(), (b_addr, ping));
+        }
+        a.join().await.unwrap();
+        b.join().await.unwrap();
+    })
+}
+
 /// Stream output on a datagram driver that has no peer yet ends it with `NotConnected`.
 pub fn datagram_without_peer<A: Adapter>() {
     run::<A, _>(async {
@@ -941,10 +1032,14 @@ pub fn stage_commit_coalescing<A: Adapter>() {
         let mut got = [0u8; 23];
         read_exact(&mut peer, &mut got).await.unwrap();
         assert_eq!(&got, expected);
-        assert_eq!(conn.stats().writes(), 1, "three frames should have gone out in one write");
+        // The driver counts a write after the syscall returns, so the peer may read the bytes
+        // first: count once the driver has finished (the close adds nothing to write).
+        let stats = conn.stats().clone();
         let (result, rest) = both(conn.join(), async move { read_to_end(&mut peer).await.unwrap() }).await;
         result.unwrap();
         assert!(rest.is_empty());
+        assert_eq!(stats.writes(), 1, "three frames should have gone out in one write");
+        assert_eq!(stats.bytes_written(), expected.len() as u64);
     })
 }
 

@@ -15,7 +15,9 @@
 //! [`KcomOptions::ipv4`] switches to `127.0.0.1`. [`KcomOptions::from_address`] reads the
 //! originals' `port.hh.hh…` address form: the port is used; the key is kept in
 //! [`KcomOptions::key`] for the caller, because KCOM5 itself sends everything in the clear and
-//! never uses it.
+//! never uses it; a malformed address converts to [`KcomError::Address`] with `?`.
+//! [`KcomOptions`] is `switchboard_rt`'s, shared with the async adapters; the one blocking-only
+//! setting, the chunk size [`send_from`] reads with, is [`Listener::chunk`].
 //!
 //! Everything runs through the generic stream driver ([`run`](crate::run) /
 //! [`spawn`](crate::spawn)) and the sans-IO [`Sender`] / [`Receiver`] machines: this module only
@@ -49,11 +51,12 @@ use std::time::{Duration, Instant as StdInstant};
 
 use bytes::{Bytes, BytesMut};
 use switchboard_proto::kcom::{
-    self as proto, AddressError, Collector, KcomConfig, Receiver, ReceiverEvent, Sender, SenderCommand, SenderEvent,
-    KEY_LEN,
+    self as proto, AddressError, Collector, Receiver, ReceiverEvent, Sender, SenderCommand, SenderEvent,
 };
 use switchboard_proto::{Blame, Fault};
 use switchboard_rt::{net, OsEntropy, SocketOptions};
+
+pub use switchboard_rt::kcom::{KcomOptions, Waiting};
 
 use crate::{run, spawn, DriverError, Notice, Settings};
 
@@ -63,103 +66,8 @@ pub use switchboard_proto::kcom::{pack, unpack, DEFAULT_PORT};
 const RETRY_EVERY: Duration = Duration::from_millis(20);
 /// How often a waiting [`Listener`] looks for a connection (std has no accept timeout).
 const ACCEPT_POLL: Duration = Duration::from_millis(5);
-/// Default bytes read from the source per [`SenderCommand::Data`] chunk.
+/// Default bytes read from the source per [`SenderCommand::Data`] chunk (see [`Listener::chunk`]).
 pub const DEFAULT_CHUNK: usize = 128 * 1024;
-
-/// Where, how long, and how much: the originals' settings plus the limits a receiver needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KcomOptions {
-    /// Use `127.0.0.1` instead of `::1` (the originals' `ipv6 = false`).
-    pub ipv4: bool,
-    /// The TCP port. 0 lets the system pick one for a [`Listener`].
-    pub port: u16,
-    /// One deadline for the whole exchange, waiting for the peer included (`None`: none).
-    pub close: Option<Duration>,
-    /// The session key of an address string, repeated to 48 bytes. KCOM5 never uses it (the
-    /// transfer is in the clear); it is here so the caller can use it for whatever it secures.
-    pub key: Option<[u8; KEY_LEN]>,
-    /// Receiver: the longest message accepted.
-    pub max_msg_len: u32,
-    /// Receiver: the largest data blob accepted. [`receive`] holds the blob in memory: bound it.
-    pub max_data_len: u64,
-    /// Sender: bytes read from a [`Read`] per chunk in [`send_from`].
-    pub chunk: usize,
-}
-
-impl Default for KcomOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl KcomOptions {
-    /// The originals' defaults: `::1`, port 13600, close 150 s, no key.
-    pub fn new() -> Self {
-        let config = KcomConfig::default();
-        KcomOptions {
-            ipv4: false,
-            port: DEFAULT_PORT,
-            close: config.close,
-            key: None,
-            max_msg_len: config.max_msg_len,
-            max_data_len: config.max_data_len,
-            chunk: DEFAULT_CHUNK,
-        }
-    }
-
-    /// The defaults with the port and key of an address string (`"13600.01.ab"`, see
-    /// [`unpack`]). A malformed address is the caller's fault: [`KcomError::Address`].
-    pub fn from_address(address: &str) -> Result<Self, KcomError> {
-        let (port, key) = unpack(address)?;
-        Ok(KcomOptions { port, key: Some(key), ..Self::new() })
-    }
-
-    /// Use IPv4 loopback (`true`) or IPv6 loopback (`false`, the default).
-    pub fn ipv4(mut self, ipv4: bool) -> Self {
-        self.ipv4 = ipv4;
-        self
-    }
-
-    /// Set the port.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// Set the deadline for the whole exchange.
-    pub fn close(mut self, close: Option<Duration>) -> Self {
-        self.close = close;
-        self
-    }
-
-    /// Set the deadline in seconds, as the originals take it: ≤ 0 (or not finite) means none.
-    pub fn close_secs(mut self, secs: f64) -> Self {
-        self.close = KcomConfig::from_close_secs(secs).close;
-        self
-    }
-
-    /// Set the largest data blob a receiver accepts.
-    pub fn max_data_len(mut self, max: u64) -> Self {
-        self.max_data_len = max;
-        self
-    }
-
-    /// Set the chunk size [`send_from`] reads with (at least 1 byte).
-    pub fn chunk(mut self, bytes: usize) -> Self {
-        self.chunk = bytes.max(1);
-        self
-    }
-
-    /// The loopback socket address these options name.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::new(proto::loopback(self.ipv4), self.port)
-    }
-
-    /// The machines' configuration, with `close` replaced by what is left of it.
-    fn config(&self, close: Option<Duration>) -> KcomConfig {
-        KcomConfig::default().with_close(close).with_max_msg_len(self.max_msg_len).with_max_data_len(self.max_data_len)
-    }
-}
 
 /// Who was wrong, in one word: see [`KcomError::kind`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -172,27 +80,6 @@ pub enum ErrorKind {
     Io,
     /// The `close` deadline passed.
     Timeout,
-}
-
-/// What the transfer was waiting for when the deadline passed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Waiting {
-    /// The sender waited for the receiver to connect.
-    Accept,
-    /// The receiver waited for the sender to listen.
-    Connect,
-    /// The connection was up; the exchange itself did not finish.
-    Transfer,
-}
-
-impl std::fmt::Display for Waiting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Waiting::Accept => "waiting for the receiver to connect",
-            Waiting::Connect => "waiting for the sender to listen",
-            Waiting::Transfer => "transferring",
-        })
-    }
 }
 
 /// Why a KCOM5 transfer failed. [`KcomError::kind`] says who was wrong.
@@ -319,13 +206,22 @@ impl Deadline {
 pub struct Listener {
     listener: TcpListener,
     options: KcomOptions,
+    /// Bytes read from a [`Read`] per chunk in [`send_from`](Listener::send_from).
+    chunk: usize,
 }
 
 impl Listener {
     /// Listen on the options' loopback address and port, with `SO_REUSEADDR` as the originals.
     pub fn bind(options: &KcomOptions) -> Result<Self, KcomError> {
         let listener = net::listen_tcp(options.addr(), &SocketOptions::new().reuseaddr(true)).map_err(KcomError::Io)?;
-        Ok(Listener { listener, options: options.clone() })
+        Ok(Listener { listener, options: options.clone(), chunk: DEFAULT_CHUNK })
+    }
+
+    /// Set the chunk size [`send_from`](Listener::send_from) reads with (at least 1 byte;
+    /// default [`DEFAULT_CHUNK`]).
+    pub fn chunk(mut self, bytes: usize) -> Self {
+        self.chunk = bytes.max(1);
+        self
     }
 
     /// The port bound (the one the system picked, for port 0).
@@ -371,7 +267,7 @@ impl Listener {
         let ready = events.any(|n| matches!(n, Notice::Event(SenderEvent::Ready)));
         let mut fed = Ok(());
         if ready {
-            fed = feed(&handle, &mut source, len, self.options.chunk, &mut progress);
+            fed = feed(&handle, &mut source, len, self.chunk, &mut progress);
         }
         drop(handle);
         drop(events);

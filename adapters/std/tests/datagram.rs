@@ -6,19 +6,29 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::thread;
 
 use bytes::Bytes;
-use common::{frame, numbered, DatagramFrames, DgCommand, DgEvent, GUARD};
-use switchboard_proto::stage;
+use common::{frame, numbered, GUARD};
+use switchboard_proto::stage::{self, DatagramCommand, DatagramEvent, FramingConfig, PacketDatagram};
 use switchboard_proto::{Blame, Fault};
 use switchboard_std::{
     net, run_datagram, spawn_datagram, Control, DriverError, Multicast, MulticastInterface, Notice, Running, Settings,
     SocketOptions,
 };
 
-fn settings() -> Settings<DgCommand> {
-    Settings::new().close_with(|| DgCommand::Close)
+fn settings() -> Settings<DatagramCommand> {
+    Settings::new().close_with(|| DatagramCommand::Close)
 }
 
-fn next_event(running: &Running<DatagramFrames>) -> DgEvent {
+/// A STAGE datagram endpoint taking frames up to `max_in` bytes; `Send` goes to `default_to`.
+fn endpoint(max_in: usize, default_to: Option<SocketAddr>) -> PacketDatagram {
+    PacketDatagram::new(FramingConfig::packet(max_in, 0), default_to)
+}
+
+/// The event for `frame` arriving from `from`.
+fn arrived(from: SocketAddr, frame: Bytes) -> DatagramEvent {
+    DatagramEvent::Frame { from, frame }
+}
+
+fn next_event(running: &Running<PacketDatagram>) -> DatagramEvent {
     match running.events.recv_timeout(GUARD).expect("a datagram in time").expect("driver running") {
         Notice::Event(e) => e,
         other => panic!("unexpected {other:?}"),
@@ -32,11 +42,13 @@ fn udp_packet_echo() {
     // The echo side in callback form: each frame goes back to its sender; "bye" closes.
     let server = thread::spawn(move || {
         let mut bad = Vec::new();
-        run_datagram(server_socket, DatagramFrames::new(64 * 1024), settings(), |notice, control: &mut Control<_>| {
+        run_datagram(server_socket, endpoint(64 * 1024, None), settings(), |notice, control: &mut Control<_>| {
             match notice {
-                Notice::Event(DgEvent::Frame(_, f)) if &f[4..] == b"bye" => control.close(),
-                Notice::Event(DgEvent::Frame(from, f)) => control.send(DgCommand::SendTo(from, f.slice(4..))),
-                Notice::Event(DgEvent::Bad(from, e)) => bad.push((from, e)),
+                Notice::Event(DatagramEvent::Frame { frame, .. }) if &frame[4..] == b"bye" => control.close(),
+                Notice::Event(DatagramEvent::Frame { from, frame }) => {
+                    control.send(DatagramCommand::SendBodyTo(from, frame.slice(4..)))
+                }
+                Notice::Event(DatagramEvent::Dropped { from, error }) => bad.push((from, error)),
                 other => panic!("unexpected {other:?}"),
             }
         })
@@ -46,20 +58,18 @@ fn udp_packet_echo() {
     let client_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let client_addr = client_socket.local_addr().unwrap();
     let raw = client_socket.try_clone().unwrap();
-    let client =
-        spawn_datagram(client_socket, DatagramFrames::new(64 * 1024), settings().default_destination(server_addr))
-            .unwrap();
+    let client = spawn_datagram(client_socket, endpoint(64 * 1024, Some(server_addr)), settings()).unwrap();
     // One at a time, so no datagram can be dropped by a full receive buffer.
     for (i, len) in [4usize, 100, 1400, 9000, 60_000].into_iter().enumerate() {
         let body = numbered(i as u32, len);
-        client.handle.send(DgCommand::Send(body.clone())).unwrap();
-        assert_eq!(next_event(&client), DgEvent::Frame(server_addr, frame(&body)));
+        client.handle.send(DatagramCommand::SendBody(body.clone())).unwrap();
+        assert_eq!(next_event(&client), arrived(server_addr, frame(&body)));
     }
     // A datagram that is not exactly one frame is reported and the socket goes on.
     raw.send_to(b"\x09\x00\x00\x00abc", server_addr).unwrap();
-    client.handle.send(DgCommand::Send(Bytes::from_static(b"after"))).unwrap();
-    assert_eq!(next_event(&client), DgEvent::Frame(server_addr, frame(b"after")));
-    client.handle.send(DgCommand::Send(Bytes::from_static(b"bye"))).unwrap();
+    client.handle.send(DatagramCommand::SendBody(Bytes::from_static(b"after"))).unwrap();
+    assert_eq!(next_event(&client), arrived(server_addr, frame(b"after")));
+    client.handle.send(DatagramCommand::SendBody(Bytes::from_static(b"bye"))).unwrap();
 
     let bad = server.join().unwrap().unwrap();
     assert_eq!(bad, [(client_addr, stage::Error::DatagramLengthMismatch { announced: 9, actual: 7 })]);
@@ -69,9 +79,12 @@ fn udp_packet_echo() {
 
 #[test]
 fn transmit_without_a_default_destination_is_the_callers_error() {
+    // A stream machine on a datagram socket: its unaddressed `Output::Transmit` needs the
+    // driver's default destination, and there is none.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let running = spawn_datagram(socket, DatagramFrames::new(1024), settings()).unwrap();
-    running.handle.send(DgCommand::Send(Bytes::from_static(b"where to?"))).unwrap();
+    let machine = stage::PacketConnection::new(FramingConfig::packet(1024, 0));
+    let running = spawn_datagram(socket, machine, Settings::new().close_with(|| stage::Command::Close)).unwrap();
+    running.handle.send(stage::Command::SendBody(Bytes::from_static(b"where to?"))).unwrap();
     let Running { handle, driver, .. } = running;
     let err = driver.join().unwrap_err();
     assert!(matches!(err, DriverError::NoDestination), "{err:?}");
@@ -93,25 +106,20 @@ fn ipv4_multicast_reaches_both_receivers_on_loopback() {
     let sender_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     membership.configure_sender(&sender_socket).unwrap();
     let sender_addr = sender_socket.local_addr().unwrap();
-    let sender = spawn_datagram(
-        sender_socket,
-        DatagramFrames::new(1024),
-        settings().default_destination(SocketAddr::new(group, port)),
-    )
-    .unwrap();
+    let sender = spawn_datagram(sender_socket, endpoint(1024, Some(SocketAddr::new(group, port))), settings()).unwrap();
 
     let receivers: Vec<_> = [first, second]
         .into_iter()
         .map(|socket| {
             let leave = socket.try_clone().unwrap();
-            (spawn_datagram(socket, DatagramFrames::new(1024), settings()).unwrap(), leave)
+            (spawn_datagram(socket, endpoint(1024, None), settings()).unwrap(), leave)
         })
         .collect();
     for i in 0..5 {
         let body = numbered(i, 32);
-        sender.handle.send(DgCommand::Send(body.clone())).unwrap();
+        sender.handle.send(DatagramCommand::SendBody(body.clone())).unwrap();
         for (receiver, _) in &receivers {
-            assert_eq!(next_event(receiver), DgEvent::Frame(sender_addr, frame(&body)));
+            assert_eq!(next_event(receiver), arrived(sender_addr, frame(&body)));
         }
     }
     for (receiver, socket) in receivers {

@@ -143,7 +143,7 @@ fn parse(args: &[String], role: Role) -> Result<Args, Failure> {
     }
     let mut options = match (&address, port) {
         (Some(_), Some(_)) => return Err(Failure::Usage("give --port or --address, not both".into())),
-        (Some(address), None) => KcomOptions::from_address(address)?,
+        (Some(address), None) => KcomOptions::from_address(address).map_err(KcomError::from)?,
         (None, port) => KcomOptions::new().port(port.unwrap_or(kcom::DEFAULT_PORT)),
     };
     options = options.ipv4(ipv4);

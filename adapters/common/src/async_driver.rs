@@ -367,6 +367,9 @@ pub type DriverFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 const STEPS_PER_POLL: usize = 64;
 /// Most buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// Most commands taken in one step, so a sender that keeps the channel full cannot keep the
+/// driver from writing and reading.
+const COMMANDS_PER_STEP: usize = 1024;
 
 enum Step {
     Progress,
@@ -713,7 +716,15 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Result<bool, DriverError<M::Error>> {
         let now = self.core.clock.now();
         let mut progress = false;
-        if self.core.pump.wants_input() && self.core.poll_command(cx, now) {
+        // Take every command that is ready (within budget) before writing: the whole batch
+        // then goes out in one vectored write and costs one wake-up, not one per command. Each
+        // command is drained at once, so the budget check stays exact (the queue never exceeds
+        // the budget by more than one command's output).
+        let mut taken = 0;
+        while taken < COMMANDS_PER_STEP && self.core.pump.wants_input() && self.core.poll_command(cx, now) {
+            taken += 1;
+        }
+        if taken > 0 {
             self.core.stats.note_queued(self.core.pump.writes().len());
             progress = true;
         }

@@ -11,7 +11,9 @@
 //!   Connection::join ◄── done     ◄──  Finished: flush, shut down writing, linger, result
 //! ```
 //!
-//! * **Zero-copy in.** Reads go into one `BytesMut` the machine splits frames off.
+//! * **One copy in, no idle buffer.** Reads go into a per-thread scratch buffer; only the bytes
+//!   that arrived are copied into the connection's `BytesMut`, which the machine splits frames
+//!   off. A connection with nothing buffered holds no read buffer.
 //! * **Backpressure.** While more than the machine's `write_budget()` is waiting to be written
 //!   the driver takes no commands: the bounded command channel fills and [`Connection::send`]
 //!   waits (and [`Connection::try_send`] reports `Full`). It stops reading too as soon as a read
@@ -29,6 +31,7 @@
 //!   command the machine refused comes back on the event channel as `Err` and the connection
 //!   goes on.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -81,7 +84,7 @@ impl Drivable for switchboard_proto::message::MessageConnection {
 /// How a driver buffers and waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DriverConfig {
-    /// Bytes made room for before each stream read (default 16 KiB).
+    /// The most bytes one stream read takes (default 16 KiB).
     pub read_chunk: usize,
     /// The largest datagram received whole (default 65 535).
     pub max_datagram: usize,
@@ -733,14 +736,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
         if self.eof || self.core.pump.is_finished() || held_back || self.core.backlogged() {
             return Ok(progress);
         }
-        let len = self.rx.len();
-        self.rx.resize(len + self.read_chunk, 0);
-        let read = Pin::new(&mut self.io).poll_read(cx, &mut self.rx[len..]);
-        let n = match &read {
-            Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        self.rx.truncate(len + n);
+        let read = self.poll_fill(cx);
         match read {
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
@@ -752,12 +748,35 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Poll::Ready(Err(e)) => return Err(e.into()),
-            Poll::Pending => return Ok(progress),
+            Poll::Pending => {
+                if self.rx.is_empty() {
+                    // Nothing buffered and nothing to read: an idle connection keeps no buffer.
+                    self.rx = BytesMut::new();
+                }
+                return Ok(progress);
+            }
         }
         let after = self.core.pump.writes().len();
         self.read_grew = after > before;
         self.core.stats.note_queued(after);
         Ok(true)
+    }
+
+    /// Read once, appending to `rx`.
+    ///
+    /// The read goes into this thread's scratch buffer (zeroed once per thread, since safe Rust
+    /// cannot read into uninitialised memory) and only the bytes that arrived are copied into
+    /// `rx`: no per-read zeroing, and an idle connection holds no read buffer at all.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let chunk = self.read_chunk;
+        let (io, rx) = (&mut self.io, &mut self.rx);
+        with_scratch(chunk, |scratch| {
+            let read = Pin::new(io).poll_read(cx, scratch);
+            if let Poll::Ready(Ok(n)) = read {
+                rx.extend_from_slice(&scratch[..n]);
+            }
+            read
+        })
     }
 
     fn linger_expired(&mut self, cx: &mut Context<'_>) -> bool {
@@ -774,16 +793,33 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
     /// After closing: read and drop until the peer's end of stream. `Ready(true)` once it came
     /// (or the transport failed, which ends the wait just the same).
     fn discard_input(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        self.rx.clear();
-        self.rx.resize(self.read_chunk, 0);
-        let read = Pin::new(&mut self.io).poll_read(cx, &mut self.rx[..]);
-        self.rx.clear();
-        match read {
+        self.rx = BytesMut::new();
+        let io = &mut self.io;
+        match with_scratch(self.read_chunk, |scratch| Pin::new(io).poll_read(cx, scratch)) {
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(true),
             Poll::Ready(Ok(_)) => Poll::Ready(false),
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+thread_local! {
+    /// Where stream drivers on this thread read into before copying out what arrived.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run `f` on this thread's zeroed scratch buffer of `len` bytes (grown, and zeroed, once).
+fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            if scratch.len() < len {
+                scratch.resize(len, 0);
+            }
+            f(&mut scratch[..len])
+        }
+        // Only a read nested inside another read's poll could get here; it gets its own buffer.
+        Err(_) => f(&mut vec![0; len]),
+    })
 }
 
 struct DatagramDriver<R: Runtime, M: Drivable, U: DatagramSocket> {

@@ -37,9 +37,9 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
@@ -272,24 +272,67 @@ impl<M: Drivable> Commands<M> {
 /// The application's receiving end: events (and refused commands) in order. Also a `Stream`.
 pub struct Events<M: Machine> {
     rx: Pin<Box<Receiver<Delivery<M>>>>,
+    room: Arc<Room>,
+}
+
+/// How the application tells the driver that the event channel has room again. The channel
+/// itself is unbounded, so it allocates only as events arrive (a bounded one preallocates every
+/// slot, kilobytes per idle connection); the driver keeps it within `DriverConfig::events`.
+#[derive(Default)]
+struct Room {
+    waiting: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Room {
+    /// The driver found the channel full: wake it after the next take. The caller checks the
+    /// channel again afterwards, so a take in between is not missed.
+    fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+        drop(slot);
+        self.waiting.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The application took an event.
+    fn taken(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::SeqCst) {
+            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
 }
 
 impl<M: Machine> Events<M> {
     /// The next event; `None` once the driver has stopped and everything was received.
     pub async fn recv(&self) -> Option<Delivery<M>> {
-        self.rx.recv().await.ok()
+        let next = self.rx.recv().await.ok();
+        self.room.taken();
+        next
     }
 
     /// The next event if one is waiting.
     pub fn try_recv(&self) -> Option<Delivery<M>> {
-        self.rx.try_recv().ok()
+        let next = self.rx.try_recv().ok();
+        self.room.taken();
+        next
     }
 }
 
 impl<M: Machine> Stream for Events<M> {
     type Item = Delivery<M>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.as_mut().poll_next(cx)
+        let next = self.rx.as_mut().poll_next(cx);
+        if next.is_ready() {
+            self.room.taken();
+        }
+        next
     }
 }
 
@@ -392,8 +435,12 @@ struct Core<R: Runtime, M: Drivable> {
     events: Sender<Delivery<M>>,
     /// Events the channel had no room for yet, in order.
     pending: VecDeque<Delivery<M>>,
-    /// Sending the first of `pending` once the channel has room (allocated only when full).
-    sending: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
+    /// The most events the channel holds (`DriverConfig::events`).
+    event_capacity: usize,
+    /// Rings when the application takes an event.
+    room: Arc<Room>,
+    /// The channel was full with events still pending: the driver waits for room.
+    full: bool,
     events_open: bool,
     stats: Arc<DriverStats>,
     started: bool,
@@ -420,31 +467,29 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
     /// Move pending events into the channel; true if any moved.
     fn deliver(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        loop {
-            if let Some(sending) = self.sending.as_mut() {
-                match sending.as_mut().poll(cx) {
-                    Poll::Ready(delivered) => {
-                        self.sending = None;
-                        progress = true;
-                        self.events_open &= delivered;
-                    }
-                    Poll::Pending => return progress,
-                }
-            }
+        let was_full = self.full;
+        self.full = false;
+        while !self.pending.is_empty() {
             if !self.events_open {
                 // Nobody listens: events are dropped, the connection goes on.
                 self.pending.clear();
+                break;
             }
-            let Some(next) = self.pending.pop_front() else { return progress };
-            match self.events.try_send(next) {
-                Ok(()) => progress = true,
-                Err(TrySendError::Full(next)) => {
-                    let tx = self.events.clone();
-                    self.sending = Some(Box::pin(async move { tx.send(next).await.is_ok() }));
+            if self.events.len() >= self.event_capacity {
+                self.room.register(cx.waker());
+                if self.events.len() >= self.event_capacity {
+                    self.full = true;
+                    return progress;
                 }
-                Err(TrySendError::Closed(_)) => self.events_open = false,
+            }
+            if let Some(next) = self.pending.pop_front() {
+                match self.events.try_send(next) {
+                    Ok(()) => progress = true,
+                    Err(_) => self.events_open = false,
+                }
             }
         }
+        progress || was_full
     }
 
     /// Whether more than the write budget waits to be written (`queued`: the driver's count).
@@ -454,11 +499,11 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
 
     /// Whether events wait for the application (then the driver stops reading).
     fn backlogged(&self) -> bool {
-        self.sending.is_some()
+        self.full
     }
 
     fn delivered(&self) -> bool {
-        self.sending.is_none() && self.pending.is_empty()
+        self.pending.is_empty()
     }
 
     /// Take one command; when every sender is gone, feed the close command once.
@@ -534,12 +579,13 @@ fn core<R: Runtime, M: Drivable>(
     config: &DriverConfig,
 ) -> (Connection<M>, Core<R, M>, Sender<DriverResult<M>>) {
     let (command_tx, command_rx) = async_channel::bounded(config.commands.max(1));
-    let (event_tx, event_rx) = async_channel::bounded(config.events.max(1));
+    let (event_tx, event_rx) = async_channel::unbounded();
+    let room = Arc::new(Room::default());
     let (done_tx, done_rx) = async_channel::bounded(1);
     let stats = Arc::new(DriverStats::default());
     let connection = Connection {
         commands: Commands { tx: command_tx },
-        events: Events { rx: Box::pin(event_rx) },
+        events: Events { rx: Box::pin(event_rx), room: room.clone() },
         done: Done { rx: done_rx },
         stats: stats.clone(),
     };
@@ -553,7 +599,9 @@ fn core<R: Runtime, M: Drivable>(
         commands_open: true,
         events: event_tx,
         pending: VecDeque::new(),
-        sending: None,
+        event_capacity: config.events.max(1),
+        room,
+        full: false,
         events_open: true,
         stats,
         started: false,

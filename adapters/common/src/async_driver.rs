@@ -5,9 +5,9 @@
 //!   application                         driver task                              socket
 //!   ───────────                         ───────────                              ──────
 //!   Connection::send ──► commands ──►  Pump::input(Command)  ─► WriteQueue ──► vectored write
-//!   (waits when full)   (bounded)                                                   │
+//!   (waits when full)   (capped)                                                     │
 //!   Connection::recv ◄── events   ◄──  Event / refused command ◄─ Pump::input(Stream(&mut rx)) ◄── read
-//!                       (bounded)      Timer(deadline) ─► Pump::input(Timeout)
+//!                       (capped)        Timer(deadline) ─► Pump::input(Timeout)
 //!   Connection::join ◄── done     ◄──  Finished: flush, shut down writing, linger, result
 //! ```
 //!
@@ -15,7 +15,7 @@
 //!   that arrived are copied into the connection's `BytesMut`, which the machine splits frames
 //!   off. A connection with nothing buffered holds no read buffer.
 //! * **Backpressure.** While more than the machine's `write_budget()` is waiting to be written
-//!   the driver takes no commands: the bounded command channel fills and [`Connection::send`]
+//!   the driver takes no commands: the command channel fills to its cap and [`Connection::send`]
 //!   waits (and [`Connection::try_send`] reports `Full`). It stops reading too as soon as a read
 //!   adds to that queue (a peer that floods a machine answering every message while not reading
 //!   the answers is held back; the queue stays within budget plus one command's or one read's
@@ -231,11 +231,16 @@ pub type Delivery<M> = Result<<M as Machine>::Event, <M as Machine>::Error>;
 /// gracefully once every clone (and the [`Connection`]) is dropped.
 pub struct Commands<M: Machine> {
     tx: Sender<M::Command>,
+    /// The most commands queued at once (`DriverConfig::commands`). The channel itself is
+    /// unbounded so an idle connection preallocates no slots; senders keep it within this.
+    capacity: usize,
+    /// Rings when the driver takes commands (or stops).
+    gate: Arc<Gate>,
 }
 
 impl<M: Machine> Clone for Commands<M> {
     fn clone(&self) -> Self {
-        Commands { tx: self.tx.clone() }
+        Commands { tx: self.tx.clone(), capacity: self.capacity, gate: self.gate.clone() }
     }
 }
 
@@ -243,11 +248,33 @@ impl<M: Machine> Commands<M> {
     /// Queue a command, waiting while the channel is full (backpressure). `Err` once the
     /// driver has stopped.
     pub async fn send(&self, command: M::Command) -> Result<(), SendError<M::Command>> {
-        self.tx.send(command).await
+        let mut command = Some(command);
+        std::future::poll_fn(|cx| loop {
+            let Some(next) = command.take() else { return Poll::Pending };
+            match self.try_send(next) {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(TrySendError::Closed(back)) => return Poll::Ready(Err(SendError(back))),
+                Err(TrySendError::Full(back)) => {
+                    command = Some(back);
+                    self.gate.wait(cx.waker());
+                    // A take between the check and the registration would otherwise be missed.
+                    if self.tx.len() >= self.capacity && !self.tx.is_closed() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        })
+        .await
     }
 
     /// Queue a command if there is room now: `Full` means wait, `Closed` that the driver stopped.
     pub fn try_send(&self, command: M::Command) -> Result<(), TrySendError<M::Command>> {
+        if self.tx.is_closed() {
+            return Err(TrySendError::Closed(command));
+        }
+        if self.tx.len() >= self.capacity {
+            return Err(TrySendError::Full(command));
+        }
         self.tx.try_send(command)
     }
 
@@ -273,6 +300,38 @@ impl<M: Drivable> Commands<M> {
 pub struct Events<M: Machine> {
     rx: Pin<Box<Receiver<Delivery<M>>>>,
     room: Arc<Room>,
+}
+
+/// How the driver tells senders waiting for room that it took commands (or stopped).
+#[derive(Default)]
+struct Gate {
+    waiting: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl Gate {
+    /// A sender found the channel full: wake it at the next take. The caller checks the channel
+    /// again afterwards, so a take in between is not missed.
+    fn wait(&self, waker: &Waker) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        drop(wakers);
+        self.waiting.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The driver took commands or stopped: every waiting sender tries again.
+    fn open(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::SeqCst) {
+            let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
 }
 
 /// How the application tells the driver that the event channel has room again. The channel
@@ -432,6 +491,8 @@ struct Core<R: Runtime, M: Drivable> {
     armed: Option<Instant>,
     commands: Pin<Box<Receiver<M::Command>>>,
     commands_open: bool,
+    /// Rings for senders waiting for room in the command channel.
+    gate: Arc<Gate>,
     events: Sender<Delivery<M>>,
     /// Events the channel had no room for yet, in order.
     pending: VecDeque<Delivery<M>>,
@@ -512,7 +573,10 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             return false;
         }
         match self.commands.as_mut().poll_next(cx) {
-            Poll::Ready(Some(command)) => self.feed(now, Input::Command(command)),
+            Poll::Ready(Some(command)) => {
+                self.gate.open();
+                self.feed(now, Input::Command(command));
+            }
             Poll::Ready(None) => {
                 self.commands_open = false;
                 self.feed(now, Input::Command(M::close_command()));
@@ -569,6 +633,14 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
     }
 }
 
+impl<R: Runtime, M: Drivable> Drop for Core<R, M> {
+    /// The driver stopped: senders waiting for room learn that it never comes.
+    fn drop(&mut self) {
+        self.commands.close();
+        self.gate.open();
+    }
+}
+
 /// How a driver ended.
 type DriverResult<M> = Result<(), DriverError<<M as Machine>::Error>>;
 
@@ -578,13 +650,14 @@ fn core<R: Runtime, M: Drivable>(
     machine: M,
     config: &DriverConfig,
 ) -> (Connection<M>, Core<R, M>, Sender<DriverResult<M>>) {
-    let (command_tx, command_rx) = async_channel::bounded(config.commands.max(1));
+    let (command_tx, command_rx) = async_channel::unbounded();
+    let gate = Arc::new(Gate::default());
     let (event_tx, event_rx) = async_channel::unbounded();
     let room = Arc::new(Room::default());
     let (done_tx, done_rx) = async_channel::bounded(1);
     let stats = Arc::new(DriverStats::default());
     let connection = Connection {
-        commands: Commands { tx: command_tx },
+        commands: Commands { tx: command_tx, capacity: config.commands.max(1), gate: gate.clone() },
         events: Events { rx: Box::pin(event_rx), room: room.clone() },
         done: Done { rx: done_rx },
         stats: stats.clone(),
@@ -597,6 +670,7 @@ fn core<R: Runtime, M: Drivable>(
         armed: None,
         commands: Box::pin(command_rx),
         commands_open: true,
+        gate,
         events: event_tx,
         pending: VecDeque::new(),
         event_capacity: config.events.max(1),

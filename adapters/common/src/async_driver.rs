@@ -5,9 +5,9 @@
 //!   application                         driver task                              socket
 //!   ───────────                         ───────────                              ──────
 //!   Connection::send ──► commands ──►  Pump::input(Command)  ─► WriteQueue ──► vectored write
-//!   (waits when full)   (capped)                                                     │
+//!   (waits when full)   (capped)                                                    │
 //!   Connection::recv ◄── events   ◄──  Event / refused command ◄─ Pump::input(Stream(&mut rx)) ◄── read
-//!                       (capped)        Timer(deadline) ─► Pump::input(Timeout)
+//!                       (capped)       Timer(deadline) ─► Pump::input(Timeout)
 //!   Connection::join ◄── done     ◄──  Finished: flush, shut down writing, linger, result
 //! ```
 //!

@@ -5,15 +5,17 @@
 //!   application                         driver task                              socket
 //!   ───────────                         ───────────                              ──────
 //!   Connection::send ──► commands ──►  Pump::input(Command)  ─► WriteQueue ──► vectored write
-//!   (waits when full)   (bounded)                                                   │
+//!   (waits when full)   (capped)                                                    │
 //!   Connection::recv ◄── events   ◄──  Event / refused command ◄─ Pump::input(Stream(&mut rx)) ◄── read
-//!                       (bounded)      Timer(deadline) ─► Pump::input(Timeout)
+//!                       (capped)       Timer(deadline) ─► Pump::input(Timeout)
 //!   Connection::join ◄── done     ◄──  Finished: flush, shut down writing, linger, result
 //! ```
 //!
-//! * **Zero-copy in.** Reads go into one `BytesMut` the machine splits frames off.
+//! * **One copy in, no idle buffer.** Reads go into a per-thread scratch buffer; only the bytes
+//!   that arrived are copied into the connection's `BytesMut`, which the machine splits frames
+//!   off. A connection with nothing buffered holds no read buffer.
 //! * **Backpressure.** While more than the machine's `write_budget()` is waiting to be written
-//!   the driver takes no commands: the bounded command channel fills and [`Connection::send`]
+//!   the driver takes no commands: the command channel fills to its cap and [`Connection::send`]
 //!   waits (and [`Connection::try_send`] reports `Full`). It stops reading too as soon as a read
 //!   adds to that queue (a peer that floods a machine answering every message while not reading
 //!   the answers is held back; the queue stays within budget plus one command's or one read's
@@ -29,14 +31,15 @@
 //!   command the machine refused comes back on the event channel as `Err` and the connection
 //!   goes on.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
@@ -81,7 +84,7 @@ impl Drivable for switchboard_proto::message::MessageConnection {
 /// How a driver buffers and waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DriverConfig {
-    /// Bytes made room for before each stream read (default 16 KiB).
+    /// The most bytes one stream read takes (default 16 KiB).
     pub read_chunk: usize,
     /// The largest datagram received whole (default 65 535).
     pub max_datagram: usize,
@@ -230,11 +233,16 @@ pub type Delivery<M> = Result<<M as Machine>::Event, <M as Machine>::Error>;
 /// gracefully once every clone (and the [`Connection`]) is dropped.
 pub struct Commands<M: Machine> {
     tx: Sender<M::Command>,
+    /// The most commands queued at once (`DriverConfig::commands`). The channel itself is
+    /// unbounded so an idle connection preallocates no slots; senders keep it within this.
+    capacity: usize,
+    /// Rings when the driver takes commands (or stops).
+    gate: Arc<Gate>,
 }
 
 impl<M: Machine> Clone for Commands<M> {
     fn clone(&self) -> Self {
-        Commands { tx: self.tx.clone() }
+        Commands { tx: self.tx.clone(), capacity: self.capacity, gate: self.gate.clone() }
     }
 }
 
@@ -242,11 +250,33 @@ impl<M: Machine> Commands<M> {
     /// Queue a command, waiting while the channel is full (backpressure). `Err` once the
     /// driver has stopped.
     pub async fn send(&self, command: M::Command) -> Result<(), SendError<M::Command>> {
-        self.tx.send(command).await
+        let mut command = Some(command);
+        std::future::poll_fn(|cx| loop {
+            let Some(next) = command.take() else { return Poll::Pending };
+            match self.try_send(next) {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(TrySendError::Closed(back)) => return Poll::Ready(Err(SendError(back))),
+                Err(TrySendError::Full(back)) => {
+                    command = Some(back);
+                    self.gate.wait(cx.waker());
+                    // A take between the check and the registration would otherwise be missed.
+                    if self.tx.len() >= self.capacity && !self.tx.is_closed() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        })
+        .await
     }
 
     /// Queue a command if there is room now: `Full` means wait, `Closed` that the driver stopped.
     pub fn try_send(&self, command: M::Command) -> Result<(), TrySendError<M::Command>> {
+        if self.tx.is_closed() {
+            return Err(TrySendError::Closed(command));
+        }
+        if self.tx.len() >= self.capacity {
+            return Err(TrySendError::Full(command));
+        }
         self.tx.try_send(command)
     }
 
@@ -271,24 +301,99 @@ impl<M: Drivable> Commands<M> {
 /// The application's receiving end: events (and refused commands) in order. Also a `Stream`.
 pub struct Events<M: Machine> {
     rx: Pin<Box<Receiver<Delivery<M>>>>,
+    room: Arc<Room>,
+}
+
+/// How the driver tells senders waiting for room that it took commands (or stopped).
+#[derive(Default)]
+struct Gate {
+    waiting: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl Gate {
+    /// A sender found the channel full: wake it at the next take. The caller checks the channel
+    /// again afterwards, so a take in between is not missed.
+    fn wait(&self, waker: &Waker) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        drop(wakers);
+        self.waiting.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The driver took commands or stopped: every waiting sender tries again.
+    fn open(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::SeqCst) {
+            let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// How the application tells the driver that the event channel has room again. The channel
+/// itself is unbounded, so it allocates only as events arrive (a bounded one preallocates every
+/// slot, kilobytes per idle connection); the driver keeps it within `DriverConfig::events`.
+#[derive(Default)]
+struct Room {
+    waiting: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Room {
+    /// The driver found the channel full: wake it after the next take. The caller checks the
+    /// channel again afterwards, so a take in between is not missed.
+    fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+        drop(slot);
+        self.waiting.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The application took an event.
+    fn taken(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::SeqCst) {
+            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
 }
 
 impl<M: Machine> Events<M> {
     /// The next event; `None` once the driver has stopped and everything was received.
     pub async fn recv(&self) -> Option<Delivery<M>> {
-        self.rx.recv().await.ok()
+        let next = self.rx.recv().await.ok();
+        self.room.taken();
+        next
     }
 
     /// The next event if one is waiting.
     pub fn try_recv(&self) -> Option<Delivery<M>> {
-        self.rx.try_recv().ok()
+        let next = self.rx.try_recv().ok();
+        self.room.taken();
+        next
     }
 }
 
 impl<M: Machine> Stream for Events<M> {
     type Item = Delivery<M>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.as_mut().poll_next(cx)
+        let next = self.rx.as_mut().poll_next(cx);
+        if next.is_ready() {
+            self.room.taken();
+        }
+        next
     }
 }
 
@@ -369,6 +474,9 @@ pub type DriverFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 const STEPS_PER_POLL: usize = 64;
 /// Most buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// Most commands taken in one step, so a sender that keeps the channel full cannot keep the
+/// driver from writing and reading.
+const COMMANDS_PER_STEP: usize = 1024;
 
 enum Step {
     Progress,
@@ -385,11 +493,17 @@ struct Core<R: Runtime, M: Drivable> {
     armed: Option<Instant>,
     commands: Pin<Box<Receiver<M::Command>>>,
     commands_open: bool,
+    /// Rings for senders waiting for room in the command channel.
+    gate: Arc<Gate>,
     events: Sender<Delivery<M>>,
     /// Events the channel had no room for yet, in order.
     pending: VecDeque<Delivery<M>>,
-    /// Sending the first of `pending` once the channel has room (allocated only when full).
-    sending: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
+    /// The most events the channel holds (`DriverConfig::events`).
+    event_capacity: usize,
+    /// Rings when the application takes an event.
+    room: Arc<Room>,
+    /// The channel was full with events still pending: the driver waits for room.
+    full: bool,
     events_open: bool,
     stats: Arc<DriverStats>,
     started: bool,
@@ -416,31 +530,29 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
     /// Move pending events into the channel; true if any moved.
     fn deliver(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        loop {
-            if let Some(sending) = self.sending.as_mut() {
-                match sending.as_mut().poll(cx) {
-                    Poll::Ready(delivered) => {
-                        self.sending = None;
-                        progress = true;
-                        self.events_open &= delivered;
-                    }
-                    Poll::Pending => return progress,
-                }
-            }
+        let was_full = self.full;
+        self.full = false;
+        while !self.pending.is_empty() {
             if !self.events_open {
                 // Nobody listens: events are dropped, the connection goes on.
                 self.pending.clear();
+                break;
             }
-            let Some(next) = self.pending.pop_front() else { return progress };
-            match self.events.try_send(next) {
-                Ok(()) => progress = true,
-                Err(TrySendError::Full(next)) => {
-                    let tx = self.events.clone();
-                    self.sending = Some(Box::pin(async move { tx.send(next).await.is_ok() }));
+            if self.events.len() >= self.event_capacity {
+                self.room.register(cx.waker());
+                if self.events.len() >= self.event_capacity {
+                    self.full = true;
+                    return progress;
                 }
-                Err(TrySendError::Closed(_)) => self.events_open = false,
+            }
+            if let Some(next) = self.pending.pop_front() {
+                match self.events.try_send(next) {
+                    Ok(()) => progress = true,
+                    Err(_) => self.events_open = false,
+                }
             }
         }
+        progress || was_full
     }
 
     /// Whether more than the write budget waits to be written (`queued`: the driver's count).
@@ -450,11 +562,11 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
 
     /// Whether events wait for the application (then the driver stops reading).
     fn backlogged(&self) -> bool {
-        self.sending.is_some()
+        self.full
     }
 
     fn delivered(&self) -> bool {
-        self.sending.is_none() && self.pending.is_empty()
+        self.pending.is_empty()
     }
 
     /// Take one command; when every sender is gone, feed the close command once.
@@ -463,7 +575,10 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             return false;
         }
         match self.commands.as_mut().poll_next(cx) {
-            Poll::Ready(Some(command)) => self.feed(now, Input::Command(command)),
+            Poll::Ready(Some(command)) => {
+                self.gate.open();
+                self.feed(now, Input::Command(command));
+            }
             Poll::Ready(None) => {
                 self.commands_open = false;
                 self.feed(now, Input::Command(M::close_command()));
@@ -520,6 +635,14 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
     }
 }
 
+impl<R: Runtime, M: Drivable> Drop for Core<R, M> {
+    /// The driver stopped: senders waiting for room learn that it never comes.
+    fn drop(&mut self) {
+        self.commands.close();
+        self.gate.open();
+    }
+}
+
 /// How a driver ended.
 type DriverResult<M> = Result<(), DriverError<<M as Machine>::Error>>;
 
@@ -529,13 +652,15 @@ fn core<R: Runtime, M: Drivable>(
     machine: M,
     config: &DriverConfig,
 ) -> (Connection<M>, Core<R, M>, Sender<DriverResult<M>>) {
-    let (command_tx, command_rx) = async_channel::bounded(config.commands.max(1));
-    let (event_tx, event_rx) = async_channel::bounded(config.events.max(1));
+    let (command_tx, command_rx) = async_channel::unbounded();
+    let gate = Arc::new(Gate::default());
+    let (event_tx, event_rx) = async_channel::unbounded();
+    let room = Arc::new(Room::default());
     let (done_tx, done_rx) = async_channel::bounded(1);
     let stats = Arc::new(DriverStats::default());
     let connection = Connection {
-        commands: Commands { tx: command_tx },
-        events: Events { rx: Box::pin(event_rx) },
+        commands: Commands { tx: command_tx, capacity: config.commands.max(1), gate: gate.clone() },
+        events: Events { rx: Box::pin(event_rx), room: room.clone() },
         done: Done { rx: done_rx },
         stats: stats.clone(),
     };
@@ -547,9 +672,12 @@ fn core<R: Runtime, M: Drivable>(
         armed: None,
         commands: Box::pin(command_rx),
         commands_open: true,
+        gate,
         events: event_tx,
         pending: VecDeque::new(),
-        sending: None,
+        event_capacity: config.events.max(1),
+        room,
+        full: false,
         events_open: true,
         stats,
         started: false,
@@ -715,7 +843,15 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Result<bool, DriverError<M::Error>> {
         let now = self.core.clock.now();
         let mut progress = false;
-        if self.core.pump.wants_input() && self.core.poll_command(cx, now) {
+        // Take every command that is ready (within budget) before writing: the whole batch
+        // then goes out in one vectored write and costs one wake-up, not one per command. Each
+        // command is drained at once, so the budget check stays exact (the queue never exceeds
+        // the budget by more than one command's output).
+        let mut taken = 0;
+        while taken < COMMANDS_PER_STEP && self.core.pump.wants_input() && self.core.poll_command(cx, now) {
+            taken += 1;
+        }
+        if taken > 0 {
             self.core.stats.note_queued(self.core.pump.writes().len());
             progress = true;
         }
@@ -724,14 +860,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
         if self.eof || self.core.pump.is_finished() || held_back || self.core.backlogged() {
             return Ok(progress);
         }
-        let len = self.rx.len();
-        self.rx.resize(len + self.read_chunk, 0);
-        let read = Pin::new(&mut self.io).poll_read(cx, &mut self.rx[len..]);
-        let n = match &read {
-            Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        self.rx.truncate(len + n);
+        let read = self.poll_fill(cx);
         match read {
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
@@ -743,12 +872,35 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Poll::Ready(Err(e)) => return Err(e.into()),
-            Poll::Pending => return Ok(progress),
+            Poll::Pending => {
+                if self.rx.is_empty() {
+                    // Nothing buffered and nothing to read: an idle connection keeps no buffer.
+                    self.rx = BytesMut::new();
+                }
+                return Ok(progress);
+            }
         }
         let after = self.core.pump.writes().len();
         self.read_grew = after > before;
         self.core.stats.note_queued(after);
         Ok(true)
+    }
+
+    /// Read once, appending to `rx`.
+    ///
+    /// The read goes into this thread's scratch buffer (zeroed once per thread, since safe Rust
+    /// cannot read into uninitialised memory) and only the bytes that arrived are copied into
+    /// `rx`: no per-read zeroing, and an idle connection holds no read buffer at all.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let chunk = self.read_chunk;
+        let (io, rx) = (&mut self.io, &mut self.rx);
+        with_scratch(chunk, |scratch| {
+            let read = Pin::new(io).poll_read(cx, scratch);
+            if let Poll::Ready(Ok(n)) = read {
+                rx.extend_from_slice(&scratch[..n]);
+            }
+            read
+        })
     }
 
     fn linger_expired(&mut self, cx: &mut Context<'_>) -> bool {
@@ -765,16 +917,33 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
     /// After closing: read and drop until the peer's end of stream. `Ready(true)` once it came
     /// (or the transport failed, which ends the wait just the same).
     fn discard_input(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        self.rx.clear();
-        self.rx.resize(self.read_chunk, 0);
-        let read = Pin::new(&mut self.io).poll_read(cx, &mut self.rx[..]);
-        self.rx.clear();
-        match read {
+        self.rx = BytesMut::new();
+        let io = &mut self.io;
+        match with_scratch(self.read_chunk, |scratch| Pin::new(io).poll_read(cx, scratch)) {
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(true),
             Poll::Ready(Ok(_)) => Poll::Ready(false),
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+thread_local! {
+    /// Where stream drivers on this thread read into before copying out what arrived.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run `f` on this thread's zeroed scratch buffer of `len` bytes (grown, and zeroed, once).
+fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            if scratch.len() < len {
+                scratch.resize(len, 0);
+            }
+            f(&mut scratch[..len])
+        }
+        // Only a read nested inside another read's poll could get here; it gets its own buffer.
+        Err(_) => f(&mut vec![0; len]),
+    })
 }
 
 struct DatagramDriver<R: Runtime, M: Drivable, U: DatagramSocket> {

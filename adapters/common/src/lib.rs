@@ -41,6 +41,8 @@ pub mod net;
 mod options;
 
 pub mod async_driver;
+#[cfg(feature = "async-io")]
+pub mod async_io_udp;
 mod ext;
 pub mod kcom;
 pub mod multicast;

@@ -189,41 +189,8 @@ impl Listener for UnixListener {
     }
 }
 
-/// A smol UDP socket.
-#[derive(Debug)]
-pub struct UdpSocket(pub Async<std::net::UdpSocket>);
-
-#[cfg(unix)]
-impl std::os::fd::AsFd for UdpSocket {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.0.get_ref().as_fd()
-    }
-}
-
-#[cfg(windows)]
-impl std::os::windows::io::AsSocket for UdpSocket {
-    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
-        self.0.get_ref().as_socket()
-    }
-}
-
-impl DatagramSocket for UdpSocket {
-    fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.poll_readable(cx)
-    }
-
-    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.poll_writable(cx)
-    }
-
-    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.0.get_ref().recv_from(buf)
-    }
-
-    fn try_send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.0.get_ref().send_to(buf, to)
-    }
-}
+/// The UDP socket on the async-io reactor, shared with the other async-io adapter.
+pub use switchboard_rt::async_io_udp::UdpSocket;
 
 impl Runtime for Smol {
     type Timer = SmolTimer;
@@ -262,6 +229,6 @@ impl Runtime for Smol {
     }
 
     fn udp(&self, socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
-        Ok(UdpSocket(Async::new(socket)?))
+        UdpSocket::new(socket)
     }
 }

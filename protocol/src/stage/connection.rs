@@ -133,10 +133,39 @@ pub enum Event {
     Frame(Bytes),
 }
 
-enum State {
+/// The lifecycle both STAGE machines share (stream and datagram).
+pub(super) enum State {
     Open,
+    /// Finished, once the queued outputs are drained; with why.
     Ending(Result<(), Error>),
+    /// `Finished` was reported.
     Done,
+}
+
+impl State {
+    /// Whether `input` is handled: `Ok(true)` while open. Once ending, the driver learns of the
+    /// end only when it drains, so bytes, EOF or a wake-up arriving before that are moot
+    /// (`Ok(false)`, dropped), not misuse; a command then, or anything after `Done`, is refused.
+    pub(super) fn admit<C>(&self, input: &Input<'_, C>) -> Result<bool, Error> {
+        match self {
+            State::Open => Ok(true),
+            State::Ending(_) if !matches!(input, Input::Command(_)) => Ok(false),
+            _ => Err(Error::Finished),
+        }
+    }
+
+    /// The output once the queue is empty: `Timeout(deadline)` while open, otherwise the final
+    /// result (once; `Finished(Err(Finished))` after that).
+    pub(super) fn drained<E>(&mut self, deadline: Option<Instant>) -> Output<E, Error> {
+        match core::mem::replace(self, State::Done) {
+            State::Open => {
+                *self = State::Open;
+                Output::Timeout(deadline)
+            }
+            State::Ending(result) => Output::Finished(result),
+            State::Done => Output::Finished(Err(Error::Finished)),
+        }
+    }
 }
 
 enum Queued {
@@ -424,12 +453,8 @@ impl Machine for PacketConnection {
 
     fn handle_input(&mut self, now: Instant, input: Input<'_, Command>) -> Result<(), Error> {
         self.on_time(now);
-        match self.state {
-            State::Open => {}
-            // The driver learns that the connection ended (a timer, a bad frame, `Close`) only
-            // when it drains; bytes, EOF or a wake-up arriving before that are moot, not misuse.
-            State::Ending(_) if !matches!(input, Input::Command(_)) => return Ok(()),
-            _ => return Err(Error::Finished),
+        if !self.state.admit(&input)? {
+            return Ok(());
         }
         match input {
             Input::Stream(buf) => self.on_stream(now, buf),
@@ -455,14 +480,8 @@ impl Machine for PacketConnection {
                 Queued::Event(event) => Output::Event(event),
             };
         }
-        match core::mem::replace(&mut self.state, State::Done) {
-            State::Open => {
-                self.state = State::Open;
-                Output::Timeout(earliest(self.expire_deadline(), self.commit_deadline()))
-            }
-            State::Ending(result) => Output::Finished(result),
-            State::Done => Output::Finished(Err(Error::Finished)),
-        }
+        let deadline = earliest(self.expire_deadline(), self.commit_deadline());
+        self.state.drained(deadline)
     }
 
     fn write_budget(&self) -> usize {

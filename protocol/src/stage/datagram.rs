@@ -29,7 +29,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use core::net::SocketAddr;
 
 use super::codec::{FrameDecoder, Header, HEADER_LEN};
-use super::connection::FramingConfig;
+use super::connection::{FramingConfig, State};
 use super::Error;
 use crate::crypto::FrameCipher;
 use crate::machine::{Input, Machine, Output};
@@ -73,12 +73,6 @@ pub enum DatagramEvent {
         /// Why it was dropped (always the peer's fault).
         error: Error,
     },
-}
-
-enum State {
-    Open,
-    Ending(Result<(), Error>),
-    Done,
 }
 
 enum Queued {
@@ -267,10 +261,8 @@ impl Machine for PacketDatagram {
 
     fn handle_input(&mut self, now: Instant, input: Input<'_, DatagramCommand>) -> Result<(), Error> {
         self.on_time(now);
-        match self.state {
-            State::Open => {}
-            State::Ending(_) if !matches!(input, Input::Command(_)) => return Ok(()),
-            _ => return Err(Error::Finished),
+        if !self.state.admit(&input)? {
+            return Ok(());
         }
         match input {
             Input::Datagram { from, data } => self.on_datagram(now, from, data),
@@ -290,14 +282,8 @@ impl Machine for PacketDatagram {
                 Queued::Event(event) => Output::Event(event),
             };
         }
-        match core::mem::replace(&mut self.state, State::Done) {
-            State::Open => {
-                self.state = State::Open;
-                Output::Timeout(self.expire_deadline())
-            }
-            State::Ending(result) => Output::Finished(result),
-            State::Done => Output::Finished(Err(Error::Finished)),
-        }
+        let deadline = self.expire_deadline();
+        self.state.drained(deadline)
     }
 }
 

@@ -22,18 +22,34 @@
 //! ```
 
 use alloc::collections::VecDeque;
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use core::net::SocketAddr;
 
 use crate::machine::{Input, Machine, Output};
 use crate::time::Instant;
 
-/// Stream bytes waiting to be written, in order, as the machine produced them (no copies).
+/// Stream bytes waiting to be written, in order, as the machine produced them.
+///
+/// Buffers are kept as the machine's own [`Bytes`] (no copies), except that a stream driver may
+/// turn on [gathering](Self::gather_small): buffers up to that size are then copied into one
+/// staging buffer instead, because a vectored write takes a bounded number of slices and many
+/// tiny frames (a 4-byte header and a 64-byte body each) would otherwise cost a system call
+/// per few dozen frames. Copying 64 bytes is far cheaper than that. Datagram drivers leave it
+/// off: there each buffer is one datagram.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
     bufs: VecDeque<Bytes>,
+    /// Small buffers gathered after the last entry of `bufs`, written after all of them.
+    staging: BytesMut,
     len: usize,
+    gather_max: usize,
 }
+
+/// The gathering threshold stream drivers use: buffers up to 1 KiB are copied.
+pub const STREAM_GATHER: usize = 1024;
+
+/// How large the staging buffer grows before it is sealed into the queue.
+const STAGING_LIMIT: usize = 64 * 1024;
 
 impl WriteQueue {
     /// An empty queue.
@@ -41,11 +57,30 @@ impl WriteQueue {
         Self::default()
     }
 
+    /// Copy buffers of at most `max` bytes into a staging buffer instead of queueing them one by
+    /// one (0, the default, turns gathering off). Only for byte streams: it merges buffers.
+    pub fn gather_small(&mut self, max: usize) {
+        self.gather_max = max;
+    }
+
     /// Append bytes to write after everything already queued.
     pub fn push(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
-            self.len += bytes.len();
-            self.bufs.push_back(bytes);
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        if bytes.len() <= self.gather_max && self.staging.len() + bytes.len() <= STAGING_LIMIT {
+            self.staging.extend_from_slice(&bytes);
+            return;
+        }
+        self.seal_staging();
+        self.bufs.push_back(bytes);
+    }
+
+    /// Move the staging buffer into the queue, so later buffers go after it.
+    fn seal_staging(&mut self) {
+        if !self.staging.is_empty() {
+            self.bufs.push_back(self.staging.split().freeze());
         }
     }
 
@@ -61,12 +96,13 @@ impl WriteQueue {
 
     /// The waiting buffers in order, for a vectored write.
     pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.bufs.iter().map(|b| &b[..])
+        let staging = (!self.staging.is_empty()).then_some(&self.staging[..]);
+        self.bufs.iter().map(|b| &b[..]).chain(staging)
     }
 
     /// The first waiting buffer.
     pub fn front(&self) -> Option<&[u8]> {
-        self.bufs.front().map(|b| &b[..])
+        self.chunks().next()
     }
 
     /// Mark `n` bytes as written.
@@ -74,7 +110,15 @@ impl WriteQueue {
         debug_assert!(n <= self.len);
         self.len -= n.min(self.len);
         while n > 0 {
-            let Some(front) = self.bufs.front_mut() else { return };
+            let Some(front) = self.bufs.front_mut() else {
+                let n = n.min(self.staging.len());
+                self.staging.advance(n);
+                if self.staging.is_empty() {
+                    // Written out: start again at the front, so the allocation is reused.
+                    self.staging.clear();
+                }
+                return;
+            };
             if n < front.len() {
                 front.advance(n);
                 return;
@@ -82,6 +126,62 @@ impl WriteQueue {
             n -= front.len();
             self.bufs.pop_front();
         }
+    }
+}
+
+/// A stream driver's receive buffer: bytes read so far (handed to the machine as
+/// [`Input::Stream`]) followed by zeroed spare room the next read goes into.
+///
+/// Safe Rust cannot read into uninitialised memory, so the spare room is zeroed once when it is
+/// allocated, then read into in place: frames stay slices of the memory the kernel wrote, and no
+/// byte is zeroed or copied per read. When less than a quarter of a chunk is left, a fresh
+/// region is allocated (the old one lives on in the frames still referring to it).
+#[derive(Debug)]
+pub struct ReadBuffer {
+    buf: BytesMut,
+    spare: BytesMut,
+    chunk: usize,
+}
+
+impl ReadBuffer {
+    /// A buffer that reads up to `chunk` bytes at a time. Allocates nothing until the first read.
+    pub fn new(chunk: usize) -> Self {
+        ReadBuffer { buf: BytesMut::new(), spare: BytesMut::new(), chunk: chunk.max(1) }
+    }
+
+    /// Room for the next read; call [`filled`](Self::filled) with what the read returned.
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.spare.len() < self.chunk / 4 + 1 {
+            // Grow by at least what is buffered, so a frame much larger than `chunk` is copied
+            // O(log n) times, not O(n / chunk).
+            let keep = self.buf.len();
+            let mut fresh = BytesMut::zeroed(keep + self.chunk.max(keep));
+            fresh[..keep].copy_from_slice(&self.buf);
+            self.spare = fresh.split_off(keep);
+            self.buf = fresh;
+        }
+        &mut self.spare[..]
+    }
+
+    /// `n` bytes were read into [`spare`](Self::spare): append them to the received bytes.
+    pub fn filled(&mut self, n: usize) {
+        let n = n.min(self.spare.len());
+        self.buf.unsplit(self.spare.split_to(n));
+    }
+
+    /// The received bytes not yet consumed, for [`Input::Stream`].
+    pub fn received(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no unconsumed bytes are held.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 }
 
@@ -178,6 +278,11 @@ impl<M: Machine> Pump<M> {
         &mut self.writes
     }
 
+    /// Stream bytes waiting to be written (the length of [`writes`](Self::writes)).
+    pub fn queued(&self) -> usize {
+        self.writes.len()
+    }
+
     /// The next datagram to send.
     pub fn next_datagram(&mut self) -> Option<(SocketAddr, Bytes)> {
         self.datagrams.pop_front()
@@ -240,6 +345,48 @@ mod tests {
         pump.drain(now, |_| {});
         assert_eq!(pump.writes().chunks().count(), 1, "ten frames, one buffer to write");
         assert_eq!(pump.writes().len(), 80);
+    }
+
+    #[test]
+    fn gathering_copies_small_buffers_in_order_and_keeps_large_ones() {
+        let mut q = WriteQueue::new();
+        q.gather_small(8);
+        q.push(Bytes::from_static(b"ab"));
+        q.push(Bytes::from_static(b"cd"));
+        q.push(Bytes::from_static(b"0123456789"));
+        q.push(Bytes::from_static(b"ef"));
+        assert_eq!(q.chunks().collect::<alloc::vec::Vec<_>>(), [&b"abcd"[..], b"0123456789", b"ef"]);
+        assert_eq!(q.len(), 16);
+        q.advance(5);
+        assert_eq!(q.front(), Some(&b"123456789"[..]));
+        q.advance(10);
+        assert_eq!(q.front(), Some(&b"f"[..]));
+        q.advance(1);
+        assert!(q.is_empty());
+        q.push(Bytes::from_static(b"gh"));
+        assert_eq!(q.chunks().collect::<alloc::vec::Vec<_>>(), [&b"gh"[..]]);
+    }
+
+    #[test]
+    fn read_buffer_appends_reads_in_place() {
+        let mut rb = ReadBuffer::new(16);
+        let room = rb.spare();
+        assert!(room.len() >= 16);
+        room[..3].copy_from_slice(b"abc");
+        rb.filled(3);
+        rb.spare()[..2].copy_from_slice(b"de");
+        rb.filled(2);
+        assert_eq!(&rb.received()[..], b"abcde");
+        let frame = rb.received().split_to(4).freeze();
+        assert_eq!(&frame[..], b"abcd");
+        // Keep reading until a fresh region is needed; the unconsumed byte moves with it.
+        for _ in 0..10 {
+            let room = rb.spare();
+            room[0] = b'x';
+            rb.filled(1);
+        }
+        assert_eq!(&rb.received()[..], b"exxxxxxxxxx");
+        assert_eq!(&frame[..], b"abcd", "frames already split off are untouched");
     }
 
     #[test]

@@ -100,6 +100,8 @@
 #![deny(missing_docs)]
 
 mod datagram;
+#[cfg(unix)]
+mod direct;
 mod error;
 mod handle;
 pub mod kcom;
@@ -109,6 +111,8 @@ mod stream;
 mod transport;
 
 pub use datagram::{run_datagram, spawn_datagram};
+#[cfg(unix)]
+pub use direct::{Direct, SendError};
 pub use error::DriverError;
 pub use handle::{Closed, Control, DriverThread, Events, Handle, Notice, Running, Settings, Stats, TrySendError};
 pub use server::{serve, Server, Session};

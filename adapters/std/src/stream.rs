@@ -20,7 +20,7 @@ use std::thread;
 use std::time::Instant as StdInstant;
 
 use bytes::BytesMut;
-use switchboard_proto::driver::{Pump, WriteQueue};
+use switchboard_proto::driver::{Pump, ReadBuffer, WriteQueue, STREAM_GATHER};
 use switchboard_proto::{Input, Machine};
 use switchboard_rt::Clock;
 
@@ -117,7 +117,11 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
 
         let control = Control::new(source, shared.clone(), peer);
         let mut driver = StreamLoop {
-            pump: Pump::new(machine),
+            pump: {
+                let mut pump = Pump::new(machine);
+                pump.writes().gather_small(STREAM_GATHER);
+                pump
+            },
             handler,
             control,
             clock: Clock::new(),
@@ -129,7 +133,11 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
             batch_tx,
             io_rx,
             in_flight: 0,
-            spare: WriteQueue::new(),
+            spare: {
+                let mut spare = WriteQueue::new();
+                spare.gather_small(STREAM_GATHER);
+                spare
+            },
             held: None,
             read_blocked: false,
             reader_done: false,
@@ -547,11 +555,8 @@ where
 }
 
 /// The reader thread: read into the buffer, hand it to the driver, wait for it to come back.
-///
-/// The buffer is `buf` (bytes the machine has not consumed yet, then the new ones) followed by
-/// `spare`, already-zeroed room in the same allocation that the next read fills. Reading into
-/// `spare` and re-joining it with `unsplit` is O(1), and zeroing happens once per allocation
-/// instead of once per read (safe Rust cannot read into uninitialised memory).
+/// [`ReadBuffer`] keeps the zeroed spare room the reads go into, so frames stay slices of what
+/// the kernel wrote and nothing is zeroed or copied per read.
 fn read_loop<S: Read, C>(
     mut stream: S,
     news: mpsc::Sender<IoNews>,
@@ -566,31 +571,21 @@ fn read_loop<S: Read, C>(
         let _ = wake.try_send(Msg::Wake);
         sent
     };
-    let mut buf = BytesMut::new();
-    let mut spare = BytesMut::new();
+    let mut rx = ReadBuffer::new(chunk);
     loop {
-        if spare.len() < chunk / 4 {
-            // Grow by at least what is buffered, so a frame much larger than `chunk` is
-            // copied O(log n) times, not O(n / chunk).
-            let keep = buf.len();
-            let mut fresh = BytesMut::zeroed(keep + chunk.max(keep));
-            fresh[..keep].copy_from_slice(&buf);
-            spare = fresh.split_off(keep);
-            buf = fresh;
-        }
-        match stream.read(&mut spare[..]) {
+        match stream.read(rx.spare()) {
             Ok(0) => {
                 tell(IoNews::Eof);
                 return;
             }
             Ok(n) => {
                 shared.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
-                buf.unsplit(spare.split_to(n));
-                if !tell(IoNews::Read(mem::take(&mut buf))) {
+                rx.filled(n);
+                if !tell(IoNews::Read(mem::take(rx.received()))) {
                     return;
                 }
                 match returned.recv() {
-                    Ok(back) => buf = back,
+                    Ok(back) => *rx.received() = back,
                     Err(_) => return,
                 }
             }
@@ -629,7 +624,7 @@ fn write_loop<S: Write, C>(
     }
 }
 
-fn write_queue<S: Write>(stream: &mut S, queue: &mut WriteQueue) -> io::Result<()> {
+pub(crate) fn write_queue<S: Write>(stream: &mut S, queue: &mut WriteQueue) -> io::Result<()> {
     while !queue.is_empty() {
         let written = {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];

@@ -16,6 +16,9 @@ pub trait BlockingStream: Read + Write + Send + Sized + 'static {
     /// reader thread when the driver stops.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
 
+    /// Switch non-blocking mode (used by [`Direct`](crate::Direct), which waits in `poll(2)`).
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
+
     /// Apply socket options. TCP-only options are skipped where they do not apply.
     fn apply(&self, options: &SocketOptions) -> io::Result<()>;
 
@@ -32,6 +35,10 @@ impl BlockingStream for TcpStream {
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         TcpStream::shutdown(self, how)
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        TcpStream::set_nonblocking(self, nonblocking)
     }
 
     fn apply(&self, options: &SocketOptions) -> io::Result<()> {
@@ -51,6 +58,10 @@ impl BlockingStream for std::os::unix::net::UnixStream {
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         std::os::unix::net::UnixStream::shutdown(self, how)
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_nonblocking(self, nonblocking)
     }
 
     fn apply(&self, options: &SocketOptions) -> io::Result<()> {

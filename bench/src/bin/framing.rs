@@ -206,6 +206,40 @@ fn sb_std(size: usize, frames: u64, out: Out) -> Measurement {
     Measurement { name: out.label("sb-std"), size, frames, elapsed: last.unwrap() - start }
 }
 
+/// Switchboard over the direct (calling-thread) std driver: the server iterates a `Direct`
+/// over the accepted stream counting `Event::Frame`s; the client `send`s a `Command::SendBody`
+/// per frame on its own `Direct`, then closes gracefully.
+fn sb_direct(size: usize, frames: u64, out: Out) -> Measurement {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let settings = || switchboard_std::Settings::packet().socket(SocketOptions::new().nodelay(true));
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut conn = switchboard_std::Direct::new(stream, PacketConnection::new(out.config()), settings()).unwrap();
+        let mut got = 0u64;
+        let mut last = None;
+        for event in &mut conn {
+            let Event::Frame(_) = event.unwrap();
+            got += 1;
+            if got == frames {
+                last = Some(Instant::now());
+            }
+        }
+        (got, last)
+    });
+    let body = Bytes::from(frame(size)[4..].to_vec());
+    let start = Instant::now();
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut client = switchboard_std::Direct::new(stream, PacketConnection::new(out.config()), settings()).unwrap();
+    for _ in 0..frames {
+        client.send(Command::SendBody(body.clone())).unwrap();
+    }
+    client.close_and_join().unwrap();
+    let (got, last) = server.join().unwrap();
+    assert_eq!(got, frames);
+    Measurement { name: out.label("sb-direct"), size, frames, elapsed: last.unwrap() - start }
+}
+
 /// Switchboard over the generic async driver on runtime `rt`: the server task drives a
 /// PacketConnection on the accepted stream and counts events; the client connects with
 /// `connect_with` and awaits `Connection::send(Command::SendBody)` per frame, then joins.
@@ -271,8 +305,13 @@ fn main() {
     // baselines, e.g. under perf.
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let (total, runs) = if quick { (16u64 << 20, 1) } else { (128u64 << 20, 3) };
-    let drivers: [(&str, Bench); 4] =
-        [("std", sb_std), ("tokio", sb_tokio), ("smol", sb_smol), ("async-std", sb_async_std)];
+    let drivers: [(&str, Bench); 5] = [
+        ("direct", sb_direct),
+        ("std", sb_std),
+        ("tokio", sb_tokio),
+        ("smol", sb_smol),
+        ("async-std", sb_async_std),
+    ];
     let mut results = Vec::new();
     // `--size N`: one body size only.
     let sizes = match args.iter().position(|a| a == "--size").and_then(|i| args.get(i + 1)) {
@@ -302,7 +341,8 @@ fn main() {
             .filter(|m| {
                 m.name == "raw-tokio"
                     || m.name == "tokio-util"
-                    || m.name.starts_with("sb-") && m.name != "sb-std out=0" && m.name != "sb-std out=128k"
+                    || m.name.starts_with("sb-") && !m.name.starts_with("sb-std ")
+                        && !m.name.starts_with("sb-direct ")
             })
             .cloned()
             .collect::<Vec<_>>(),

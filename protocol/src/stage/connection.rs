@@ -187,6 +187,8 @@ pub struct PacketConnection {
     out_since: Option<Instant>,
     /// Scratch space for headers and sealed frames, reused so steady state does not allocate.
     scratch: BytesMut,
+    /// OUT = 0: the headers sent ahead of bodies, cut from one buffer (an allocation per 256).
+    headers: BytesMut,
     /// When bytes last arrived (or the connection was first driven): the expire timer.
     last_inbound: Option<Instant>,
     /// Bytes of an unfinished frame left in the driver's buffer after the last `Stream`.
@@ -207,6 +209,7 @@ impl PacketConnection {
             out: BytesMut::new(),
             out_since: None,
             scratch: BytesMut::new(),
+            headers: BytesMut::new(),
             last_inbound: None,
             partial: 0,
             scanned: 0,
@@ -398,8 +401,12 @@ impl PacketConnection {
             if whole {
                 self.queue.push_back(Queued::Transmit(data));
             } else {
-                let header = Header { len, encrypted: false }.to_bytes();
-                self.queue.push_back(Queued::Transmit(Bytes::copy_from_slice(&header)));
+                // Headers are cut from one shared buffer: no allocation per frame.
+                if self.headers.capacity() < HEADER_LEN {
+                    self.headers.reserve(HEADER_LEN * 256);
+                }
+                self.headers.put_slice(&Header { len, encrypted: false }.to_bytes());
+                self.queue.push_back(Queued::Transmit(self.headers.split().freeze()));
                 self.queue.push_back(Queued::Transmit(data));
             }
             return Ok(());

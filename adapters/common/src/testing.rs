@@ -1747,7 +1747,7 @@ pub fn message_request_response<H: Harness>() {
 /// worktree, or `$SWITCHBOARD_SHARED`.
 pub fn shared_dir() -> Option<PathBuf> {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [here.join("../../shared"), here.join("../../../shared")]
+    [here.join("../../shared"), here.join("../../../shared"), here.join("../../../../shared")]
         .into_iter()
         .chain(std::env::var_os("SWITCHBOARD_SHARED").map(PathBuf::from))
         .find(|p| p.join("peers/kcom_peer.py").is_file())

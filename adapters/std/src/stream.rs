@@ -101,8 +101,8 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
             spawn_named("switchboard-read", move || read_loop(reader, io_tx, wake, buf_rx, chunk, &shared))?
         };
         let writer_thread = {
-            let wake = tx.clone();
-            spawn_named("switchboard-write", move || write_loop(writer, batch_rx, io_tx, wake))
+            let (wake, shared) = (tx.clone(), shared.clone());
+            spawn_named("switchboard-write", move || write_loop(writer, batch_rx, io_tx, wake, &shared))
         };
         let writer_thread = match writer_thread {
             Ok(t) => t,
@@ -294,6 +294,8 @@ where
             }
             let queued = self.queued();
             self.shared.set_queued(queued);
+            let paused = !self.ended() && !self.can_take();
+            self.shared.paused.store(paused, Ordering::Relaxed);
             if self.ended() {
                 let until = *self.linger_until.get_or_insert_with(|| StdInstant::now() + self.settings.linger);
                 if queued == 0 && !self.write_shut {
@@ -609,10 +611,11 @@ fn write_loop<S: Write, C>(
     batches: Receiver<WriteQueue>,
     news: mpsc::Sender<IoNews>,
     wake: SyncSender<Msg<C>>,
+    shared: &Shared,
 ) {
     for mut batch in batches {
         let total = batch.len();
-        let outcome = write_queue(&mut stream, &mut batch);
+        let outcome = write_queue(&mut stream, &mut batch, shared);
         let written = total - batch.len();
         let failed = outcome.is_err();
         let report = match outcome {
@@ -629,7 +632,7 @@ fn write_loop<S: Write, C>(
     }
 }
 
-fn write_queue<S: Write>(stream: &mut S, queue: &mut WriteQueue) -> io::Result<()> {
+fn write_queue<S: Write>(stream: &mut S, queue: &mut WriteQueue, shared: &Shared) -> io::Result<()> {
     while !queue.is_empty() {
         let written = {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -642,7 +645,10 @@ fn write_queue<S: Write>(stream: &mut S, queue: &mut WriteQueue) -> io::Result<(
         };
         match written {
             Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes")),
-            Ok(n) => queue.advance(n),
+            Ok(n) => {
+                shared.writes.fetch_add(1, Ordering::Relaxed);
+                queue.advance(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

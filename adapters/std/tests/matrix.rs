@@ -241,9 +241,8 @@ impl Harness for StdTests {
         make: impl Fn() -> M + Send + Sync + 'static,
         service: Service<M>,
     ) {
-        let server = switchboard_std::serve(listener, settings::<M>(setup), move |_| make(), move |_| {
-            Served(service.clone())
-        });
+        let server =
+            switchboard_std::serve(listener, settings::<M>(setup), move |_| make(), move |_| Served(service.clone()));
         self.keep(server.expect("the accept thread starts"));
     }
 

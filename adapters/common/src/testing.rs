@@ -1501,7 +1501,6 @@ pub fn stage_expire<H: Harness>() {
 /// With `commit` set, frames queued together reach the socket in one write, when the commit
 /// timer fires (no explicit flush).
 pub fn stage_commit_coalescing<H: Harness>() {
-    use std::io::Read as _;
     run::<H>(|h| {
         let listener = std::net::TcpListener::bind(localhost()).unwrap();
         let config = FramingConfig::packet(1024, 4096).with_commit(Duration::from_millis(200));

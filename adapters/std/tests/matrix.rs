@@ -153,6 +153,7 @@ impl<M: Drivable> Session<M> for Served<M> {
     }
 }
 
+#[cfg(unix)]
 /// An accept loop over a Unix listener (switchboard-std's `serve` takes TCP listeners): each
 /// connection runs in callback form with [`switchboard_std::run`] on its own thread.
 struct UnixServer {
@@ -161,6 +162,7 @@ struct UnixServer {
     accept: Option<thread::JoinHandle<()>>,
 }
 
+#[cfg(unix)]
 impl UnixServer {
     fn start<M: Drivable>(
         listener: std::os::unix::net::UnixListener,
@@ -193,6 +195,7 @@ impl UnixServer {
     }
 }
 
+#[cfg(unix)]
 impl Drop for UnixServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -250,6 +253,7 @@ impl Harness for StdTests {
         switchboard_std::connect(addr, machine, settings::<M>(setup)).map(StdConn::from)
     }
 
+    #[cfg(unix)]
     fn serve_unix<M: Drivable>(
         &self,
         path: &Path,
@@ -261,6 +265,7 @@ impl Harness for StdTests {
         Ok(())
     }
 
+    #[cfg(unix)]
     fn connect_unix<M: Drivable>(&self, path: &Path, machine: M) -> io::Result<StdConn<M>> {
         let stream = std::os::unix::net::UnixStream::connect(path)?;
         switchboard_std::spawn(stream, machine, settings::<M>(&Setup::new())).map(StdConn::from)
@@ -277,6 +282,7 @@ impl Harness for StdTests {
         service: Service<PacketConnection>,
     ) -> Result<Option<SocketAddr>, SpecConnectError> {
         let parsed = switchboard_rt::spec::parse(spec)?;
+        #[cfg(unix)]
         if let (Scheme::Unix, Address::Unix(path)) = (&parsed.scheme, &parsed.address) {
             // switchboard-std serves specs over TCP only: the harness accepts Unix connections.
             switchboard_rt::spec::machine(&parsed)?;

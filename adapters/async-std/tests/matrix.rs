@@ -12,4 +12,4 @@ impl switchboard_rt::testing::Adapter for AsyncStdTests {
     }
 }
 
-switchboard_rt::adapter_matrix!(AsyncStdTests);
+switchboard_rt::adapter_matrix!(switchboard_rt::testing::Async<AsyncStdTests>);

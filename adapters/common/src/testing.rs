@@ -1,6 +1,11 @@
-//! The adapter conformance matrix: every behaviour test written once, run on every runtime.
+//! The behaviour matrix: every behaviour test written once, run on every driver — the three
+//! async adapters and the blocking `switchboard-std`.
 //!
-//! An adapter crate joins with one [`Adapter`] impl and one macro line in a test file:
+//! The tests are blocking functions over a small facade, [`Harness`]: listen, serve, connect,
+//! drive a socket, and a blocking handle on each running machine ([`Conn`]). The facade is
+//! implemented once for every async runtime ([`Async`], over an [`Adapter`]) and natively by
+//! `switchboard-std` (in its tests). An async adapter crate joins with one [`Adapter`] impl and
+//! one macro line in a test file:
 //!
 //! ```text
 //! struct TokioTests;
@@ -9,12 +14,12 @@
 //!     fn runtime() -> Self::Runtime { switchboard_tokio::Tokio }
 //!     fn block_on<F: std::future::Future>(f: F) -> F::Output { /* the runtime's block_on */ }
 //! }
-//! switchboard_rt::adapter_matrix!(TokioTests);
+//! switchboard_rt::adapter_matrix!(switchboard_rt::testing::Async<TokioTests>);
 //! ```
 //!
 //! A protocol joins with one [`Fixture`] impl (how to make its two ends, send a payload, and
 //! recognise one) and one line in [`adapter_matrix!`](crate::adapter_matrix):
-//! `$crate::stream_suite!($adapter, kcom, $crate::testing::Kcom);` — every adapter then runs
+//! `$crate::stream_suite!($harness, kcom, $crate::testing::Kcom);` — every driver then runs
 //! the echo, backpressure, shutdown and bad-header tests for it. A datagram protocol joins the
 //! same way with one [`DatagramFixture`] impl and a `datagram_suite!` / `multicast_suite!` line.
 //!
@@ -22,28 +27,286 @@
 //! nothing asserts on elapsed time.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
+use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::Poll;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
-use futures_io::{AsyncRead, AsyncWrite};
+use socket2::SockRef;
 use switchboard_proto::fault::{Blame, Fault};
 use switchboard_proto::stage::{
     self, Command, DatagramCommand, DatagramEvent, Event, FramingConfig, PacketConnection, PacketDatagram,
 };
-use switchboard_proto::Machine;
+use switchboard_proto::{Input, Machine};
 
+use crate::async_driver::TrySendError;
+use crate::kcom::KcomOptions;
 use crate::multicast::{self, Interface};
 use crate::{
-    stream_driver, Connection, DatagramSocket, Drivable, DriverConfig, DriverError, Listener, Runtime, RuntimeExt,
-    SocketOptions,
+    Commands, Connection, Delivery, Done, Drivable, DriverConfig, DriverError, DriverStats, Events, Listener, Runtime,
+    RuntimeExt, SocketOptions, SpecConnectError,
 };
+
+// ---------------------------------------------------------------- the facade
+
+/// A hang fails the test instead of blocking: generous, never a timing assertion.
+pub const GUARD: Duration = Duration::from_secs(30);
+
+/// An error from a driver's high-level helpers (KCOM), for tests that only need it to say why.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How each driver is set up: socket options, the command channel's size, a datagram peer.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// Options applied to the socket (before `connect` where the driver can).
+    pub socket: SocketOptions,
+    /// Commands the handle may queue before `send` waits (`None`: the driver's default).
+    pub commands: Option<usize>,
+    /// Datagram drivers: where unaddressed output goes (`None`: to the last sender).
+    pub peer: Option<SocketAddr>,
+}
+
+impl Setup {
+    /// Defaults everywhere.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set the socket options.
+    pub fn socket(mut self, options: SocketOptions) -> Self {
+        self.socket = options;
+        self
+    }
+
+    /// Set the command channel's size.
+    pub fn commands(mut self, capacity: usize) -> Self {
+        self.commands = Some(capacity);
+        self
+    }
+
+    /// Set the datagram peer.
+    pub fn peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// The async drivers' configuration for this setup.
+    pub fn driver_config(&self) -> DriverConfig {
+        let mut config = DriverConfig::default();
+        if let Some(n) = self.commands {
+            config = config.with_commands(n);
+        }
+        if let Some(peer) = self.peer {
+            config = config.with_peer(peer);
+        }
+        config
+    }
+}
+
+/// Why a driven connection did not end cleanly, in the terms every driver shares.
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// The machine finished with this error.
+    Protocol(E),
+    /// The socket failed.
+    Io(io::Error),
+    /// The driver's own verdict (the driver's error type, to downcast).
+    Other(BoxError),
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<DriverError<E>> for Failure<E> {
+    fn from(e: DriverError<E>) -> Self {
+        match e {
+            DriverError::Protocol(e) => Failure::Protocol(e),
+            DriverError::Io(e) => Failure::Io(e),
+            other => Failure::Other(Box::new(other)),
+        }
+    }
+}
+
+/// A driver's live figures, as every driver counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Bytes the machine transmitted that are not written yet.
+    pub queued: usize,
+    /// The most bytes ever waiting at once.
+    pub max_queued: usize,
+    /// The driver holds back (takes no commands) because the write queue is over budget.
+    pub paused: bool,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Write (or send) calls.
+    pub writes: u64,
+}
+
+impl From<&DriverStats> for Figures {
+    fn from(s: &DriverStats) -> Self {
+        Figures {
+            queued: s.queued(),
+            max_queued: s.max_queued(),
+            paused: s.is_paused(),
+            bytes_written: s.bytes_written(),
+            writes: s.writes(),
+        }
+    }
+}
+
+/// The driver stopped before it took the command.
+#[derive(Debug)]
+pub struct Stopped;
+
+/// A blocking handle on one running machine. Shared by reference between threads (one sends
+/// while another receives); dropping it closes the connection gracefully.
+pub trait Conn<M: Machine>: Send + Sync + Sized {
+    /// Send a command, waiting while the driver holds back.
+    fn send(&self, command: M::Command) -> Result<(), Stopped>;
+    /// Send a command if there is room now.
+    fn try_send(&self, command: M::Command) -> Result<(), TrySendError<M::Command>>;
+    /// The next event, or `Err` for a command the machine refused; `None` once the driver has
+    /// stopped. Panics if nothing comes within [`GUARD`].
+    fn recv(&self) -> Option<Delivery<M>>;
+    /// Ask the machine to finish cleanly after every command sent before.
+    fn close(&self);
+    /// The driver's figures now.
+    fn figures(&self) -> Figures;
+    /// Wait for the driver to stop by itself (without closing).
+    fn wait(self) -> Result<(), Failure<M::Error>>;
+    /// Close gracefully, drop unread events, wait for the result and the final figures.
+    fn join_with_figures(self) -> (Result<(), Failure<M::Error>>, Figures);
+    /// Close gracefully, drop unread events, wait for the result.
+    fn join(self) -> Result<(), Failure<M::Error>> {
+        self.join_with_figures().0
+    }
+}
+
+type Reply<M> = dyn Fn(Delivery<M>) -> Option<<M as Machine>::Command> + Send + Sync;
+type Ended<M> = dyn Fn(Result<(), Failure<<M as Machine>::Error>>) + Send + Sync;
+
+/// What a server does with each of its connections: answer each delivery (an event, or a
+/// command the machine refused) with at most one command, and hear how the connection ended.
+pub struct Service<M: Machine> {
+    reply: Arc<Reply<M>>,
+    ended: Arc<Ended<M>>,
+}
+
+impl<M: Machine> Clone for Service<M> {
+    fn clone(&self) -> Self {
+        Service { reply: self.reply.clone(), ended: self.ended.clone() }
+    }
+}
+
+impl<M: Machine> Service<M> {
+    /// A service from its two parts.
+    pub fn new(
+        reply: impl Fn(Delivery<M>) -> Option<M::Command> + Send + Sync + 'static,
+        ended: impl Fn(Result<(), Failure<M::Error>>) + Send + Sync + 'static,
+    ) -> Self {
+        Service { reply: Arc::new(reply), ended: Arc::new(ended) }
+    }
+
+    /// The answer to `delivery`.
+    pub fn reply(&self, delivery: Delivery<M>) -> Option<M::Command> {
+        (self.reply)(delivery)
+    }
+
+    /// A connection ended with `result`.
+    pub fn ended(&self, result: Result<(), Failure<M::Error>>) {
+        (self.ended)(result)
+    }
+}
+
+/// What the tests need from a driver, blocking. Implemented by [`Async`] for every async
+/// runtime, and by `switchboard-std` in its tests.
+pub trait Harness: Send + Sync + Sized + 'static {
+    /// A blocking handle on a running machine.
+    type Conn<M: Drivable>: Conn<M>;
+    /// A listening TCP socket.
+    type Listener: Send + 'static;
+    /// An accepted TCP stream, not driven yet.
+    type Stream: Send + 'static;
+    /// A KCOM5 sender bound to its port and not accepted yet.
+    type KcomSender: Send + 'static;
+
+    /// A fresh harness for one test; dropping it stops what it started (servers included).
+    fn start() -> Self;
+
+    /// A TCP listener on `addr`, `options` applied before it binds.
+    fn listen(&self, addr: SocketAddr, options: &SocketOptions) -> io::Result<Self::Listener>;
+    /// The address `listener` is bound to.
+    fn local_addr(listener: &Self::Listener) -> SocketAddr;
+    /// Accept one connection, without driving it.
+    fn accept(&self, listener: &Self::Listener) -> io::Result<Self::Stream>;
+    /// Drive `machine` over an accepted stream.
+    fn drive<M: Drivable>(&self, stream: Self::Stream, setup: &Setup, machine: M) -> io::Result<Self::Conn<M>>;
+    /// Serve every connection `listener` accepts (until the harness is dropped) with a fresh
+    /// machine from `make` and `service`; `setup` applies to each accepted socket.
+    fn serve<M: Drivable>(
+        &self,
+        listener: Self::Listener,
+        setup: &Setup,
+        make: impl Fn() -> M + Send + Sync + 'static,
+        service: Service<M>,
+    );
+    /// Connect over TCP to `addr` and drive `machine`.
+    fn connect<M: Drivable>(&self, addr: SocketAddr, setup: &Setup, machine: M) -> io::Result<Self::Conn<M>>;
+
+    /// Listen at the Unix socket `path` (which must not exist) and serve as [`serve`](Self::serve).
+    #[cfg(unix)]
+    fn serve_unix<M: Drivable>(
+        &self,
+        path: &Path,
+        make: impl Fn() -> M + Send + Sync + 'static,
+        service: Service<M>,
+    ) -> io::Result<()>;
+    /// Connect to the Unix socket `path` and drive `machine`.
+    #[cfg(unix)]
+    fn connect_unix<M: Drivable>(&self, path: &Path, machine: M) -> io::Result<Self::Conn<M>>;
+
+    /// Drive `machine` over a bound UDP socket (blocking or not: the harness sets the mode).
+    fn drive_udp<M: Drivable>(
+        &self,
+        socket: std::net::UdpSocket,
+        setup: &Setup,
+        machine: M,
+    ) -> io::Result<Self::Conn<M>>;
+
+    /// Serve a `tcp://` or `unix://` connection spec; the TCP address bound, if TCP.
+    fn serve_spec(
+        &self,
+        spec: &str,
+        service: Service<PacketConnection>,
+    ) -> Result<Option<SocketAddr>, SpecConnectError>;
+    /// Connect to a connection spec.
+    fn connect_spec(&self, spec: &str) -> Result<Self::Conn<PacketConnection>, SpecConnectError>;
+    /// Bind a `udp://` connection spec; plain sends go to `default_to`.
+    fn bind_spec(
+        &self,
+        spec: &str,
+        default_to: Option<SocketAddr>,
+    ) -> Result<Self::Conn<PacketDatagram>, SpecConnectError>;
+
+    /// Bind a KCOM5 sender (the originals' server) as `options` say.
+    fn kcom_bind(&self, options: &KcomOptions) -> Result<Self::KcomSender, BoxError>;
+    /// The port a KCOM5 sender is bound to.
+    fn kcom_port(sender: &Self::KcomSender) -> u16;
+    /// Accept one receiver and send it `msg` and `data`.
+    fn kcom_send(&self, sender: Self::KcomSender, msg: &str, data: Bytes) -> Result<(), BoxError>;
+    /// Connect to a KCOM5 sender and receive its message and data.
+    fn kcom_receive(&self, options: &KcomOptions) -> Result<(String, Bytes), BoxError>;
+
+    /// Whether `failure` is how this driver reports unaddressed output on a datagram socket
+    /// with nowhere to send it (a driver's own error type, so each says what it documents).
+    fn is_no_destination<E: std::error::Error + Send + Sync + 'static>(failure: &Failure<E>) -> bool;
+}
+
+// ---------------------------------------------------------------- the facade on async runtimes
 
 /// A runtime under test: the [`Runtime`] and how to run a future to completion on it.
 pub trait Adapter: 'static {
@@ -53,6 +316,304 @@ pub trait Adapter: 'static {
     fn runtime() -> Self::Runtime;
     /// Run `future` (and the tasks it spawns) until it completes.
     fn block_on<F: Future>(future: F) -> F::Output;
+}
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The [`Harness`] of an async runtime: the runtime runs on a thread of its own (inside
+/// [`Adapter::block_on`]), the test's blocking calls hand it futures and wait for their output.
+pub struct Async<A: Adapter> {
+    rt: A::Runtime,
+    jobs: Option<async_channel::Sender<Job>>,
+    thread: Option<thread::JoinHandle<()>>,
+    _adapter: PhantomData<fn() -> A>,
+}
+
+impl<A: Adapter> Async<A> {
+    /// Spawn `future` on the runtime.
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        let jobs = self.jobs.as_ref().expect("the runtime thread runs until the harness is dropped");
+        jobs.send_blocking(Box::pin(future)).expect("the runtime thread is running");
+    }
+
+    /// Run `future` on the runtime (where sockets register and tasks spawn) and wait for it.
+    fn call<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        match rx.recv_timeout(GUARD) {
+            Ok(v) => v,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("a runtime call did not finish within {GUARD:?}"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("a runtime call panicked"),
+        }
+    }
+}
+
+impl<A: Adapter> Drop for Async<A> {
+    fn drop(&mut self) {
+        // The runtime thread's loop ends with the channel; its runtime stops with it.
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Wakes a thread parked in [`block_here`].
+struct Unpark {
+    thread: thread::Thread,
+    woken: AtomicBool,
+}
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// Poll `future` on this thread until it is ready (channel futures need no runtime), failing
+/// after [`GUARD`].
+fn block_here<F: Future>(future: F) -> F::Output {
+    let unpark = Arc::new(Unpark { thread: thread::current(), woken: AtomicBool::new(false) });
+    let waker = Waker::from(unpark.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = StdInstant::now() + GUARD;
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        while !unpark.woken.swap(false, Ordering::SeqCst) {
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            assert!(!left.is_zero(), "waited {GUARD:?} for a driver");
+            thread::park_timeout(left);
+        }
+    }
+}
+
+/// A connection of an async driver, taken apart so each piece can be used from any thread.
+pub struct AsyncConn<M: Drivable> {
+    commands: Option<Commands<M>>,
+    events: Option<Events<M>>,
+    done: Done<M>,
+    stats: Arc<DriverStats>,
+}
+
+impl<M: Drivable> AsyncConn<M> {
+    fn new(conn: Connection<M>) -> Self {
+        let stats = conn.stats().clone();
+        let (commands, events, done) = conn.split();
+        AsyncConn { commands: Some(commands), events: Some(events), done, stats }
+    }
+
+    fn commands(&self) -> &Commands<M> {
+        self.commands.as_ref().expect("taken only when the connection is consumed")
+    }
+}
+
+impl<M: Drivable> Conn<M> for AsyncConn<M> {
+    fn send(&self, command: M::Command) -> Result<(), Stopped> {
+        block_here(self.commands().send(command)).map_err(|_| Stopped)
+    }
+    fn try_send(&self, command: M::Command) -> Result<(), TrySendError<M::Command>> {
+        self.commands().try_send(command)
+    }
+    fn recv(&self) -> Option<Delivery<M>> {
+        block_here(self.events.as_ref()?.recv())
+    }
+    fn close(&self) {
+        let _ = block_here(self.commands().close());
+    }
+    fn figures(&self) -> Figures {
+        Figures::from(&*self.stats)
+    }
+    fn wait(mut self) -> Result<(), Failure<M::Error>> {
+        // Keep the commands: dropping the last sender would close the connection.
+        let _commands = self.commands.take();
+        drop(self.events.take());
+        block_here(self.done.wait()).map_err(Failure::from)
+    }
+    fn join_with_figures(mut self) -> (Result<(), Failure<M::Error>>, Figures) {
+        drop(self.commands.take());
+        drop(self.events.take());
+        let result = block_here(self.done.wait()).map_err(Failure::from);
+        (result, Figures::from(&*self.stats))
+    }
+}
+
+/// Run one served connection: answer every delivery, then report how it ended.
+async fn serve_connection<M: Drivable>(service: Service<M>, conn: Connection<M>) {
+    while let Some(delivery) = conn.recv().await {
+        if let Some(answer) = service.reply(delivery) {
+            if conn.send(answer).await.is_err() {
+                break;
+            }
+        }
+    }
+    service.ended(conn.join().await.map_err(Failure::from));
+}
+
+impl<A: Adapter> Harness for Async<A> {
+    type Conn<M: Drivable> = AsyncConn<M>;
+    type Listener = Arc<<A::Runtime as Runtime>::TcpListener>;
+    type Stream = <A::Runtime as Runtime>::Tcp;
+    type KcomSender = crate::kcom::KcomListener<A::Runtime>;
+
+    fn start() -> Self {
+        let (tx, rx) = async_channel::unbounded::<Job>();
+        let rt = A::runtime();
+        let thread = {
+            let rt = rt.clone();
+            thread::Builder::new()
+                .name("matrix-runtime".into())
+                .spawn(move || {
+                    A::block_on(async move {
+                        while let Ok(job) = rx.recv().await {
+                            rt.spawn(job);
+                        }
+                    })
+                })
+                .expect("a thread for the runtime")
+        };
+        Async { rt, jobs: Some(tx), thread: Some(thread), _adapter: PhantomData }
+    }
+
+    fn listen(&self, addr: SocketAddr, options: &SocketOptions) -> io::Result<Self::Listener> {
+        let (rt, options) = (self.rt.clone(), options.clone());
+        self.call(async move { rt.listen_with(addr, &options) }).map(Arc::new)
+    }
+
+    fn local_addr(listener: &Self::Listener) -> SocketAddr {
+        listener.local_addr().expect("a bound listener has an address")
+    }
+
+    fn accept(&self, listener: &Self::Listener) -> io::Result<Self::Stream> {
+        let listener = listener.clone();
+        self.call(async move { listener.accept().await.map(|(stream, _)| stream) })
+    }
+
+    fn drive<M: Drivable>(&self, stream: Self::Stream, setup: &Setup, machine: M) -> io::Result<Self::Conn<M>> {
+        let (rt, setup) = (self.rt.clone(), setup.clone());
+        self.call(async move {
+            setup.socket.apply(&*crate::SocketRef::socket_ref(&stream))?;
+            Ok(AsyncConn::new(rt.drive(machine, stream, &setup.driver_config())))
+        })
+    }
+
+    fn serve<M: Drivable>(
+        &self,
+        listener: Self::Listener,
+        setup: &Setup,
+        make: impl Fn() -> M + Send + Sync + 'static,
+        service: Service<M>,
+    ) {
+        let (rt, setup) = (self.rt.clone(), setup.clone());
+        let listener = Arc::into_inner(listener).expect("a listener is served or accepted from, not both");
+        self.spawn(async move {
+            let config = setup.driver_config();
+            let handler = move |conn| serve_connection(service.clone(), conn);
+            let _ = rt.serve_with(listener, setup.socket, config, move |_| make(), handler).await;
+        });
+    }
+
+    fn connect<M: Drivable>(&self, addr: SocketAddr, setup: &Setup, machine: M) -> io::Result<Self::Conn<M>> {
+        let (rt, setup) = (self.rt.clone(), setup.clone());
+        self.call(async move {
+            let config = setup.driver_config();
+            rt.connect_with(addr, setup.socket, config, machine).await.map(AsyncConn::new)
+        })
+    }
+
+    #[cfg(unix)]
+    fn serve_unix<M: Drivable>(
+        &self,
+        path: &Path,
+        make: impl Fn() -> M + Send + Sync + 'static,
+        service: Service<M>,
+    ) -> io::Result<()> {
+        let (rt, path) = (self.rt.clone(), path.to_path_buf());
+        let listener = self.call(async move { rt.listen_unix(path) })?;
+        let rt = self.rt.clone();
+        self.spawn(async move {
+            let handler = move |conn| serve_connection(service.clone(), conn);
+            let _ = rt.serve(listener, move |_| make(), handler).await;
+        });
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    fn connect_unix<M: Drivable>(&self, path: &Path, machine: M) -> io::Result<Self::Conn<M>> {
+        let (rt, path) = (self.rt.clone(), path.to_path_buf());
+        self.call(async move { rt.connect_unix(path, DriverConfig::default(), machine).await.map(AsyncConn::new) })
+    }
+
+    fn drive_udp<M: Drivable>(
+        &self,
+        socket: std::net::UdpSocket,
+        setup: &Setup,
+        machine: M,
+    ) -> io::Result<Self::Conn<M>> {
+        let (rt, config) = (self.rt.clone(), setup.driver_config());
+        socket.set_nonblocking(true)?;
+        self.call(async move { Ok(AsyncConn::new(rt.drive_datagram(machine, rt.udp(socket)?, &config))) })
+    }
+
+    fn serve_spec(
+        &self,
+        spec: &str,
+        service: Service<PacketConnection>,
+    ) -> Result<Option<SocketAddr>, SpecConnectError> {
+        let (rt, spec) = (self.rt.clone(), spec.to_string());
+        let listener = self.call(async move { rt.listen_spec(&spec) })?;
+        let addr = listener.local_addr().ok();
+        self.spawn(async move {
+            let _ = listener.serve(move |conn| serve_connection(service.clone(), conn)).await;
+        });
+        Ok(addr)
+    }
+
+    fn connect_spec(&self, spec: &str) -> Result<Self::Conn<PacketConnection>, SpecConnectError> {
+        let (rt, spec) = (self.rt.clone(), spec.to_string());
+        self.call(async move { rt.connect_spec(&spec).await.map(AsyncConn::new) })
+    }
+
+    fn bind_spec(
+        &self,
+        spec: &str,
+        default_to: Option<SocketAddr>,
+    ) -> Result<Self::Conn<PacketDatagram>, SpecConnectError> {
+        let (rt, spec) = (self.rt.clone(), spec.to_string());
+        self.call(async move { rt.bind_spec(&spec, default_to).map(AsyncConn::new) })
+    }
+
+    fn kcom_bind(&self, options: &KcomOptions) -> Result<Self::KcomSender, BoxError> {
+        let (rt, options) = (self.rt.clone(), options.clone());
+        Ok(self.call(async move { crate::kcom::KcomListener::bind(&rt, &options) })?)
+    }
+
+    fn kcom_port(sender: &Self::KcomSender) -> u16 {
+        sender.port()
+    }
+
+    fn kcom_send(&self, sender: Self::KcomSender, msg: &str, data: Bytes) -> Result<(), BoxError> {
+        let msg = msg.to_string();
+        Ok(self.call(async move { sender.send(&msg, data).await })?)
+    }
+
+    fn kcom_receive(&self, options: &KcomOptions) -> Result<(String, Bytes), BoxError> {
+        let (rt, options) = (self.rt.clone(), options.clone());
+        Ok(self.call(async move { crate::kcom::receive(&rt, &options).await })?)
+    }
+
+    fn is_no_destination<E: std::error::Error + Send + Sync + 'static>(failure: &Failure<E>) -> bool {
+        // The async datagram driver ends with `NotConnected` (see `datagram_driver`).
+        matches!(failure, Failure::Io(e) if e.kind() == io::ErrorKind::NotConnected)
+    }
 }
 
 type Cmd<M> = <M as Machine>::Command;
@@ -158,45 +719,45 @@ impl DatagramFixture for StagePacket {
     }
 }
 
-/// Every matrix test for adapter `$adapter`. One line per protocol and suite.
+/// Every matrix test for driver `$harness`. One line per protocol and suite.
 #[macro_export]
 macro_rules! adapter_matrix {
-    ($adapter:ty) => {
-        $crate::stream_suite!($adapter, stage_packet, $crate::testing::StagePacket);
-        $crate::datagram_suite!($adapter, stage_packet_udp, $crate::testing::StagePacket);
-        $crate::stage_suite!($adapter);
-        $crate::driver_suite!($adapter);
-        $crate::multicast_suite!($adapter, stage_packet_multicast, $crate::testing::StagePacket);
-        $crate::cipher_suite!($adapter, crypto_aes_cfb, $crate::testing::AesCfb);
-        $crate::cipher_suite!($adapter, crypto_rijndael_cbc, $crate::testing::RijndaelCbc);
-        $crate::cipher_suite!($adapter, crypto_seed_cbc, $crate::testing::SeedCbc);
-        $crate::cipher_suite!($adapter, crypto_des_cfb, $crate::testing::DesCfb);
-        $crate::cipher_suite!($adapter, crypto_sealed_gcm, $crate::testing::SealedGcm);
-        $crate::protocol_suite!($adapter);
+    ($harness:ty) => {
+        $crate::stream_suite!($harness, stage_packet, $crate::testing::StagePacket);
+        $crate::datagram_suite!($harness, stage_packet_udp, $crate::testing::StagePacket);
+        $crate::stage_suite!($harness);
+        $crate::driver_suite!($harness);
+        $crate::multicast_suite!($harness, stage_packet_multicast, $crate::testing::StagePacket);
+        $crate::cipher_suite!($harness, crypto_aes_cfb, $crate::testing::AesCfb);
+        $crate::cipher_suite!($harness, crypto_rijndael_cbc, $crate::testing::RijndaelCbc);
+        $crate::cipher_suite!($harness, crypto_seed_cbc, $crate::testing::SeedCbc);
+        $crate::cipher_suite!($harness, crypto_des_cfb, $crate::testing::DesCfb);
+        $crate::cipher_suite!($harness, crypto_sealed_gcm, $crate::testing::SealedGcm);
+        $crate::protocol_suite!($harness);
     };
 }
 
-/// The encrypted BSON exchange with cipher `$cipher` on adapter `$adapter`, over TCP, Unix and
+/// The encrypted BSON exchange with cipher `$cipher` on driver `$harness`, over TCP, Unix and
 /// UDP sockets opened from connection specs.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! cipher_suite {
-    ($adapter:ty, $name:ident, $cipher:ty) => {
+    ($harness:ty, $name:ident, $cipher:ty) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             #[test]
             fn bson_echo_tcp() {
-                $crate::testing::encrypted_bson_tcp::<$adapter, $cipher>()
+                $crate::testing::encrypted_bson_tcp::<$harness, $cipher>()
             }
             #[cfg(unix)]
             #[test]
             fn bson_echo_unix() {
-                $crate::testing::encrypted_bson_unix::<$adapter, $cipher>()
+                $crate::testing::encrypted_bson_unix::<$harness, $cipher>()
             }
             #[test]
             fn bson_echo_udp() {
-                $crate::testing::encrypted_bson_udp::<$adapter, $cipher>()
+                $crate::testing::encrypted_bson_udp::<$harness, $cipher>()
             }
         }
     };
@@ -207,106 +768,106 @@ macro_rules! cipher_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! protocol_suite {
-    ($adapter:ty) => {
+    ($harness:ty) => {
         mod protocols {
             #[allow(unused_imports)]
             use super::*;
             #[test]
             fn message_request_response() {
-                $crate::testing::message_request_response::<$adapter>()
+                $crate::testing::message_request_response::<$harness>()
             }
             #[test]
             fn spec_errors_name_the_bad_part() {
-                $crate::testing::spec_errors::<$adapter>()
+                $crate::testing::spec_errors::<$harness>()
             }
             #[test]
             fn kcom_send_to_own_receiver() {
-                $crate::testing::kcom_own_ends::<$adapter>()
+                $crate::testing::kcom_own_ends::<$harness>()
             }
             #[test]
             fn kcom_send_to_python_receiver() {
-                $crate::testing::kcom_to_python::<$adapter>()
+                $crate::testing::kcom_to_python::<$harness>()
             }
             #[test]
             fn kcom_receive_from_python_sender() {
-                $crate::testing::kcom_from_python::<$adapter>()
+                $crate::testing::kcom_from_python::<$harness>()
             }
         }
     };
 }
 
-/// The stream tests of protocol `$fixture` on adapter `$adapter`, in module `$name`.
+/// The stream tests of protocol `$fixture` on driver `$harness`, in module `$name`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! stream_suite {
-    ($adapter:ty, $name:ident, $fixture:ty) => {
+    ($harness:ty, $name:ident, $fixture:ty) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             #[test]
             fn echo_tcp() {
-                $crate::testing::echo_tcp::<$adapter, $fixture>()
+                $crate::testing::echo_tcp::<$harness, $fixture>()
             }
             #[cfg(unix)]
             #[test]
             fn echo_unix() {
-                $crate::testing::echo_unix::<$adapter, $fixture>()
+                $crate::testing::echo_unix::<$harness, $fixture>()
             }
             #[test]
             fn full_duplex_bulk_echo_does_not_deadlock() {
-                $crate::testing::full_duplex::<$adapter, $fixture>()
+                $crate::testing::full_duplex::<$harness, $fixture>()
             }
             #[test]
             fn backpressure_with_a_peer_that_stops_reading() {
-                $crate::testing::backpressure::<$adapter, $fixture>()
+                $crate::testing::backpressure::<$harness, $fixture>()
             }
             #[test]
             fn close_writes_everything_in_flight() {
-                $crate::testing::shutdown_in_flight::<$adapter, $fixture>(false)
+                $crate::testing::shutdown_in_flight::<$harness, $fixture>(false)
             }
             #[test]
             fn dropping_the_handle_writes_everything_in_flight() {
-                $crate::testing::shutdown_in_flight::<$adapter, $fixture>(true)
+                $crate::testing::shutdown_in_flight::<$harness, $fixture>(true)
             }
             #[test]
             fn bad_header_closes_only_that_connection() {
-                $crate::testing::bad_header::<$adapter, $fixture>()
+                $crate::testing::bad_header::<$harness, $fixture>()
             }
         }
     };
 }
 
-/// The datagram tests of protocol `$fixture` on adapter `$adapter`.
+/// The datagram tests of protocol `$fixture` on driver `$harness`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! datagram_suite {
-    ($adapter:ty, $name:ident, $fixture:ty) => {
+    ($harness:ty, $name:ident, $fixture:ty) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             #[test]
             fn echo_udp() {
-                $crate::testing::echo_udp::<$adapter, $fixture>()
+                $crate::testing::echo_udp::<$harness, $fixture>()
             }
         }
     };
 }
 
-/// The multicast tests of protocol `$fixture` on adapter `$adapter`.
+/// The multicast tests of protocol `$fixture` on driver `$harness`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! multicast_suite {
-    ($adapter:ty, $name:ident, $fixture:ty) => {
+    ($harness:ty, $name:ident, $fixture:ty) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             #[test]
             fn ipv4_group_reaches_two_receivers() {
-                $crate::testing::multicast::<$adapter, $fixture>(false)
+                $crate::testing::multicast::<$harness, $fixture>(false)
             }
             #[test]
             fn ipv6_group_reaches_two_receivers() {
-                $crate::testing::multicast::<$adapter, $fixture>(true)
+                $crate::testing::multicast::<$harness, $fixture>(true)
             }
         }
     };
@@ -316,45 +877,45 @@ macro_rules! multicast_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! driver_suite {
-    ($adapter:ty) => {
+    ($harness:ty) => {
         mod datagram_addressing {
             #[allow(unused_imports)]
             use super::*;
             #[test]
             fn transmit_to_reaches_the_named_peer_and_from_names_the_sender() {
-                $crate::testing::transmit_to::<$adapter>()
+                $crate::testing::transmit_to::<$harness>()
             }
             #[test]
             fn stream_output_goes_to_the_peer_or_the_last_sender() {
-                $crate::testing::transmit_fallback::<$adapter>()
+                $crate::testing::transmit_fallback::<$harness>()
             }
             #[test]
             fn stream_output_without_a_peer_is_a_typed_error() {
-                $crate::testing::datagram_without_peer::<$adapter>()
+                $crate::testing::datagram_without_peer::<$harness>()
             }
         }
     };
 }
 
-/// Tests of STAGE connection features (timers, coalescing, refusals) on adapter `$adapter`.
+/// Tests of STAGE connection features (timers, coalescing, refusals) on driver `$harness`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! stage_suite {
-    ($adapter:ty) => {
+    ($harness:ty) => {
         mod stage_features {
             #[allow(unused_imports)]
             use super::*;
             #[test]
             fn expire_timer_closes_an_idle_connection() {
-                $crate::testing::stage_expire::<$adapter>()
+                $crate::testing::stage_expire::<$harness>()
             }
             #[test]
             fn commit_timer_coalesces_frames_into_one_write() {
-                $crate::testing::stage_commit_coalescing::<$adapter>()
+                $crate::testing::stage_commit_coalescing::<$harness>()
             }
             #[test]
             fn refused_command_comes_back_and_the_connection_goes_on() {
-                $crate::testing::stage_refused_command::<$adapter>()
+                $crate::testing::stage_refused_command::<$harness>()
             }
         }
     };
@@ -362,53 +923,28 @@ macro_rules! stage_suite {
 
 // ---------------------------------------------------------------- helpers
 
-/// A hang fails the test instead of blocking: generous, never a timing assertion.
-const GUARD: Duration = Duration::from_secs(30);
-
-/// Run `body` on adapter `A`, failing if it has not finished within [`GUARD`].
-fn run<A: Adapter, F: Future<Output = ()>>(body: F) {
-    A::block_on(async {
-        let rt = A::runtime();
-        let mut guard = std::pin::pin!(rt.clone().sleep(GUARD));
-        let mut body = std::pin::pin!(body);
-        std::future::poll_fn(|cx| {
-            if body.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            if guard.as_mut().poll(cx).is_ready() {
-                panic!("the test did not finish within {GUARD:?}");
-            }
-            Poll::Pending
+/// Run `body` with a fresh harness `H` on a thread of its own, failing if it has not finished
+/// (harness dropped, servers stopped) a little after [`GUARD`]; the blocking calls inside have
+/// their own guards, so a hang usually fails there first, with a better message.
+fn run<H: Harness>(body: impl FnOnce(&H) + Send + 'static) {
+    let (tx, rx) = mpsc::channel::<()>();
+    let test = thread::Builder::new()
+        .name("matrix-test".into())
+        .spawn(move || {
+            let harness = H::start();
+            body(&harness);
+            drop(harness);
+            let _ = tx.send(());
         })
-        .await
-    })
-}
-
-/// Run two futures concurrently, both to completion.
-async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (Box::pin(a), Box::pin(b));
-    let (mut ra, mut rb) = (None, None);
-    std::future::poll_fn(|cx| {
-        if ra.is_none() {
-            if let Poll::Ready(v) = a.as_mut().poll(cx) {
-                ra = Some(v);
-            }
-        }
-        if rb.is_none() {
-            if let Poll::Ready(v) = b.as_mut().poll(cx) {
-                rb = Some(v);
-            }
-        }
-        match (ra.take(), rb.take()) {
-            (Some(x), Some(y)) => Poll::Ready((x, y)),
-            (x, y) => {
-                ra = x;
-                rb = y;
-                Poll::Pending
-            }
-        }
-    })
-    .await
+        .expect("a thread for the test");
+    match rx.recv_timeout(GUARD + Duration::from_secs(15)) {
+        Ok(()) => test.join().expect("the test thread finished"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => match test.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the test thread reports before it ends"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("the test did not finish within {GUARD:?}"),
+    }
 }
 
 /// Message `i`: `len` bytes anyone can recompute.
@@ -416,74 +952,77 @@ pub fn payload(i: usize, len: usize) -> Bytes {
     (0..len).map(|j| (i.wrapping_mul(31).wrapping_add(j.wrapping_mul(7)) % 251) as u8).collect::<Vec<u8>>().into()
 }
 
-async fn write_all<S: AsyncWrite + Unpin>(s: &mut S, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = std::future::poll_fn(|cx| Pin::new(&mut *s).poll_write(cx, buf)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
+fn localhost() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
 }
 
-async fn read_to_end<S: AsyncRead + Unpin>(s: &mut S) -> io::Result<Vec<u8>> {
+/// A plain peer's read until the end of stream (a reset counts as the end).
+fn read_to_end(s: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match std::future::poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, &mut buf)).await {
+        match s.read(&mut buf) {
             Ok(0) => return Ok(out),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(out),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
 }
 
-async fn read_exact<S: AsyncRead + Unpin>(s: &mut S, mut buf: &mut [u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        let n = std::future::poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, buf)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf = &mut buf[n..];
-    }
-    Ok(())
+/// A plain TCP peer of the driver under test: accepted from a std listener, reads bounded by
+/// the guard so a driver that never writes fails the test instead of hanging it.
+fn plain_peer(listener: &std::net::TcpListener) -> std::net::TcpStream {
+    let (peer, _) = listener.accept().expect("the driver connected");
+    peer.set_read_timeout(Some(GUARD)).unwrap();
+    peer
 }
 
-/// Server side of the echo tests: send back every message, then report how it ended.
-async fn echo<P: Fixture>(conn: Connection<P::Server>) -> Result<(), DriverError<<P::Server as Machine>::Error>> {
-    while let Some(delivery) = conn.recv().await {
-        if let Some(payload) = delivery.ok().and_then(P::server_received) {
-            if conn.send(P::server_send(payload)).await.is_err() {
-                break;
-            }
-        }
-    }
-    conn.join().await
+type EndedRx<E> = mpsc::Receiver<Result<(), Failure<E>>>;
+
+/// A service answering each delivery with `reply`, and a channel of how its connections ended.
+fn service<M: Drivable>(
+    reply: impl Fn(Delivery<M>) -> Option<M::Command> + Send + Sync + 'static,
+) -> (Service<M>, EndedRx<M::Error>) {
+    let (tx, rx) = mpsc::channel();
+    let service = Service::new(reply, move |result| {
+        let _ = tx.send(result);
+    });
+    (service, rx)
+}
+
+/// The echo server of protocol `P`: every message goes back as it came.
+fn echo_service<P: Fixture>() -> (Service<P::Server>, EndedRx<<P::Server as Machine>::Error>) {
+    service(|delivery: Delivery<P::Server>| delivery.ok().and_then(P::server_received).map(P::server_send))
+}
+
+/// The next server connection's end, which must be clean.
+fn ended_cleanly<E: std::fmt::Debug>(ended: &EndedRx<E>) {
+    let result = ended.recv_timeout(GUARD).expect("the server connection ended");
+    result.expect("server connection failed");
 }
 
 /// Send `count` messages (lengths cycling below `max_len`) while receiving their echoes,
 /// and check every echo, in order.
-async fn exchange<P: Fixture>(conn: &Connection<P::Client>, first: usize, count: usize, max_len: usize) {
+fn exchange<H: Harness, P: Fixture>(conn: &H::Conn<P::Client>, first: usize, count: usize, max_len: usize) {
     let len = |i: usize| (i * 977) % max_len;
-    let send = async {
-        for i in first..first + count {
-            conn.send(P::client_send(payload(i, len(i)))).await.expect("driver stopped while sending");
-        }
-    };
-    let receive = async {
+    thread::scope(|s| {
+        s.spawn(|| {
+            for i in first..first + count {
+                conn.send(P::client_send(payload(i, len(i)))).expect("driver stopped while sending");
+            }
+        });
         let mut i = first;
         while i < first + count {
-            let delivery = conn.recv().await.expect("connection ended before every echo came back");
+            let delivery = conn.recv().expect("connection ended before every echo came back");
             let event = delivery.unwrap_or_else(|e| panic!("command refused: {e}"));
             if let Some(got) = P::client_received(event) {
                 assert_eq!(got, payload(i, len(i)), "echo {i} differs");
                 i += 1;
             }
         }
-    };
-    both(send, receive).await;
+    });
 }
 
 fn unix_path() -> PathBuf {
@@ -494,91 +1033,62 @@ fn unix_path() -> PathBuf {
 
 // ---------------------------------------------------------------- stream suite
 
-/// Echo over TCP on loopback through `serve`.
-pub fn echo_tcp<A: Adapter, P: Fixture>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let listener = rt.listen("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = rt.clone().serve(
-            listener,
-            |_| P::server(),
-            |conn| async move {
-                echo::<P>(conn).await.expect("server connection failed");
-            },
-        );
-        rt.spawn(async move {
-            let _ = server.await;
-        });
-        let conn = rt.clone().connect(addr, P::client()).await.unwrap();
-        exchange::<P>(&conn, 0, 200, 3000).await;
-        conn.join().await.unwrap();
+/// Echo over TCP on loopback through the driver's server.
+pub fn echo_tcp<H: Harness, P: Fixture>() {
+    run::<H>(|h| {
+        let listener = h.listen(localhost(), &SocketOptions::new()).unwrap();
+        let addr = H::local_addr(&listener);
+        let (service, ended) = echo_service::<P>();
+        h.serve(listener, &Setup::new(), P::server, service);
+        let conn = h.connect(addr, &Setup::new(), P::client()).unwrap();
+        exchange::<H, P>(&conn, 0, 200, 3000);
+        conn.join().unwrap();
+        ended_cleanly(&ended);
     })
 }
 
-/// Echo over a Unix socket through `serve`.
+/// Echo over a Unix socket through the driver's server.
 #[cfg(unix)]
-pub fn echo_unix<A: Adapter, P: Fixture>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
+pub fn echo_unix<H: Harness, P: Fixture>() {
+    run::<H>(|h| {
         let path = unix_path();
         let _ = std::fs::remove_file(&path);
-        let listener = rt.listen_unix(&path).unwrap();
-        let server = rt.clone().serve(
-            listener,
-            |_| P::server(),
-            |conn| async move {
-                echo::<P>(conn).await.expect("server connection failed");
-            },
-        );
-        rt.spawn(async move {
-            let _ = server.await;
-        });
-        let conn = rt.clone().connect_unix(&path, DriverConfig::default(), P::client()).await.unwrap();
-        exchange::<P>(&conn, 0, 200, 3000).await;
-        conn.join().await.unwrap();
+        let (service, ended) = echo_service::<P>();
+        h.serve_unix(&path, P::server, service).unwrap();
+        let conn = h.connect_unix(&path, P::client()).unwrap();
+        exchange::<H, P>(&conn, 0, 200, 3000);
+        conn.join().unwrap();
+        ended_cleanly(&ended);
         let _ = std::fs::remove_file(&path);
     })
 }
 
 /// Both ends stream at once through small kernel buffers (each side's queue over budget at
 /// times): an application that keeps receiving while it sends must never deadlock.
-pub fn full_duplex<A: Adapter, P: Fixture>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
+pub fn full_duplex<H: Harness, P: Fixture>() {
+    run::<H>(|h| {
         let small = SocketOptions::new().send_buffer(32 * 1024).recv_buffer(32 * 1024);
-        let listener = rt.listen_with("127.0.0.1:0", &small).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = rt.clone().serve_with(
-            listener,
-            small.clone(),
-            DriverConfig::default(),
-            |_| P::server(),
-            |conn| async move {
-                echo::<P>(conn).await.expect("server connection failed");
-            },
-        );
-        rt.spawn(async move {
-            let _ = server.await;
-        });
-        let conn = rt.clone().connect_with(addr, small, DriverConfig::default(), P::client()).await.unwrap();
-        exchange::<P>(&conn, 0, 1000, 32_000).await;
-        conn.join().await.unwrap();
+        let listener = h.listen(localhost(), &small).unwrap();
+        let addr = H::local_addr(&listener);
+        let (service, ended) = echo_service::<P>();
+        h.serve(listener, &Setup::new().socket(small.clone()), P::server, service);
+        let conn = h.connect(addr, &Setup::new().socket(small), P::client()).unwrap();
+        exchange::<H, P>(&conn, 0, 1000, 32_000);
+        conn.join().unwrap();
+        ended_cleanly(&ended);
     })
 }
 
 /// A peer that stops reading: the client's write queue stays within budget + one message,
 /// the driver pauses, and the sender is told to wait; once the peer reads, everything arrives.
-pub fn backpressure<A: Adapter, P: Fixture>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
+pub fn backpressure<H: Harness, P: Fixture>() {
+    run::<H>(|h| {
         // Small kernel buffers so the driver's own queue, not the kernel's, takes the load.
-        let listener = rt.listen_with("127.0.0.1:0", &SocketOptions::new().recv_buffer(4096)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = DriverConfig::default().with_commands(4);
-        let conn =
-            rt.clone().connect_with(addr, SocketOptions::new().send_buffer(4096), config, P::client()).await.unwrap();
-        let (peer, _) = listener.accept().await.unwrap();
+        let listener = h.listen(localhost(), &SocketOptions::new().recv_buffer(4096)).unwrap();
+        let addr = H::local_addr(&listener);
+        let setup = Setup::new().socket(SocketOptions::new().send_buffer(4096)).commands(4);
+        let conn = h.connect(addr, &setup, P::client()).unwrap();
+        let peer = h.accept(&listener).unwrap();
 
         let len = 8192;
         let bound = P::client().write_budget() + P::wire_len(len);
@@ -591,161 +1101,145 @@ pub fn backpressure<A: Adapter, P: Fixture>() {
                     sent += 1;
                     next = P::client_send(payload(sent, len));
                 }
-                Err(crate::async_driver::TrySendError::Full(back)) => {
+                Err(TrySendError::Full(back)) => {
                     next = back;
-                    if conn.stats().is_paused() {
+                    if conn.figures().paused {
                         break; // the channel is full and the driver holds back: told to wait
                     }
-                    rt.clone().sleep(Duration::from_millis(1)).await;
+                    // Polling a figure the driver updates as it goes; nothing to wait on.
+                    thread::sleep(Duration::from_millis(1));
                 }
-                Err(crate::async_driver::TrySendError::Closed(_)) => panic!("driver stopped"),
+                Err(TrySendError::Closed(_)) => panic!("driver stopped"),
             }
         }
-        let stats = conn.stats().clone();
-        assert!(stats.queued() > 0, "paused with nothing queued");
-        assert!(stats.max_queued() <= bound, "queue reached {} > budget + one message = {bound}", stats.max_queued());
+        let figures = conn.figures();
+        assert!(figures.queued > 0, "paused with nothing queued");
+        assert!(figures.max_queued <= bound, "queue reached {} > budget + one message = {bound}", figures.max_queued);
 
         // The peer starts reading: everything accepted arrives, in order.
-        let server = rt.drive(P::server(), peer, &DriverConfig::default());
-        let client = async {
-            conn.send(next).await.unwrap();
-            conn.join().await.unwrap();
-        };
-        let receive = async {
+        let server = h.drive(peer, &Setup::new(), P::server()).unwrap();
+        let (client, got) = thread::scope(|s| {
+            let client = s.spawn(move || {
+                conn.send(next).unwrap();
+                conn.join_with_figures()
+            });
             let mut got = 0;
-            while let Some(delivery) = server.recv().await {
+            while let Some(delivery) = server.recv() {
                 if let Some(p) = delivery.ok().and_then(P::server_received) {
                     assert_eq!(p, payload(got, len), "message {got} differs");
                     got += 1;
                 }
             }
-            got
-        };
-        let ((), got) = both(client, receive).await;
+            (client.join().unwrap(), got)
+        });
+        let (result, figures) = client;
+        result.unwrap();
         assert_eq!(got, sent + 1);
-        assert!(stats.max_queued() <= bound, "queue reached {} > {bound}", stats.max_queued());
-        server.join().await.unwrap();
+        assert!(figures.max_queued <= bound, "queue reached {} > {bound}", figures.max_queued);
+        server.join().unwrap();
     })
 }
 
 /// Close (or drop the handle) with far more queued than the socket takes at once: the peer
 /// still receives every message, in order, then a clean end of stream.
-pub fn shutdown_in_flight<A: Adapter, P: Fixture>(drop_handle: bool) {
-    run::<A, _>(async {
-        let rt = A::runtime();
+pub fn shutdown_in_flight<H: Harness, P: Fixture>(drop_handle: bool) {
+    run::<H>(move |h| {
         // Small kernel buffers: at the close, most of the data is still in the driver's queue.
-        let listener = rt.listen_with("127.0.0.1:0", &SocketOptions::new().recv_buffer(4096)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let options = SocketOptions::new().send_buffer(4096);
-        let conn = rt.clone().connect_with(addr, options, DriverConfig::default(), P::client()).await.unwrap();
-        let (peer, _) = listener.accept().await.unwrap();
-        let server = rt.drive(P::server(), peer, &DriverConfig::default());
+        let listener = h.listen(localhost(), &SocketOptions::new().recv_buffer(4096)).unwrap();
+        let addr = H::local_addr(&listener);
+        let setup = Setup::new().socket(SocketOptions::new().send_buffer(4096));
+        let conn = h.connect(addr, &setup, P::client()).unwrap();
+        let peer = h.accept(&listener).unwrap();
+        let server = h.drive(peer, &Setup::new(), P::server()).unwrap();
         let (count, len) = (64, 16 * 1024);
-        let client = async {
-            for i in 0..count {
-                conn.send(P::client_send(payload(i, len))).await.unwrap();
-            }
-            if drop_handle {
-                drop(conn);
-            } else {
-                conn.close().await.unwrap();
-                conn.join().await.unwrap();
-            }
-        };
-        let receive = async {
+        let got = thread::scope(|s| {
+            s.spawn(move || {
+                for i in 0..count {
+                    conn.send(P::client_send(payload(i, len))).unwrap();
+                }
+                if drop_handle {
+                    drop(conn);
+                } else {
+                    conn.close();
+                    conn.join().unwrap();
+                }
+            });
             let mut got = 0;
-            while let Some(delivery) = server.recv().await {
+            while let Some(delivery) = server.recv() {
                 if let Some(p) = delivery.ok().and_then(P::server_received) {
                     assert_eq!(p, payload(got, len), "message {got} differs");
                     got += 1;
                 }
             }
             got
-        };
-        let ((), got) = both(client, receive).await;
+        });
         assert_eq!(got, count, "messages lost in shutdown");
-        server.join().await.expect("the peer saw an unclean end");
+        server.join().expect("the peer saw an unclean end");
     })
 }
 
 /// A client sending a bad header ends only its own connection, with the typed peer error;
 /// another client on the same server carries on.
-pub fn bad_header<A: Adapter, P: Fixture>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let listener = rt.listen("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (results, ended) = async_channel::unbounded();
-        let server = rt.clone().serve(
-            listener,
-            |_| P::server(),
-            move |conn| {
-                let results = results.clone();
-                async move {
-                    let _ = results.send(echo::<P>(conn).await).await;
-                }
-            },
-        );
-        rt.spawn(async move {
-            let _ = server.await;
-        });
+pub fn bad_header<H: Harness, P: Fixture>() {
+    use std::io::Write;
+    run::<H>(|h| {
+        let listener = h.listen(localhost(), &SocketOptions::new()).unwrap();
+        let addr = H::local_addr(&listener);
+        let (service, ended) = echo_service::<P>();
+        h.serve(listener, &Setup::new(), P::server, service);
 
-        let good = rt.clone().connect(addr, P::client()).await.unwrap();
-        exchange::<P>(&good, 0, 3, 100).await;
+        let good = h.connect(addr, &Setup::new(), P::client()).unwrap();
+        exchange::<H, P>(&good, 0, 3, 100);
 
-        let mut bad = rt.tcp_connect(addr).await.unwrap();
-        write_all(&mut bad, P::bad_header()).await.unwrap();
-        read_to_end(&mut bad).await.unwrap(); // the server closes this one
+        let mut bad = std::net::TcpStream::connect(addr).unwrap();
+        bad.set_read_timeout(Some(GUARD)).unwrap();
+        bad.write_all(P::bad_header()).unwrap();
+        read_to_end(&mut bad).unwrap(); // the server closes this one
         drop(bad);
-        match ended.recv().await.unwrap() {
-            Err(DriverError::Protocol(e)) => {
+        match ended.recv_timeout(GUARD).unwrap() {
+            Err(Failure::Protocol(e)) => {
                 assert!(P::is_bad_header(&e), "unexpected error: {e}");
                 assert_eq!(e.fault(), Fault::Peer);
             }
             other => panic!("expected the bad header's protocol error, got {other:?}"),
         }
 
-        exchange::<P>(&good, 3, 3, 100).await;
-        good.join().await.unwrap();
-        assert!(ended.recv().await.unwrap().is_ok(), "the good connection ended badly");
+        exchange::<H, P>(&good, 3, 3, 100);
+        good.join().unwrap();
+        assert!(ended.recv_timeout(GUARD).unwrap().is_ok(), "the good connection ended badly");
     })
 }
 
 // ---------------------------------------------------------------- datagram suite
 
-/// Server side of the datagram echo test: answer every message to its sender until closed.
-async fn echo_datagrams<P: DatagramFixture>(
-    conn: Connection<P::Endpoint>,
-) -> Result<(), DriverError<<P::Endpoint as Machine>::Error>> {
-    while let Some(delivery) = conn.recv().await {
-        if let Some(answer) = delivery.ok().and_then(P::echo) {
-            if conn.send(answer).await.is_err() {
-                break;
-            }
-        }
-    }
-    conn.join().await
+fn udp_socket() -> std::net::UdpSocket {
+    crate::sockets::udp_socket("127.0.0.1:0", &SocketOptions::new()).unwrap()
 }
 
 /// Echo over UDP on loopback: the server answers whoever sent, the client sends to its default
 /// destination (the server).
-pub fn echo_udp<A: Adapter, P: DatagramFixture>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let server_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+pub fn echo_udp<H: Harness, P: DatagramFixture>() {
+    run::<H>(|h| {
+        let server_socket = udp_socket();
         let server_addr = server_socket.local_addr().unwrap();
-        let server = rt.drive_datagram(P::endpoint(None), server_socket, &DriverConfig::default());
-        let stop = server.commands();
-        let server = async move { echo_datagrams::<P>(server).await };
-        let client_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
-        let client = rt.drive_datagram(P::endpoint(Some(server_addr)), client_socket, &DriverConfig::default());
-        let talk = async {
+        let server = h.drive_udp(server_socket, &Setup::new(), P::endpoint(None)).unwrap();
+        let client = h.drive_udp(udp_socket(), &Setup::new(), P::endpoint(Some(server_addr))).unwrap();
+        thread::scope(|s| {
+            s.spawn(|| {
+                while let Some(delivery) = server.recv() {
+                    if let Some(answer) = delivery.ok().and_then(P::echo) {
+                        if server.send(answer).is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
             // One at a time: a datagram test must not depend on socket buffers never overflowing.
             for i in 0..50 {
                 let sent = payload(i, (i * 977) % 1200);
-                client.send(P::send(sent.clone())).await.expect("driver stopped while sending");
+                client.send(P::send(sent.clone())).expect("driver stopped while sending");
                 let echo = loop {
-                    let delivery = client.recv().await.expect("endpoint ended before the echo came back");
+                    let delivery = client.recv().expect("endpoint ended before the echo came back");
                     let event = delivery.unwrap_or_else(|e| panic!("command refused: {e}"));
                     if let Some(echo) = P::received(event) {
                         break echo;
@@ -753,17 +1247,15 @@ pub fn echo_udp<A: Adapter, P: DatagramFixture>() {
                 };
                 assert_eq!(echo, (server_addr, sent), "echo {i} differs");
             }
-            client.join().await.unwrap();
-            stop.close().await.unwrap();
-            drop(stop);
-        };
-        let (server_result, ()) = both(server, talk).await;
-        server_result.unwrap();
+            client.join().unwrap();
+            server.close();
+        });
+        server.join().unwrap();
     })
 }
 
 /// A sender and two receivers of one multicast group on loopback.
-pub fn multicast<A: Adapter, P: DatagramFixture>(ipv6: bool) {
+pub fn multicast<H: Harness, P: DatagramFixture>(ipv6: bool) {
     let (group, iface): (IpAddr, Interface) = if ipv6 {
         let Some(lo) = loopback_index() else {
             println!("skipped: no loopback interface index to join an IPv6 group on");
@@ -790,27 +1282,26 @@ pub fn multicast<A: Adapter, P: DatagramFixture>(ipv6: bool) {
         }
     };
     let to = SocketAddr::new(group, port);
-    run::<A, _>(async move {
-        let rt = A::runtime();
-        let first = Arc::new(rt.udp(first).unwrap());
-        let second = rt.udp(second).unwrap();
-        let a = rt.drive_datagram(P::endpoint(None), first.clone(), &DriverConfig::default());
-        let b = rt.drive_datagram(P::endpoint(None), second, &DriverConfig::default());
-        let sender = rt.drive_datagram(P::endpoint(Some(to)), rt.udp(sender).unwrap(), &DriverConfig::default());
+    // Another descriptor of the first receiver's socket, to leave the group while it is driven.
+    let first_membership = first.try_clone().unwrap();
+    run::<H>(move |h| {
+        let a = h.drive_udp(first, &Setup::new(), P::endpoint(None)).unwrap();
+        let b = h.drive_udp(second, &Setup::new(), P::endpoint(None)).unwrap();
+        let sender = h.drive_udp(sender, &Setup::new(), P::endpoint(Some(to))).unwrap();
         let message = payload(7, 300);
-        sender.send(P::send(message.clone())).await.unwrap();
+        sender.send(P::send(message.clone())).unwrap();
         for receiver in [&a, &b] {
-            let event = receiver.recv().await.unwrap().unwrap();
+            let event = receiver.recv().unwrap().unwrap();
             assert_eq!(P::received(event).map(|(_, got)| got), Some(message.clone()));
         }
-        first.leave_multicast(group, iface).unwrap();
+        multicast::leave(&SockRef::from(&first_membership), group, iface).unwrap();
         // Still a member: the second receiver keeps getting the group.
         let later = payload(8, 200);
-        sender.send(P::send(later.clone())).await.unwrap();
-        let event = b.recv().await.unwrap().unwrap();
+        sender.send(P::send(later.clone())).unwrap();
+        let event = b.recv().unwrap().unwrap();
         assert_eq!(P::received(event).map(|(_, got)| got), Some(later));
         for conn in [a, b, sender] {
-            conn.join().await.unwrap();
+            conn.join().unwrap();
         }
     })
 }
@@ -933,59 +1424,54 @@ impl Drivable for Reflector {
 }
 
 /// Two datagram drivers address each other with `TransmitTo`; each event names its sender.
-pub fn transmit_to<A: Adapter>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let a_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
-        let b_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+pub fn transmit_to<H: Harness>() {
+    run::<H>(|h| {
+        let (a_socket, b_socket) = (udp_socket(), udp_socket());
         let (a_addr, b_addr) = (a_socket.local_addr().unwrap(), b_socket.local_addr().unwrap());
-        let a = rt.drive_datagram(Reflector::new(), a_socket, &DriverConfig::default());
-        let b = rt.drive_datagram(Reflector::new(), b_socket, &DriverConfig::default());
+        let a = h.drive_udp(a_socket, &Setup::new(), Reflector::new()).unwrap();
+        let b = h.drive_udp(b_socket, &Setup::new(), Reflector::new()).unwrap();
         for i in 0..20 {
             let ping = payload(i, 100 + i);
-            a.send(ReflectorCommand::SendTo(b_addr, ping.clone())).await.unwrap();
-            let (from, data) = b.recv().await.unwrap().unwrap();
+            a.send(ReflectorCommand::SendTo(b_addr, ping.clone())).unwrap();
+            let (from, data) = b.recv().unwrap().unwrap();
             assert_eq!((from, &data), (a_addr, &ping));
-            b.send(ReflectorCommand::SendTo(from, data)).await.unwrap();
-            assert_eq!(a.recv().await.unwrap().unwrap(), (b_addr, ping));
+            b.send(ReflectorCommand::SendTo(from, data)).unwrap();
+            assert_eq!(a.recv().unwrap().unwrap(), (b_addr, ping));
         }
-        a.join().await.unwrap();
-        b.join().await.unwrap();
+        a.join().unwrap();
+        b.join().unwrap();
     })
 }
 
 /// Unaddressed output (`Output::Transmit`) goes to the configured peer, or, without one, back
 /// to whoever sent the last datagram.
-pub fn transmit_fallback<A: Adapter>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let a_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
-        let b_socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
+pub fn transmit_fallback<H: Harness>() {
+    run::<H>(|h| {
+        let (a_socket, b_socket) = (udp_socket(), udp_socket());
         let (a_addr, b_addr) = (a_socket.local_addr().unwrap(), b_socket.local_addr().unwrap());
-        let a = rt.drive_datagram(Reflector::new(), a_socket, &DriverConfig::default().with_peer(b_addr));
-        let b = rt.drive_datagram(Reflector::new(), b_socket, &DriverConfig::default());
+        let a = h.drive_udp(a_socket, &Setup::new().peer(b_addr), Reflector::new()).unwrap();
+        let b = h.drive_udp(b_socket, &Setup::new(), Reflector::new()).unwrap();
         for i in 0..10 {
             let ping = payload(i, 50 + i);
-            a.send(ReflectorCommand::Transmit(ping.clone())).await.unwrap();
-            assert_eq!(b.recv().await.unwrap().unwrap(), (a_addr, ping.clone()));
-            b.send(ReflectorCommand::Transmit(ping.clone())).await.unwrap();
-            assert_eq!(a.recv().await.unwrap().unwrap(), (b_addr, ping));
+            a.send(ReflectorCommand::Transmit(ping.clone())).unwrap();
+            assert_eq!(b.recv().unwrap().unwrap(), (a_addr, ping.clone()));
+            b.send(ReflectorCommand::Transmit(ping.clone())).unwrap();
+            assert_eq!(a.recv().unwrap().unwrap(), (b_addr, ping));
         }
-        a.join().await.unwrap();
-        b.join().await.unwrap();
+        a.join().unwrap();
+        b.join().unwrap();
     })
 }
 
-/// Stream output on a datagram driver that has no peer yet ends it with `NotConnected`.
-pub fn datagram_without_peer<A: Adapter>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let socket = rt.bind_udp("127.0.0.1:0", &SocketOptions::new()).unwrap();
-        let conn = rt.drive_datagram(Reflector::new(), socket, &DriverConfig::default());
-        conn.send(ReflectorCommand::Transmit(Bytes::from_static(b"nowhere"))).await.unwrap();
-        match conn.join().await {
-            Err(DriverError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::NotConnected),
-            other => panic!("expected NotConnected, got {other:?}"),
+/// Stream output on a datagram driver that has no peer yet ends it with the driver's typed
+/// no-destination error.
+pub fn datagram_without_peer<H: Harness>() {
+    run::<H>(|h| {
+        let conn = h.drive_udp(udp_socket(), &Setup::new(), Reflector::new()).unwrap();
+        conn.send(ReflectorCommand::Transmit(Bytes::from_static(b"nowhere"))).unwrap();
+        match conn.join() {
+            Err(failure) if H::is_no_destination(&failure) => {}
+            other => panic!("expected the no-destination error, got {other:?}"),
         }
     })
 }
@@ -993,19 +1479,19 @@ pub fn datagram_without_peer<A: Adapter>() {
 // ---------------------------------------------------------------- STAGE features
 
 /// An idle connection with `expire` set ends with the typed `Expired` peer error.
-pub fn stage_expire<A: Adapter>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let listener = rt.listen("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+pub fn stage_expire<H: Harness>() {
+    run::<H>(|h| {
+        let listener = std::net::TcpListener::bind(localhost()).unwrap();
         let config = FramingConfig::packet(1024, 0).with_expire(Some(Duration::from_millis(50)));
-        let conn = rt.clone().connect(addr, PacketConnection::new(config)).await.unwrap();
-        let (mut peer, _) = listener.accept().await.unwrap();
-        // Keep the command sender: dropping it would close the connection cleanly instead.
-        let (_commands, _events, done) = conn.split();
-        let (result, seen) = both(done.wait(), async move { read_to_end(&mut peer).await.unwrap() }).await;
+        let conn = h.connect(listener.local_addr().unwrap(), &Setup::new(), PacketConnection::new(config)).unwrap();
+        let mut peer = plain_peer(&listener);
+        // `wait` keeps the command sender: dropping it would close the connection cleanly instead.
+        let (result, seen) = thread::scope(|s| {
+            let reader = s.spawn(move || read_to_end(&mut peer).unwrap());
+            (conn.wait(), reader.join().unwrap())
+        });
         match result {
-            Err(DriverError::Protocol(e @ stage::Error::Expired { .. })) => assert_eq!(e.fault(), Fault::Peer),
+            Err(Failure::Protocol(e @ stage::Error::Expired { .. })) => assert_eq!(e.fault(), Fault::Peer),
             other => panic!("expected Expired, got {other:?}"),
         }
         assert!(seen.is_empty());
@@ -1014,61 +1500,54 @@ pub fn stage_expire<A: Adapter>() {
 
 /// With `commit` set, frames queued together reach the socket in one write, when the commit
 /// timer fires (no explicit flush).
-pub fn stage_commit_coalescing<A: Adapter>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let listener = rt.listen("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stream = rt.tcp_connect(addr).await.unwrap();
+pub fn stage_commit_coalescing<H: Harness>() {
+    run::<H>(|h| {
+        let listener = std::net::TcpListener::bind(localhost()).unwrap();
         let config = FramingConfig::packet(1024, 4096).with_commit(Duration::from_millis(200));
-        let (conn, driver) = stream_driver(rt.clone(), PacketConnection::new(config), stream, &DriverConfig::default());
-        // Queued before the driver runs, so it takes all three within one commit interval.
+        let mut machine = PacketConnection::new(config);
+        // Queued before any driver runs (at time zero, where every driver's clock starts), so
+        // one commit interval covers all three.
         for body in [&b"one"[..], b"two", b"three"] {
-            conn.try_send(Command::SendBody(Bytes::from_static(body))).unwrap();
+            let command = Command::SendBody(Bytes::from_static(body));
+            machine.handle_input(switchboard_proto::Instant::ZERO, Input::Command(command)).unwrap();
         }
-        rt.spawn(driver);
-        let (mut peer, _) = listener.accept().await.unwrap();
+        let conn = h.connect(listener.local_addr().unwrap(), &Setup::new(), machine).unwrap();
+        let mut peer = plain_peer(&listener);
         let expected = b"\x07\0\0\0one\x07\0\0\0two\x09\0\0\0three";
         let mut got = [0u8; 23];
-        read_exact(&mut peer, &mut got).await.unwrap();
+        peer.read_exact(&mut got).unwrap();
         assert_eq!(&got, expected);
-        // The driver counts a write after the syscall returns, so the peer may read the bytes
+        // A driver counts a write after the syscall returns, so the peer may read the bytes
         // first: count once the driver has finished (the close adds nothing to write).
-        let stats = conn.stats().clone();
-        let (result, rest) = both(conn.join(), async move { read_to_end(&mut peer).await.unwrap() }).await;
+        let ((result, figures), rest) = thread::scope(|s| {
+            let reader = s.spawn(move || read_to_end(&mut peer).unwrap());
+            (conn.join_with_figures(), reader.join().unwrap())
+        });
         result.unwrap();
         assert!(rest.is_empty());
-        assert_eq!(stats.writes(), 1, "three frames should have gone out in one write");
-        assert_eq!(stats.bytes_written(), expected.len() as u64);
+        assert_eq!(figures.writes, 1, "three frames should have gone out in one write");
+        assert_eq!(figures.bytes_written, expected.len() as u64);
     })
 }
 
 /// A command the machine refuses comes back as `Err` (the caller's fault) on the event
 /// channel; the connection carries on.
-pub fn stage_refused_command<A: Adapter>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let listener = rt.listen("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = rt.clone().serve(
-            listener,
-            |_| StagePacket::server(),
-            |conn| async move {
-                echo::<StagePacket>(conn).await.expect("server connection failed");
-            },
-        );
-        rt.spawn(async move {
-            let _ = server.await;
-        });
-        let conn = rt.clone().connect(addr, StagePacket::client()).await.unwrap();
+pub fn stage_refused_command<H: Harness>() {
+    run::<H>(|h| {
+        let listener = h.listen(localhost(), &SocketOptions::new()).unwrap();
+        let addr = H::local_addr(&listener);
+        let (service, ended) = echo_service::<StagePacket>();
+        h.serve(listener, &Setup::new(), StagePacket::server, service);
+        let conn = h.connect(addr, &Setup::new(), StagePacket::client()).unwrap();
         // The header says 9 bytes; the frame has 6.
-        conn.send(Command::Send(Bytes::from_static(b"\x09\0\0\0ab"))).await.unwrap();
-        match conn.recv().await {
+        conn.send(Command::Send(Bytes::from_static(b"\x09\0\0\0ab"))).unwrap();
+        match conn.recv() {
             Some(Err(e @ stage::Error::MalformedOutgoing { .. })) => assert_eq!(e.fault(), Fault::Caller),
             other => panic!("expected the refusal, got {other:?}"),
         }
-        exchange::<StagePacket>(&conn, 0, 3, 100).await;
-        conn.join().await.unwrap();
+        exchange::<H, StagePacket>(&conn, 0, 3, 100);
+        conn.join().unwrap();
+        ended_cleanly(&ended);
     })
 }
 
@@ -1115,23 +1594,20 @@ pub fn bson_doc(i: usize) -> Bytes {
 }
 
 /// Server side of the encrypted tests: every frame must be a BSON document; send it back.
-async fn echo_bson(conn: Connection<PacketConnection>) {
-    while let Some(delivery) = conn.recv().await {
-        let Ok(Event::Frame(frame)) = delivery else { continue };
+fn bson_service() -> (Service<PacketConnection>, EndedRx<stage::Error>) {
+    service(|delivery| {
+        let Ok(Event::Frame(frame)) = delivery else { return None };
         let body = frame.slice(stage::HEADER_LEN..);
         bson::Document::from_reader(&body[..]).expect("the server decrypted a frame that is not BSON");
-        if conn.send(Command::SendBody(body)).await.is_err() {
-            break;
-        }
-    }
-    conn.join().await.expect("server connection failed");
+        Some(Command::SendBody(body))
+    })
 }
 
 /// Send BSON documents and check every decrypted echo equals the document's bytes.
-async fn bson_exchange(conn: &Connection<PacketConnection>, count: usize) {
+fn bson_exchange<C: Conn<PacketConnection>>(conn: &C, count: usize) {
     for i in 0..count {
-        conn.send(Command::SendBody(bson_doc(i))).await.unwrap();
-        match conn.recv().await {
+        conn.send(Command::SendBody(bson_doc(i))).unwrap();
+        match conn.recv() {
             Some(Ok(Event::Frame(frame))) => assert_eq!(frame.slice(stage::HEADER_LEN..), bson_doc(i), "echo {i}"),
             other => panic!("expected echo {i}, got {other:?}"),
         }
@@ -1139,94 +1615,86 @@ async fn bson_exchange(conn: &Connection<PacketConnection>, count: usize) {
 }
 
 /// Two peers opened from specs with cipher `C` exchange BSON documents over TCP.
-pub fn encrypted_bson_tcp<A: Adapter, C: CipherOption>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let listener = rt.listen_spec(&format!("tcp://127.0.0.1:0?packet=64k,0&crypto={}", C::OPTION)).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        rt.spawn(async move {
-            let _ = listener.serve(echo_bson).await;
-        });
-        let spec = format!("tcp://127.0.0.1:{port}?packet=64k,64k&crypto={}", C::OPTION);
-        let conn = rt.clone().connect_spec(&spec).await.unwrap();
-        bson_exchange(&conn, 20).await;
-        conn.join().await.unwrap();
+pub fn encrypted_bson_tcp<H: Harness, C: CipherOption>() {
+    run::<H>(|h| {
+        let (service, ended) = bson_service();
+        let spec = format!("tcp://127.0.0.1:0?packet=64k,0&crypto={}", C::OPTION);
+        let addr = h.serve_spec(&spec, service).unwrap().expect("a TCP spec listens on an address");
+        let spec = format!("tcp://127.0.0.1:{}?packet=64k,64k&crypto={}", addr.port(), C::OPTION);
+        let conn = h.connect_spec(&spec).unwrap();
+        bson_exchange(&conn, 20);
+        conn.join().unwrap();
+        ended_cleanly(&ended);
     })
 }
 
 /// The same over a Unix socket.
 #[cfg(unix)]
-pub fn encrypted_bson_unix<A: Adapter, C: CipherOption>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
+pub fn encrypted_bson_unix<H: Harness, C: CipherOption>() {
+    run::<H>(|h| {
         let path = unix_path();
         let _ = std::fs::remove_file(&path);
         let spec = format!("unix://{}?packet=64k,0&crypto={}", path.display(), C::OPTION);
-        let listener = rt.listen_spec(&spec).unwrap();
-        rt.spawn(async move {
-            let _ = listener.serve(echo_bson).await;
-        });
-        let conn = rt.clone().connect_spec(&spec).await.unwrap();
-        bson_exchange(&conn, 10).await;
-        conn.join().await.unwrap();
+        let (service, ended) = bson_service();
+        h.serve_spec(&spec, service).unwrap();
+        let conn = h.connect_spec(&spec).unwrap();
+        bson_exchange(&conn, 10);
+        conn.join().unwrap();
+        ended_cleanly(&ended);
         let _ = std::fs::remove_file(&path);
     })
 }
 
 /// The same over UDP (`bind_spec`): one encrypted frame per datagram; the server answers
 /// whoever sent.
-pub fn encrypted_bson_udp<A: Adapter, C: CipherOption>() {
-    use switchboard_proto::stage::{DatagramCommand, DatagramEvent};
-    run::<A, _>(async {
-        let rt = A::runtime();
+pub fn encrypted_bson_udp<H: Harness, C: CipherOption>() {
+    run::<H>(|h| {
         let spec = |port: u16| format!("udp://127.0.0.1:{port}?packet=64k,0&crypto={}", C::OPTION);
         // A free port for the server, so the client can be told where to send.
         let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let server = rt.bind_spec(&spec(port), None).unwrap();
-        let stop = server.commands();
-        let client = rt.bind_spec(&spec(0), Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))).unwrap();
-        let echo = async {
-            while let Some(delivery) = server.recv().await {
-                match delivery {
-                    Ok(DatagramEvent::Frame { from, frame }) => {
-                        let body = frame.slice(stage::HEADER_LEN..);
-                        bson::Document::from_reader(&body[..]).expect("the server decrypted a frame that is not BSON");
-                        server.send(DatagramCommand::SendBodyTo(from, body)).await.unwrap();
+        let server = h.bind_spec(&spec(port), None).unwrap();
+        let client = h.bind_spec(&spec(0), Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))).unwrap();
+        thread::scope(|s| {
+            s.spawn(|| {
+                while let Some(delivery) = server.recv() {
+                    match delivery {
+                        Ok(DatagramEvent::Frame { from, frame }) => {
+                            let body = frame.slice(stage::HEADER_LEN..);
+                            bson::Document::from_reader(&body[..])
+                                .expect("the server decrypted a frame that is not BSON");
+                            server.send(DatagramCommand::SendBodyTo(from, body)).unwrap();
+                        }
+                        other => panic!("server: {other:?}"),
                     }
-                    other => panic!("server: {other:?}"),
                 }
-            }
-        };
-        let talk = async {
+            });
             // One at a time: a datagram test must not depend on socket buffers never overflowing.
             for i in 0..10 {
-                client.send(DatagramCommand::SendBody(bson_doc(i))).await.unwrap();
-                match client.recv().await {
+                client.send(DatagramCommand::SendBody(bson_doc(i))).unwrap();
+                match client.recv() {
                     Some(Ok(DatagramEvent::Frame { frame, .. })) => {
                         assert_eq!(frame.slice(stage::HEADER_LEN..), bson_doc(i), "echo {i}")
                     }
                     other => panic!("expected echo {i}, got {other:?}"),
                 }
             }
-            client.join().await.unwrap();
-            stop.close().await.unwrap();
-            drop(stop);
-        };
-        both(echo, talk).await;
+            client.join().unwrap();
+            server.close();
+        });
+        server.join().unwrap();
     })
 }
 
 /// A spec with a bad `crypto` option fails before any socket is opened, naming the crypto part.
-pub fn spec_errors<A: Adapter>() {
-    use crate::SpecConnectError;
+pub fn spec_errors<H: Harness>() {
     use switchboard_proto::stage::spec::OpenError;
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let bad_crypto = rt.listen_spec("tcp://127.0.0.1:0?packet&crypto=ROT13/CBC=k");
+    run::<H>(|h| {
+        let (service, _ended) = service(|_| None);
+        let bad_crypto = h.serve_spec("tcp://127.0.0.1:0?packet&crypto=ROT13/CBC=k", service);
         assert!(matches!(bad_crypto, Err(SpecConnectError::Open(OpenError::Crypto(_)))));
-        let bad_spec = rt.clone().connect_spec("tcp://127.0.0.1?packet").await;
+        let bad_spec = h.connect_spec("tcp://127.0.0.1?packet");
         assert!(matches!(bad_spec, Err(SpecConnectError::Open(OpenError::Spec(_)))));
-        let udp = rt.clone().connect_spec("udp://127.0.0.1:9?packet").await;
+        let udp = h.connect_spec("udp://127.0.0.1:9?packet");
         assert!(matches!(udp, Err(SpecConnectError::Unsupported(stage::Scheme::Udp))));
         assert_eq!(udp.err().map(|e| e.fault()), Some(Fault::Caller));
     })
@@ -1235,42 +1703,30 @@ pub fn spec_errors<A: Adapter>() {
 // ---------------------------------------------------------------- typed messages
 
 /// Request/response over TCP, typed message frames at both ends: the client sends requests,
-/// the server's loop answers each with `Respond`; every response carries its request's id.
-pub fn message_request_response<A: Adapter>() {
+/// the server answers each with `Respond`; every response carries its request's id.
+pub fn message_request_response<H: Harness>() {
     use switchboard_proto::message::{Command as Msg, Event as MsgEvent, MessageConfig, MessageConnection};
-    run::<A, _>(async {
-        let rt = A::runtime();
+    run::<H>(|h| {
         let messages = || MessageConnection::new(MessageConfig::default()).unwrap();
-        let listener = rt.listen("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = rt.clone().serve(
-            listener,
-            move |_| messages(),
-            |conn| async move {
-                while let Some(delivery) = conn.recv().await {
-                    if let Ok(MsgEvent::Request { id, payload }) = delivery {
-                        let answer = [&b"re:"[..], &payload].concat().into();
-                        if conn.send(Msg::Respond { id, payload: answer }).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                conn.join().await.expect("server connection failed");
-            },
-        );
-        rt.spawn(async move {
-            let _ = server.await;
+        let listener = h.listen(localhost(), &SocketOptions::new()).unwrap();
+        let addr = H::local_addr(&listener);
+        let (service, ended) = service(|delivery| match delivery {
+            Ok(MsgEvent::Request { id, payload }) => {
+                Some(Msg::Respond { id, payload: [&b"re:"[..], &payload].concat().into() })
+            }
+            _ => None,
         });
-        let conn = rt.clone().connect(addr, messages()).await.unwrap();
+        h.serve(listener, &Setup::new(), messages, service);
+        let conn = h.connect(addr, &Setup::new(), messages()).unwrap();
         // Several in flight at once: the ids, not the order of sending, pair the answers.
         for round in 0..5 {
             for i in 0..4 {
                 let payload = payload(round * 4 + i, 50 + i);
-                conn.send(Msg::Request { payload, timeout: None }).await.unwrap();
+                conn.send(Msg::Request { payload, timeout: None }).unwrap();
             }
             for i in 0..4 {
                 let n = round * 4 + i;
-                match conn.recv().await {
+                match conn.recv() {
                     Some(Ok(MsgEvent::Response { id, payload: got })) => {
                         assert_eq!(id, n as u64 + 1, "request ids count from 1");
                         assert_eq!(got, [&b"re:"[..], &payload(n, 50 + i)].concat());
@@ -1279,7 +1735,8 @@ pub fn message_request_response<A: Adapter>() {
                 }
             }
         }
-        conn.join().await.unwrap();
+        conn.join().unwrap();
+        ended_cleanly(&ended);
     })
 }
 
@@ -1289,48 +1746,47 @@ pub fn message_request_response<A: Adapter>() {
 /// worktree, or `$SWITCHBOARD_SHARED`.
 pub fn shared_dir() -> Option<PathBuf> {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [here.join("../../shared"), here.join("../../../shared")]
+    [here.join("../../shared"), here.join("../../../shared"), here.join("../../../../shared")]
         .into_iter()
         .chain(std::env::var_os("SWITCHBOARD_SHARED").map(PathBuf::from))
         .find(|p| p.join("peers/kcom_peer.py").is_file())
 }
 
-fn kcom_options() -> crate::kcom::KcomOptions {
-    crate::kcom::KcomOptions::new().ipv4(true).port(0).close(Some(Duration::from_secs(20)))
+fn kcom_options() -> KcomOptions {
+    KcomOptions::new().ipv4(true).port(0).close(Some(Duration::from_secs(20)))
 }
 
 /// Our sender to our receiver, on an ephemeral port.
-pub fn kcom_own_ends<A: Adapter>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let listener = crate::kcom::KcomListener::bind(&rt, &kcom_options()).unwrap();
-        let options = kcom_options().port(listener.port());
+pub fn kcom_own_ends<H: Harness>() {
+    run::<H>(|h| {
+        let sender = h.kcom_bind(&kcom_options()).unwrap();
+        let options = kcom_options().port(H::kcom_port(&sender));
         let data = payload(3, 100_000);
-        let (sent, received) =
-            both(listener.send("hello kcom", data.clone()), crate::kcom::receive(&rt, &options)).await;
+        let (sent, received) = thread::scope(|s| {
+            let sending = s.spawn(|| h.kcom_send(sender, "hello kcom", data.clone()));
+            let received = h.kcom_receive(&options);
+            (sending.join().unwrap(), received)
+        });
         sent.unwrap();
         assert_eq!(received.unwrap(), ("hello kcom".to_string(), data));
     })
 }
 
-/// Run the foreign peer with `args` on a thread; its stdout arrives on the channel.
-fn python_peer(args: Vec<String>) -> Option<async_channel::Receiver<std::process::Output>> {
+/// Run the foreign peer with `args` on a thread; its output comes from the handle.
+fn python_peer(args: Vec<String>) -> Option<thread::JoinHandle<std::process::Output>> {
     let script = shared_dir()?.join("peers/kcom_peer.py");
-    let (tx, rx) = async_channel::bounded(1);
-    std::thread::spawn(move || {
-        let out = std::process::Command::new("python3").arg(script).args(args).output().expect("python3 runs");
-        let _ = tx.send_blocking(out);
-    });
-    Some(rx)
+    Some(thread::spawn(move || {
+        std::process::Command::new("python3").arg(script).args(args).output().expect("python3 runs")
+    }))
 }
 
 /// Our sender to the independent Python receiver.
-pub fn kcom_to_python<A: Adapter>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
-        let listener = crate::kcom::KcomListener::bind(&rt, &kcom_options()).unwrap();
-        let out = std::env::temp_dir().join(format!("switchboard-kcom-{}-{}.bin", std::process::id(), listener.port()));
-        let args = ["recv", "--ipv4", "--timeout", "20", "--port", &listener.port().to_string(), "--out"];
+pub fn kcom_to_python<H: Harness>() {
+    run::<H>(|h| {
+        let sender = h.kcom_bind(&kcom_options()).unwrap();
+        let port = H::kcom_port(&sender);
+        let out = std::env::temp_dir().join(format!("switchboard-kcom-{}-{port}.bin", std::process::id()));
+        let args = ["recv", "--ipv4", "--timeout", "20", "--port", &port.to_string(), "--out"];
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         args.push(out.display().to_string());
         let Some(peer) = python_peer(args) else {
@@ -1338,8 +1794,8 @@ pub fn kcom_to_python<A: Adapter>() {
             return;
         };
         let data = payload(5, 3000);
-        listener.send("to python", data.clone()).await.unwrap();
-        let result = peer.recv().await.unwrap();
+        h.kcom_send(sender, "to python", data.clone()).unwrap();
+        let result = peer.join().unwrap();
         assert!(result.status.success(), "peer failed: {}", String::from_utf8_lossy(&result.stderr));
         let line = String::from_utf8(result.stdout).unwrap();
         assert!(line.contains("\"msg\": \"to python\""), "peer saw {line}");
@@ -1349,9 +1805,8 @@ pub fn kcom_to_python<A: Adapter>() {
 }
 
 /// The independent Python sender to our receiver.
-pub fn kcom_from_python<A: Adapter>() {
-    run::<A, _>(async {
-        let rt = A::runtime();
+pub fn kcom_from_python<H: Harness>() {
+    run::<H>(|h| {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let args = ["send", "--ipv4", "--timeout", "20", "--msg", "from python", "--data-len", "5000", "--port"];
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -1360,11 +1815,11 @@ pub fn kcom_from_python<A: Adapter>() {
             println!("skipped: the shared dir with kcom_peer.py was not found");
             return;
         };
-        let (msg, data) = crate::kcom::receive(&rt, &kcom_options().port(port)).await.unwrap();
+        let (msg, data) = h.kcom_receive(&kcom_options().port(port)).unwrap();
         assert_eq!(msg, "from python");
         let expected: Vec<u8> = (0..5000).map(|i| ((i * 131 + 7) % 251) as u8).collect();
         assert_eq!(data, expected);
-        let result = peer.recv().await.unwrap();
+        let result = peer.join().unwrap();
         assert!(result.status.success(), "peer failed: {}", String::from_utf8_lossy(&result.stderr));
     })
 }

@@ -12,4 +12,4 @@ impl switchboard_rt::testing::Adapter for SmolTests {
     }
 }
 
-switchboard_rt::adapter_matrix!(SmolTests);
+switchboard_rt::adapter_matrix!(switchboard_rt::testing::Async<SmolTests>);

@@ -5,7 +5,8 @@
 //! owns the [`Pump`], sends [`Output::TransmitTo`](switchboard_proto::Output::TransmitTo)
 //! datagrams itself (a UDP send does not wait for the peer), and sends each
 //! [`Output::Transmit`](switchboard_proto::Output::Transmit) as one datagram to the
-//! [default destination](Settings::default_destination). When the driver falls behind, the
+//! [default destination](Settings::default_destination), or without one to the sender of the
+//! last datagram received. When the driver falls behind, the
 //! bounded channel fills, the reader waits, and the kernel drops datagrams: UDP's own answer.
 
 use std::io;
@@ -66,6 +67,8 @@ impl<C: Send + 'static> DatagramCore<C> {
         let mut pump = Pump::new(machine);
         let mut failure: Option<DriverError<M::Error>> = None;
         let (mut close_requested, mut close_sent, mut abandoned) = (false, false, false);
+        // Where unaddressed output goes without a default destination: whoever spoke last.
+        let mut last_from: Option<SocketAddr> = None;
 
         macro_rules! feed {
             ($input:expr) => {{
@@ -102,7 +105,8 @@ impl<C: Send + 'static> DatagramCore<C> {
                     }
                 }
             }
-            if let Err(e) = send_all(&socket, &mut pump, settings.default_destination, &shared, |to, error| {
+            let to = settings.default_destination.or(last_from);
+            if let Err(e) = send_all(&socket, &mut pump, to, &shared, |to, error| {
                 handler(Notice::Undeliverable { to, error }, &mut control)
             }) {
                 failure = Some(e);
@@ -131,7 +135,10 @@ impl<C: Send + 'static> DatagramCore<C> {
                     feed!(Input::Command(c));
                 }
                 Some(Msg::Close | Msg::HandlesDropped) => close_requested = true,
-                Some(Msg::Datagram(from, data)) => feed!(Input::Datagram { from, data }),
+                Some(Msg::Datagram(from, data)) => {
+                    last_from = Some(from);
+                    feed!(Input::Datagram { from, data })
+                }
                 Some(Msg::ReadFailed(e)) => failure = Some(DriverError::Io(e)),
                 Some(Msg::Wake) | None => {}
             }
@@ -150,8 +157,8 @@ impl<C: Send + 'static> DatagramCore<C> {
     }
 }
 
-/// Send everything the machine queued: addressed datagrams, and stream transmits to the default
-/// destination (one datagram each). A datagram the system refuses is reported and dropped.
+/// Send everything the machine queued: addressed datagrams, and stream transmits to `default`
+/// (one datagram each). A datagram the system refuses is reported and dropped.
 fn send_all<M: Machine>(
     socket: &UdpSocket,
     pump: &mut Pump<M>,
@@ -163,6 +170,7 @@ fn send_all<M: Machine>(
         match socket.send_to(data, to) {
             Ok(n) => {
                 shared.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+                shared.writes.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

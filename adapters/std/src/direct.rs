@@ -312,7 +312,7 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
 
         let queued = self.pump.queued();
         if queued > 0 {
-            let outcome = write_queue(&mut self.stream, self.pump.writes());
+            let outcome = write_queue(&mut self.stream, self.pump.writes(), || {});
             progressed = self.pump.queued() < queued;
             match outcome {
                 Ok(()) => {}

@@ -22,8 +22,8 @@ pub enum DriverError<E: std::error::Error + 'static> {
         unsent: usize,
     },
     /// A datagram machine asked for [`Output::Transmit`](switchboard_proto::Output::Transmit)
-    /// but the driver was given no default destination.
-    #[error("the machine sent a datagram without an address and no default destination is set")]
+    /// but the driver was given no default destination and has received no datagram to answer.
+    #[error("the machine sent a datagram without an address, with no default destination and no sender to answer")]
     NoDestination,
     /// A stream machine asked for
     /// [`Output::TransmitTo`](switchboard_proto::Output::TransmitTo), which a stream cannot do.

@@ -29,7 +29,9 @@ pub struct Settings<C> {
     /// transmitted and waiting for the peer's EOF before it cuts the connection. Default 2 s.
     pub linger: Duration,
     /// Datagram driver: where [`Output::Transmit`](switchboard_proto::Output::Transmit) bytes
-    /// go (each transmit is one datagram). Ignored by the stream driver.
+    /// go (each transmit is one datagram). `None`: to the sender of the last datagram received
+    /// (a machine that answers whoever spoke last without naming them); before any, the driver
+    /// ends with [`DriverError::NoDestination`]. Ignored by the stream driver.
     pub default_destination: Option<SocketAddr>,
     close: Option<Arc<dyn Fn() -> C + Send + Sync>>,
 }
@@ -155,7 +157,9 @@ pub(crate) struct Shared {
     pub(crate) close_asked: AtomicBool,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
+    pub(crate) writes: AtomicU64,
     pub(crate) queued: AtomicUsize,
+    pub(crate) paused: AtomicBool,
     pub(crate) max_queued: AtomicUsize,
     pub(crate) commands: AtomicU64,
     pub(crate) events: AtomicU64,
@@ -184,7 +188,9 @@ impl Shared {
         Stats {
             bytes_read: self.bytes_read.load(Ordering::Relaxed),
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
+            paused: self.paused.load(Ordering::Relaxed),
             max_queued: self.max_queued.load(Ordering::Relaxed),
             commands: self.commands.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
@@ -199,8 +205,13 @@ pub struct Stats {
     pub bytes_read: u64,
     /// Bytes written to the socket (payload bytes for datagrams).
     pub bytes_written: u64,
+    /// Successful write calls (one per datagram sent): coalescing shows as fewer of them.
+    pub writes: u64,
     /// Bytes the machine transmitted that are not written yet.
     pub queued: usize,
+    /// The stream driver is holding back: the write queue has reached the machine's write
+    /// budget, so it takes no commands ([`Handle::send`] waits) until the peer reads.
+    pub paused: bool,
     /// The most bytes that were ever waiting at once: stays near the machine's write budget
     /// however slowly the peer reads.
     pub max_queued: usize,

@@ -101,8 +101,8 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
             spawn_named("switchboard-read", move || read_loop(reader, io_tx, wake, buf_rx, chunk, &shared))?
         };
         let writer_thread = {
-            let wake = tx.clone();
-            spawn_named("switchboard-write", move || write_loop(writer, batch_rx, io_tx, wake))
+            let (wake, shared) = (tx.clone(), shared.clone());
+            spawn_named("switchboard-write", move || write_loop(writer, batch_rx, io_tx, wake, &shared))
         };
         let writer_thread = match writer_thread {
             Ok(t) => t,
@@ -302,6 +302,8 @@ where
             }
             let queued = self.queued();
             self.shared.set_queued(queued);
+            let paused = !self.ended() && !self.can_take();
+            self.shared.paused.store(paused, Ordering::Relaxed);
             if self.ended() {
                 let until = *self.linger_until.get_or_insert_with(|| StdInstant::now() + self.settings.linger);
                 if queued == 0 && !self.write_shut {
@@ -604,10 +606,13 @@ fn write_loop<S: Write, C>(
     batches: Receiver<WriteQueue>,
     news: mpsc::Sender<IoNews>,
     wake: SyncSender<Msg<C>>,
+    shared: &Shared,
 ) {
     for mut batch in batches {
         let total = batch.len();
-        let outcome = write_queue(&mut stream, &mut batch);
+        let outcome = write_queue(&mut stream, &mut batch, || {
+            shared.writes.fetch_add(1, Ordering::Relaxed);
+        });
         let written = total - batch.len();
         let failed = outcome.is_err();
         let report = match outcome {
@@ -624,7 +629,13 @@ fn write_loop<S: Write, C>(
     }
 }
 
-pub(crate) fn write_queue<S: Write>(stream: &mut S, queue: &mut WriteQueue) -> io::Result<()> {
+/// Write `queue` with vectored writes until it is empty (or the socket fails or would block),
+/// calling `on_write` once per successful write call.
+pub(crate) fn write_queue<S: Write>(
+    stream: &mut S,
+    queue: &mut WriteQueue,
+    mut on_write: impl FnMut(),
+) -> io::Result<()> {
     while !queue.is_empty() {
         let written = {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -637,7 +648,10 @@ pub(crate) fn write_queue<S: Write>(stream: &mut S, queue: &mut WriteQueue) -> i
         };
         match written {
             Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes")),
-            Ok(n) => queue.advance(n),
+            Ok(n) => {
+                on_write();
+                queue.advance(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

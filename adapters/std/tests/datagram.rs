@@ -8,10 +8,8 @@ use std::thread;
 use bytes::Bytes;
 use common::{frame, numbered, GUARD};
 use switchboard_proto::stage::{self, DatagramCommand, DatagramEvent, FramingConfig, PacketDatagram};
-use switchboard_proto::{Blame, Fault};
 use switchboard_std::{
-    net, run_datagram, spawn_datagram, Control, DriverError, Multicast, MulticastInterface, Notice, Running, Settings,
-    SocketOptions,
+    net, run_datagram, spawn_datagram, Control, Multicast, MulticastInterface, Notice, Running, Settings, SocketOptions,
 };
 
 fn settings() -> Settings<DatagramCommand> {
@@ -75,21 +73,6 @@ fn udp_packet_echo() {
     assert_eq!(bad, [(client_addr, stage::Error::DatagramLengthMismatch { announced: 9, actual: 7 })]);
     assert!(client.handle.stats().bytes_written > 70_000);
     client.close_and_join().unwrap();
-}
-
-#[test]
-fn transmit_without_a_default_destination_is_the_callers_error() {
-    // A stream machine on a datagram socket: its unaddressed `Output::Transmit` needs the
-    // driver's default destination, and there is none.
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let machine = stage::PacketConnection::new(FramingConfig::packet(1024, 0));
-    let running = spawn_datagram(socket, machine, Settings::new().close_with(|| stage::Command::Close)).unwrap();
-    running.handle.send(stage::Command::SendBody(Bytes::from_static(b"where to?"))).unwrap();
-    let Running { handle, driver, .. } = running;
-    let err = driver.join().unwrap_err();
-    assert!(matches!(err, DriverError::NoDestination), "{err:?}");
-    assert_eq!(err.fault(), Fault::Caller);
-    drop(handle);
 }
 
 #[test]

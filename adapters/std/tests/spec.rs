@@ -1,10 +1,10 @@
 //! Connections opened from STAGE specs on the blocking adapter: the `crypto=` option reaches the
-//! wire for every algorithm and the sealed profile, over TCP and UDP, and bad specs say which
-//! part was wrong.
+//! wire for more algorithm and padding spellings than the shared matrix (tests/matrix.rs, which
+//! also covers Unix and UDP), and bad specs say which part was wrong.
 
 use switchboard_proto::fault::{Blame, Fault};
-use switchboard_proto::stage::{Command, DatagramCommand, DatagramEvent, Event};
-use switchboard_std::{bind_spec, connect_spec, serve_spec, Control, Notice, SpecConnectError};
+use switchboard_proto::stage::{Command, Event};
+use switchboard_std::{connect_spec, serve_spec, Control, Notice, SpecConnectError};
 
 const CIPHERS: [&str; 6] = [
     "AES/CBC/PKCS5Padding=k1",
@@ -46,24 +46,6 @@ fn encrypted_bson_echo_over_tcp_for_every_cipher() {
         client.close_and_join().unwrap();
         server.shutdown();
     }
-}
-
-#[test]
-fn encrypted_datagrams_from_specs() {
-    let options = "crypto=AES-256-GCM=secret";
-    // A port that was free a moment ago: `Running` does not expose its socket's address.
-    let a_addr = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut a = bind_spec(&format!("udp://{a_addr}?{options}"), None).unwrap();
-    let mut b = bind_spec(&format!("udp://127.0.0.1:0?{options}"), Some(a_addr)).unwrap();
-    b.handle.send(DatagramCommand::Send(bson_frame(3).into())).unwrap();
-    let got = a.events.by_ref().find_map(Notice::event).unwrap();
-    let DatagramEvent::Frame { from, frame } = got else { panic!("expected a frame, got {got:?}") };
-    assert_eq!(&frame[..], &bson_frame(3)[..]);
-    a.handle.send(DatagramCommand::SendTo(from, frame)).unwrap();
-    let back = b.events.by_ref().find_map(Notice::event).unwrap();
-    assert!(matches!(back, DatagramEvent::Frame { frame, .. } if frame[..] == bson_frame(3)[..]));
-    a.close_and_join().unwrap();
-    b.close_and_join().unwrap();
 }
 
 #[test]

@@ -4,8 +4,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -85,25 +84,6 @@ fn unix_socketpair_echo_with_callback_driver() {
 }
 
 #[test]
-fn expire_timer_closes_an_idle_connection() {
-    let config = FramingConfig::packet(1024, 0).with_expire(Some(Duration::from_millis(30)));
-    let (server, results) = echo_server(config);
-    // The client never sends; it only sees the server go.
-    let stream = TcpStream::connect(server.local_addr()).unwrap();
-    let client = spawn(stream, PacketConnection::new(FramingConfig::packet(1024, 0)), Settings::packet()).unwrap();
-    let (_, result) = results.recv_timeout(GUARD).expect("the idle connection ends");
-    match result {
-        Err(DriverError::Machine(stage::Error::Expired { idle })) => assert_eq!(idle, Duration::from_millis(30)),
-        other => panic!("expected Expired, got {other:?}"),
-    }
-    // The client saw a clean EOF.
-    let Running { handle, driver, .. } = client;
-    driver.join().unwrap();
-    drop(handle);
-    server.shutdown();
-}
-
-#[test]
 fn commit_coalesces_frames_into_one_write() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let bodies: Vec<Bytes> = (0..10).map(|i| numbered(i, 20 + i as usize)).collect();
@@ -145,74 +125,6 @@ fn commit_coalesces_frames_into_one_write() {
         peer.shutdown(Shutdown::Write).unwrap();
         running.close_and_join().unwrap();
     }
-}
-
-#[test]
-fn backpressure_blocks_the_sender_instead_of_growing_memory() {
-    let small = SocketOptions::new().send_buffer(4096).recv_buffer(4096);
-    let listener = net::listen_tcp("127.0.0.1:0".parse().unwrap(), &small).unwrap();
-    let stream = net::connect_tcp(listener.local_addr().unwrap(), &small).unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
-
-    const FRAMES: u32 = 2000;
-    const BODY: usize = 1000;
-    let config = FramingConfig::packet(64 * 1024, 0);
-    let budget = PacketConnection::new(config).write_budget();
-    let client = spawn(stream, PacketConnection::new(config), Settings::packet().socket(small)).unwrap();
-
-    let sent = Arc::new(AtomicUsize::new(0));
-    let producer = {
-        let (handle, sent) = (client.handle.clone(), sent.clone());
-        thread::spawn(move || {
-            for i in 0..FRAMES {
-                handle.send(Command::SendBody(numbered(i, BODY))).unwrap();
-                sent.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-    };
-    // The peer reads nothing until the driver stopped taking input at its budget.
-    let start = std::time::Instant::now();
-    while client.handle.stats().queued < budget {
-        assert!(start.elapsed() < GUARD, "the queue never reached the budget");
-        thread::yield_now();
-    }
-    assert!(
-        sent.load(Ordering::SeqCst) < FRAMES as usize,
-        "2 MB cannot fit in the budget, the channel and 8 KiB of socket buffers: the sender must be blocked"
-    );
-
-    let mut got = vec![0u8; FRAMES as usize * (BODY + 4)];
-    peer.read_exact(&mut got).unwrap();
-    producer.join().unwrap();
-    for (i, chunk) in got.chunks(BODY + 4).enumerate() {
-        assert_eq!(chunk, &frame(&numbered(i as u32, BODY))[..], "frame {i}");
-    }
-    let stats = client.handle.stats();
-    assert!(stats.max_queued <= budget + BODY + 4, "queued {} over budget {budget} + one frame", stats.max_queued);
-    peer.shutdown(Shutdown::Write).unwrap();
-    client.close_and_join().unwrap();
-}
-
-#[test]
-fn pipelining_client_and_echo_server_do_not_wait_on_each_other() {
-    // Tiny socket buffers: the client sends far more than the kernel holds before it reads.
-    let small = SocketOptions::new().send_buffer(4096).recv_buffer(4096);
-    let (finished, results) = finished_channel();
-    let config = FramingConfig::packet(64 * 1024, 0);
-    let listener = net::listen_tcp("127.0.0.1:0".parse().unwrap(), &small).unwrap();
-    let server = serve(
-        listener,
-        Settings::packet().socket(small.clone()),
-        move |_| PacketConnection::new(config),
-        move |_| Echo { finished: finished.clone() },
-    )
-    .unwrap();
-    let stream = net::connect_tcp(server.local_addr(), &small).unwrap();
-    let mut client = spawn(stream, PacketConnection::new(config), Settings::packet().socket(small)).unwrap();
-    exchange(&mut client, 1500);
-    client.close_and_join().unwrap();
-    results.recv_timeout(GUARD).unwrap().1.unwrap();
-    server.shutdown();
 }
 
 #[test]
@@ -266,36 +178,6 @@ fn close_while_the_peer_never_reads_gives_up_after_the_linger_time() {
 }
 
 #[test]
-fn graceful_close_delivers_every_frame_in_flight() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (peer, _) = listener.accept().unwrap();
-    let config = FramingConfig::packet(64 * 1024, 8192);
-    // The receiving side counts frames until the sender's EOF finishes it.
-    let receiver = thread::spawn(move || {
-        let mut frames = Vec::new();
-        run(peer, PacketConnection::new(config), Settings::packet(), |notice, _: &mut Control<Command>| {
-            if let Notice::Event(Event::Frame(f)) = notice {
-                frames.push(f);
-            }
-        })
-        .map(|()| frames)
-    });
-    let client = spawn(stream, PacketConnection::new(config), Settings::packet()).unwrap();
-    const FRAMES: u32 = 3000;
-    for i in 0..FRAMES {
-        client.handle.send(Command::SendBody(numbered(i, SIZES[i as usize % 6]))).unwrap();
-    }
-    // Close at once, with most frames still queued or coalesced.
-    client.close_and_join().unwrap();
-    let frames = receiver.join().unwrap().unwrap();
-    assert_eq!(frames.len(), FRAMES as usize);
-    for (i, f) in frames.iter().enumerate() {
-        assert_eq!(f, &frame(&numbered(i as u32, SIZES[i % 6])), "frame {i}");
-    }
-}
-
-#[test]
 fn server_shutdown_closes_connections_gracefully() {
     let config = FramingConfig::packet(64 * 1024, 0);
     let (server, results) = echo_server(config);
@@ -342,25 +224,4 @@ fn bad_header_closes_only_that_connection_with_the_typed_error() {
     good.close_and_join().unwrap();
     results.recv_timeout(GUARD).unwrap().1.unwrap();
     server.shutdown();
-}
-
-#[test]
-fn refused_command_is_reported_and_the_connection_goes_on() {
-    let (a, b) = socketpair(&SocketOptions::new()).unwrap();
-    let config = FramingConfig::packet(1024, 64);
-    let sender = spawn(a, PacketConnection::new(config), Settings::packet()).unwrap();
-    let receiver = spawn(b, PacketConnection::new(config), Settings::packet()).unwrap();
-    sender.handle.send(Command::SendBody(Bytes::from(vec![0u8; 100]))).unwrap();
-    match sender.events.recv_timeout(GUARD).unwrap() {
-        Some(Notice::Refused(e)) => {
-            assert!(matches!(e, stage::Error::OutgoingTooLarge { len: 104, max: 64 }));
-            assert_eq!(e.fault(), Fault::Caller);
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    sender.handle.send(Command::SendBody(Bytes::from_static(b"ok"))).unwrap();
-    let got = receiver.events.recv_timeout(GUARD).unwrap().and_then(Notice::event);
-    assert_eq!(got, Some(Event::Frame(frame(b"ok"))));
-    sender.close_and_join().unwrap();
-    receiver.close_and_join().unwrap();
 }

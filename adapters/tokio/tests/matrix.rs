@@ -12,4 +12,4 @@ impl switchboard_rt::testing::Adapter for TokioTests {
     }
 }
 
-switchboard_rt::adapter_matrix!(TokioTests);
+switchboard_rt::adapter_matrix!(switchboard_rt::testing::Async<TokioTests>);

@@ -1,0 +1,342 @@
+//! The behaviour matrix of `switchboard-rt`, on the blocking driver: the same tests the async
+//! adapters run, through switchboard-std's own API (`serve`, `connect`, `spawn`,
+//! `spawn_datagram`, the spec helpers, `kcom`).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+
+use bytes::Bytes;
+use socket2::SockRef;
+use switchboard_proto::stage::{Address, PacketConnection, PacketDatagram, Scheme};
+use switchboard_proto::Machine;
+use switchboard_rt::async_driver::TrySendError;
+use switchboard_rt::kcom::KcomOptions;
+use switchboard_rt::testing::{BoxError, Conn, Failure, Figures, Harness, Service, Setup, Stopped, GUARD};
+use switchboard_rt::{Delivery, Drivable, SocketOptions, SpecConnectError};
+use switchboard_std::{kcom, Control, DriverError, DriverThread, Events, Handle, Notice, Running, Session, Settings};
+
+/// The blocking driver under the matrix. It keeps what it started (servers) until dropped.
+struct StdTests {
+    servers: Mutex<Vec<Box<dyn Send>>>,
+}
+
+impl StdTests {
+    fn keep(&self, server: impl Send + 'static) {
+        self.servers.lock().unwrap_or_else(PoisonError::into_inner).push(Box::new(server));
+    }
+}
+
+/// The driver settings for `setup`, closing with the machine's close command.
+fn settings<M: Drivable>(setup: &Setup) -> Settings<M::Command> {
+    let mut settings = Settings::new().socket(setup.socket.clone()).close_with(M::close_command);
+    if let Some(n) = setup.commands {
+        settings = settings.command_capacity(n);
+    }
+    if let Some(peer) = setup.peer {
+        settings = settings.default_destination(peer);
+    }
+    settings
+}
+
+fn failure<E: std::error::Error + Send + Sync + 'static>(e: DriverError<E>) -> Failure<E> {
+    match e {
+        DriverError::Machine(e) => Failure::Protocol(e),
+        DriverError::Io(e) => Failure::Io(e),
+        other => Failure::Other(Box::new(other)),
+    }
+}
+
+fn figures(stats: switchboard_std::Stats) -> Figures {
+    Figures {
+        queued: stats.queued,
+        max_queued: stats.max_queued,
+        paused: stats.paused,
+        bytes_written: stats.bytes_written,
+        writes: stats.writes,
+    }
+}
+
+/// A notice as the matrix sees it: an event, or a refused command (`Err`).
+fn delivery<E, X>(notice: Notice<E, X>) -> Option<Result<E, X>> {
+    match notice {
+        Notice::Event(e) => Some(Ok(e)),
+        Notice::Refused(e) => Some(Err(e)),
+        // A datagram the system would not send: lost, as datagrams may be.
+        Notice::Undeliverable { .. } => None,
+    }
+}
+
+/// A spawned driver: its handle, its events (one reader at a time), its thread.
+struct StdConn<M: Machine> {
+    handle: Handle<M::Command>,
+    events: Mutex<Option<Events<M::Event, M::Error>>>,
+    driver: DriverThread<M::Error>,
+}
+
+impl<M: Machine> From<Running<M>> for StdConn<M> {
+    fn from(running: Running<M>) -> Self {
+        let Running { handle, events, driver } = running;
+        StdConn { handle, events: Mutex::new(Some(events)), driver }
+    }
+}
+
+impl<M: Drivable> Conn<M> for StdConn<M> {
+    fn send(&self, command: M::Command) -> Result<(), Stopped> {
+        self.handle.send(command).map_err(|_| Stopped)
+    }
+
+    fn try_send(&self, command: M::Command) -> Result<(), TrySendError<M::Command>> {
+        self.handle.try_send(command).map_err(|e| match e {
+            switchboard_std::TrySendError::Full(c) => TrySendError::Full(c),
+            switchboard_std::TrySendError::Closed(c) => TrySendError::Closed(c),
+        })
+    }
+
+    fn recv(&self) -> Option<Delivery<M>> {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let events = events.as_ref()?;
+        loop {
+            match events.recv_timeout(GUARD) {
+                Ok(Some(notice)) => match delivery(notice) {
+                    Some(d) => return Some(d),
+                    None => continue,
+                },
+                Ok(None) => return None,
+                Err(_) => panic!("no event within {GUARD:?}"),
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.handle.close();
+    }
+
+    fn figures(&self) -> Figures {
+        figures(self.handle.stats())
+    }
+
+    fn wait(self) -> Result<(), Failure<M::Error>> {
+        let StdConn { handle, events, driver } = self;
+        drop(events);
+        // The handle outlives the driver: dropping it first would close the connection.
+        let result = driver.join().map_err(failure);
+        drop(handle);
+        result
+    }
+
+    fn join_with_figures(self) -> (Result<(), Failure<M::Error>>, Figures) {
+        let StdConn { handle, events, driver } = self;
+        // An explicit close keeps the handle, so the final figures can be read after the end.
+        handle.close();
+        drop(events);
+        let result = driver.join().map_err(failure);
+        (result, figures(handle.stats()))
+    }
+}
+
+/// A matrix [`Service`] as a switchboard-std [`Session`].
+struct Served<M: Machine>(Service<M>);
+
+impl<M: Drivable> Session<M> for Served<M> {
+    fn on_notice(&mut self, notice: Notice<M::Event, M::Error>, control: &mut Control<M::Command>) {
+        if let Some(answer) = delivery(notice).and_then(|d| self.0.reply(d)) {
+            control.send(answer);
+        }
+    }
+
+    fn on_finished(&mut self, _peer: SocketAddr, result: Result<(), DriverError<M::Error>>) {
+        self.0.ended(result.map_err(failure));
+    }
+}
+
+#[cfg(unix)]
+/// An accept loop over a Unix listener (switchboard-std's `serve` takes TCP listeners): each
+/// connection runs in callback form with [`switchboard_std::run`] on its own thread.
+struct UnixServer {
+    stop: Arc<AtomicBool>,
+    listener: std::os::unix::net::UnixListener,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+#[cfg(unix)]
+impl UnixServer {
+    fn start<M: Drivable>(
+        listener: std::os::unix::net::UnixListener,
+        make: impl Fn() -> M + Send + 'static,
+        service: Service<M>,
+    ) -> io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepting = listener.try_clone()?;
+        let accept = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                for stream in accepting.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (machine, service) = (make(), service.clone());
+                    thread::spawn(move || {
+                        let result = switchboard_std::run(stream, machine, settings::<M>(&Setup::new()), |n, c| {
+                            if let Some(answer) = delivery(n).and_then(|d| service.reply(d)) {
+                                c.send(answer);
+                            }
+                        });
+                        service.ended(result.map_err(failure));
+                    });
+                }
+            })
+        };
+        Ok(UnixServer { stop, listener, accept: Some(accept) })
+    }
+}
+
+#[cfg(unix)]
+impl Drop for UnixServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Shutting a listening socket down wakes a blocked accept (Linux); where it does not,
+        // the accept thread is left to end with the process instead of hanging the test.
+        if SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both).is_ok() {
+            if let Some(accept) = self.accept.take() {
+                let _ = accept.join();
+            }
+        }
+    }
+}
+
+impl Harness for StdTests {
+    type Conn<M: Drivable> = StdConn<M>;
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+    type KcomSender = kcom::Listener;
+
+    fn start() -> Self {
+        StdTests { servers: Mutex::new(Vec::new()) }
+    }
+
+    fn listen(&self, addr: SocketAddr, options: &SocketOptions) -> io::Result<TcpListener> {
+        let listener = switchboard_rt::sockets::tcp_listener(addr, options)?;
+        listener.set_nonblocking(false)?;
+        Ok(listener)
+    }
+
+    fn local_addr(listener: &TcpListener) -> SocketAddr {
+        listener.local_addr().expect("a bound listener has an address")
+    }
+
+    fn accept(&self, listener: &TcpListener) -> io::Result<TcpStream> {
+        listener.accept().map(|(stream, _)| stream)
+    }
+
+    fn drive<M: Drivable>(&self, stream: TcpStream, setup: &Setup, machine: M) -> io::Result<StdConn<M>> {
+        switchboard_std::spawn(stream, machine, settings::<M>(setup)).map(StdConn::from)
+    }
+
+    fn serve<M: Drivable>(
+        &self,
+        listener: TcpListener,
+        setup: &Setup,
+        make: impl Fn() -> M + Send + Sync + 'static,
+        service: Service<M>,
+    ) {
+        let server =
+            switchboard_std::serve(listener, settings::<M>(setup), move |_| make(), move |_| Served(service.clone()));
+        self.keep(server.expect("the accept thread starts"));
+    }
+
+    fn connect<M: Drivable>(&self, addr: SocketAddr, setup: &Setup, machine: M) -> io::Result<StdConn<M>> {
+        switchboard_std::connect(addr, machine, settings::<M>(setup)).map(StdConn::from)
+    }
+
+    #[cfg(unix)]
+    fn serve_unix<M: Drivable>(
+        &self,
+        path: &Path,
+        make: impl Fn() -> M + Send + Sync + 'static,
+        service: Service<M>,
+    ) -> io::Result<()> {
+        let listener = std::os::unix::net::UnixListener::bind(path)?;
+        self.keep(UnixServer::start(listener, make, service)?);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    fn connect_unix<M: Drivable>(&self, path: &Path, machine: M) -> io::Result<StdConn<M>> {
+        let stream = std::os::unix::net::UnixStream::connect(path)?;
+        switchboard_std::spawn(stream, machine, settings::<M>(&Setup::new())).map(StdConn::from)
+    }
+
+    fn drive_udp<M: Drivable>(&self, socket: UdpSocket, setup: &Setup, machine: M) -> io::Result<StdConn<M>> {
+        socket.set_nonblocking(false)?;
+        switchboard_std::spawn_datagram(socket, machine, settings::<M>(setup)).map(StdConn::from)
+    }
+
+    fn serve_spec(
+        &self,
+        spec: &str,
+        service: Service<PacketConnection>,
+    ) -> Result<Option<SocketAddr>, SpecConnectError> {
+        let parsed = switchboard_rt::spec::parse(spec)?;
+        #[cfg(unix)]
+        if let (Scheme::Unix, Address::Unix(path)) = (&parsed.scheme, &parsed.address) {
+            // switchboard-std serves specs over TCP only: the harness accepts Unix connections.
+            switchboard_rt::spec::machine(&parsed)?;
+            let listener = std::os::unix::net::UnixListener::bind(path)?;
+            let make = move || switchboard_rt::spec::machine(&parsed).expect("the spec was checked");
+            self.keep(UnixServer::start(listener, make, service)?);
+            return Ok(None);
+        }
+        let server = switchboard_std::serve_spec(spec, move |_| Served(service.clone()))?;
+        let addr = server.local_addr();
+        self.keep(server);
+        Ok(Some(addr))
+    }
+
+    fn connect_spec(&self, spec: &str) -> Result<StdConn<PacketConnection>, SpecConnectError> {
+        switchboard_std::connect_spec(spec).map(StdConn::from)
+    }
+
+    fn bind_spec(
+        &self,
+        spec: &str,
+        default_to: Option<SocketAddr>,
+    ) -> Result<StdConn<PacketDatagram>, SpecConnectError> {
+        switchboard_std::bind_spec(spec, default_to).map(StdConn::from)
+    }
+
+    fn kcom_bind(&self, options: &KcomOptions) -> Result<kcom::Listener, BoxError> {
+        Ok(kcom::Listener::bind(options)?)
+    }
+
+    fn kcom_port(sender: &kcom::Listener) -> u16 {
+        sender.port()
+    }
+
+    fn kcom_send(&self, sender: kcom::Listener, msg: &str, data: Bytes) -> Result<(), BoxError> {
+        Ok(sender.send(msg, data)?)
+    }
+
+    fn kcom_receive(&self, options: &KcomOptions) -> Result<(String, Bytes), BoxError> {
+        Ok(kcom::receive(options)?)
+    }
+
+    fn is_no_destination<E: std::error::Error + Send + Sync + 'static>(failure: &Failure<E>) -> bool {
+        matches!(failure, Failure::Other(e)
+            if matches!(e.downcast_ref::<DriverError<E>>(), Some(DriverError::NoDestination)))
+    }
+}
+
+impl Drop for StdTests {
+    fn drop(&mut self) {
+        // Servers stop in the order they started, each closing its connections gracefully.
+        let servers = std::mem::take(&mut *self.servers.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(servers);
+    }
+}
+
+switchboard_rt::adapter_matrix!(StdTests);

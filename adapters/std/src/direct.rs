@@ -58,7 +58,10 @@ pub enum SendError<E: std::error::Error + 'static> {
 enum Phase<X: std::error::Error + 'static> {
     Open,
     /// The machine is done; writing the rest, then waiting for the peer's EOF until `linger`.
-    Finishing { result: Result<(), DriverError<X>>, linger_until: Instant },
+    Finishing {
+        result: Result<(), DriverError<X>>,
+        linger_until: Instant,
+    },
     /// The result waits for `recv` to report it after the events before it.
     Ended(Result<(), DriverError<X>>),
     Reported,
@@ -133,7 +136,7 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
         let clock = Clock::new();
         let mut pump = Pump::new(machine);
         pump.writes().gather_small(STREAM_GATHER);
-        Ok(Direct {
+        let mut direct = Direct {
             peer: stream.peer_addr(),
             stream,
             pump,
@@ -148,7 +151,11 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
             peer_eof: false,
             write_shut: false,
             read_paused: false,
-        })
+        };
+        // The first drain gives the machine the time (its timers start) and takes anything it
+        // transmits on its own, such as a greeting.
+        direct.drain();
+        Ok(direct)
     }
 
     /// Hand `command` to the machine. Blocks only while the write queue is at the machine's
@@ -282,8 +289,8 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
         self.fed = 0;
         let events = &mut self.events;
         self.pump.drain(self.now, |event| events.push_back(event));
-        if fed > 0 {
-            let per_command = (self.pump.queued().saturating_sub(before) / fed).max(1);
+        if let Some(per_command) = self.pump.queued().saturating_sub(before).checked_div(fed) {
+            let per_command = per_command.max(1);
             self.batch = (self.pump.machine().write_budget() / 4 / per_command).clamp(1, MAX_BATCH);
         }
         if matches!(self.phase, Phase::Open) && self.pump.is_finished() {
@@ -325,9 +332,10 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
             self.read_paused = false;
         }
 
+        let holding_events = sending && self.events.len() >= EVENTS_HELD;
         let reading = !self.peer_eof
             && !self.read_paused
-            && !(sending && self.events.len() >= EVENTS_HELD)
+            && !holding_events
             && (self.pump.wants_input() || !matches!(self.phase, Phase::Open) || !self.pump.writes().is_empty());
         if reading {
             match self.read_once() {
@@ -372,7 +380,9 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
         // With nothing to wait for but the socket's hang-up (the machine waits for a command
         // the application is not sending), poll with no events: that blocks, it does not spin.
         let wake_at = match self.phase {
-            Phase::Finishing { linger_until, .. } => Some(self.pump.deadline().map_or(linger_until, |d| d.min(linger_until))),
+            Phase::Finishing { linger_until, .. } => {
+                Some(self.pump.deadline().map_or(linger_until, |d| d.min(linger_until)))
+            }
             _ => self.pump.deadline(),
         };
         let timeout = wake_at.map(|at| {

@@ -305,13 +305,8 @@ fn main() {
     // baselines, e.g. under perf.
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let (total, runs) = if quick { (16u64 << 20, 1) } else { (128u64 << 20, 3) };
-    let drivers: [(&str, Bench); 5] = [
-        ("direct", sb_direct),
-        ("std", sb_std),
-        ("tokio", sb_tokio),
-        ("smol", sb_smol),
-        ("async-std", sb_async_std),
-    ];
+    let drivers: [(&str, Bench); 5] =
+        [("direct", sb_direct), ("std", sb_std), ("tokio", sb_tokio), ("smol", sb_smol), ("async-std", sb_async_std)];
     let mut results = Vec::new();
     // `--size N`: one body size only.
     let sizes = match args.iter().position(|a| a == "--size").and_then(|i| args.get(i + 1)) {
@@ -341,8 +336,7 @@ fn main() {
             .filter(|m| {
                 m.name == "raw-tokio"
                     || m.name == "tokio-util"
-                    || m.name.starts_with("sb-") && !m.name.starts_with("sb-std ")
-                        && !m.name.starts_with("sb-direct ")
+                    || m.name.starts_with("sb-") && !m.name.starts_with("sb-std ") && !m.name.starts_with("sb-direct ")
             })
             .cloned()
             .collect::<Vec<_>>(),

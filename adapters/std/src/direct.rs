@@ -5,42 +5,26 @@
 //! [write budget](switchboard_proto::Machine::write_budget), on [`Direct::flush`], and inside
 //! [`Direct::recv`], which writes what is queued, reads, runs the machine's timers and waits in
 //! `poll(2)` for whichever of those can go on. Commands are fed in batches and the machine is
-//! drained once per batch, so coalescing output (OUT) really coalesces.
+//! drained once per batch, so coalescing output (OUT) really coalesces. What to do when is
+//! decided by [`Inline`] (shared with the async adapters' `Direct`); this file does the I/O.
 //!
-//! # States
-//!
-//! | state     | on                                              | next      |
-//! |-----------|-------------------------------------------------|-----------|
-//! | Open      | the machine finishes (`Finished`), or `close` without a close command | Finishing |
-//! | Open      | a socket error                                  | Ended(Err `Io`) |
-//! | Finishing | everything written: write side shut down; then the peer's EOF, or linger over | Ended(result) |
-//! | Finishing | linger over with bytes unwritten                | Ended(Err `Unflushed`) |
-//! | Ended     | `recv` after the queued events                  | reports the result once, then `None` |
+//! The one thing a single thread cannot do is read while the application is busy elsewhere:
+//! when both ends send far more than they read, call [`Direct::try_recv`] between sends (or
+//! use [`spawn`](crate::spawn)). While blocked inside `send`, the driver keeps reading up to
+//! [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use switchboard_proto::driver::{Pump, ReadBuffer, STREAM_GATHER};
+use switchboard_proto::driver::{Ending, Inline, Refusal, Step};
 use switchboard_proto::time::Instant;
-use switchboard_proto::{Input, Machine};
+use switchboard_proto::Machine;
 use switchboard_rt::Clock;
 
 use crate::stream::write_queue;
 use crate::{BlockingStream, DriverError, Settings};
-
-/// At most this many commands are fed before the machine is drained (and the budget checked).
-/// The batch adapts to what commands produced so far (see `Direct::drain`): a quarter of the
-/// write budget's worth, so small frames coalesce into large writes and large frames are
-/// checked against the budget one by one.
-const MAX_BATCH: usize = 256;
-
-/// While the application is inside `send` or `flush` (so not taking events), reads stop once
-/// this many events wait for it. Reading on while blocked on writes is what keeps two peers
-/// that both send more than they read from waiting on each other; this bounds what it can hold.
-const EVENTS_HELD: usize = 1024;
 
 /// Why [`Direct::send`] or [`Direct::flush`] did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -53,18 +37,13 @@ pub enum SendError<E: std::error::Error + 'static> {
     Closed,
 }
 
-/// Where the connection is in its life (see the module's state table).
-#[derive(Debug)]
-enum Phase<X: std::error::Error + 'static> {
-    Open,
-    /// The machine is done; writing the rest, then waiting for the peer's EOF until `linger`.
-    Finishing {
-        result: Result<(), DriverError<X>>,
-        linger_until: Instant,
-    },
-    /// The result waits for `recv` to report it after the events before it.
-    Ended(Result<(), DriverError<X>>),
-    Reported,
+impl<E: std::error::Error + 'static> From<Refusal<E>> for SendError<E> {
+    fn from(refusal: Refusal<E>) -> Self {
+        match refusal {
+            Refusal::Refused(e) => SendError::Refused(e),
+            Refusal::Closed => SendError::Closed,
+        }
+    }
 }
 
 /// A machine driven directly on the calling thread over a non-blocking stream. See the
@@ -106,24 +85,14 @@ enum Phase<X: std::error::Error + 'static> {
 /// ```
 pub struct Direct<M: Machine, S> {
     stream: S,
-    pump: Pump<M>,
-    rx: ReadBuffer,
-    events: VecDeque<M::Event>,
+    inline: Inline<M>,
     clock: Clock,
-    /// The time last read from the clock: refreshed per batch of commands and after every
-    /// system call, so a busy sender does not read the clock per frame.
+    /// The time last read from the clock: refreshed after every system call, so a busy sender
+    /// does not read the clock per frame.
     now: Instant,
-    /// Commands fed since the last drain.
-    fed: usize,
-    /// Commands to feed before the next drain (adapted in `drain`).
-    batch: usize,
     settings: Settings<M::Command>,
-    phase: Phase<M::Error>,
-    peer_eof: bool,
-    write_shut: bool,
-    /// A read made the machine transmit while the queue was over budget: stop reading until it
-    /// is under again, so a peer that does not read cannot make the queue grow.
-    read_paused: bool,
+    /// A transport error ends the connection at once; `recv` reports it after the events.
+    io_error: Option<io::Error>,
     peer: Option<SocketAddr>,
 }
 
@@ -134,45 +103,25 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
         stream.apply(&settings.socket)?;
         stream.set_nonblocking(true)?;
         let clock = Clock::new();
-        let mut pump = Pump::new(machine);
-        pump.writes().gather_small(STREAM_GATHER);
-        let mut direct = Direct {
+        let now = clock.now();
+        Ok(Direct {
             peer: stream.peer_addr(),
+            inline: Inline::new(now, machine, settings.read_chunk, settings.linger),
             stream,
-            pump,
-            rx: ReadBuffer::new(settings.read_chunk),
-            events: VecDeque::new(),
-            now: clock.now(),
+            now,
             clock,
-            fed: 0,
-            batch: 1,
             settings,
-            phase: Phase::Open,
-            peer_eof: false,
-            write_shut: false,
-            read_paused: false,
-        };
-        // The first drain gives the machine the time (its timers start) and takes anything it
-        // transmits on its own, such as a greeting.
-        direct.drain();
-        Ok(direct)
+            io_error: None,
+        })
     }
 
     /// Hand `command` to the machine. Blocks only while the write queue is at the machine's
     /// write budget (backpressure): it then writes, and reads (queueing events for
     /// [`recv`](Self::recv)), until the queue is under budget again.
     pub fn send(&mut self, command: M::Command) -> Result<(), SendError<M::Error>> {
-        if !matches!(self.phase, Phase::Open) {
-            return Err(SendError::Closed);
-        }
-        self.pump.feed(self.now, Input::Command(command)).map_err(SendError::Refused)?;
-        self.fed += 1;
-        if self.fed >= self.batch {
-            self.now = self.clock.now();
-            self.drain();
-            while self.pump.writes().len() >= self.pump.machine().write_budget() && self.is_running() {
-                self.step(true, true);
-            }
+        self.inline.send(self.now, command)?;
+        while self.inline.must_write() {
+            self.io_round(true, true);
         }
         Ok(())
     }
@@ -181,14 +130,12 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     /// as [`send`](Self::send) does). Output the machine itself holds back (OUT coalescing with
     /// a commit time) is not forced out: send its flush command first for that.
     pub fn flush(&mut self) -> Result<(), SendError<M::Error>> {
-        self.drain();
-        while !self.pump.writes().is_empty() && self.is_running() {
-            self.step(true, true);
+        while self.inline.has_writes(self.now) {
+            self.io_round(true, true);
         }
-        if self.is_running() {
-            Ok(())
-        } else {
-            Err(SendError::Closed)
+        match self.inline.is_running() {
+            true => Ok(()),
+            false => Err(SendError::Closed),
         }
     }
 
@@ -197,32 +144,27 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     /// (reported once, after every event before it); after that, `None`.
     pub fn recv(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
         loop {
-            if self.fed > 0 {
-                self.drain();
+            if let Some(next) = self.next_ready() {
+                return Some(next);
             }
-            if let Some(event) = self.events.pop_front() {
-                return Some(Ok(event));
+            if !self.inline.is_running() {
+                return None;
             }
-            match std::mem::replace(&mut self.phase, Phase::Reported) {
-                Phase::Ended(result) => return result.err().map(Err),
-                Phase::Reported => return None,
-                other => self.phase = other,
-            }
-            self.step(true, false);
+            self.io_round(true, false);
         }
     }
 
     /// Like [`recv`](Self::recv) without blocking: do whatever I/O and timers are ready now and
-    /// return an event if there is one (`None` when there is none yet, or the connection has
-    /// ended and reported its result; [`is_ended`](Self::is_ended) tells which).
+    /// return an event if there is one. `None`: none yet, or the connection has ended and
+    /// reported its result ([`is_ended`](Self::is_ended) tells which).
     pub fn try_recv(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
-        if self.events.is_empty() && matches!(self.phase, Phase::Open | Phase::Finishing { .. }) {
-            self.step(false, false);
+        if let Some(next) = self.next_ready() {
+            return Some(next);
         }
-        match self.events.is_empty() && matches!(self.phase, Phase::Open | Phase::Finishing { .. }) {
-            true => None,
-            false => self.recv(),
+        if self.inline.is_running() {
+            self.io_round(false, false);
         }
+        self.next_ready()
     }
 
     /// Ask the machine to finish cleanly: its close command ([`Settings::close_with`]) goes in
@@ -230,17 +172,7 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     /// coming and the result. Without a close command, the machine is fed nothing more and the
     /// connection ends `Ok` once what it transmitted is written.
     pub fn close(&mut self) {
-        if !matches!(self.phase, Phase::Open) {
-            return;
-        }
-        match self.settings.close_command() {
-            Some(command) => {
-                // A machine that refuses its own close command is finishing already.
-                let _ = self.pump.feed(self.now, Input::Command(command));
-                self.drain();
-            }
-            None => self.finish(Ok(())),
-        }
+        self.inline.close(self.now, self.settings.close_command());
     }
 
     /// [`close`](Self::close), then run the connection to its end, dropping the events still
@@ -255,23 +187,22 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
 
     /// Whether the connection has ended and its result has been reported by `recv`.
     pub fn is_ended(&self) -> bool {
-        matches!(self.phase, Phase::Reported)
+        self.inline.is_reported() && self.io_error.is_none()
     }
 
     /// The machine, for inspection.
     pub fn machine(&self) -> &M {
-        self.pump.machine()
+        self.inline.machine()
     }
 
     /// The machine, for calls of its own API between inputs.
     pub fn machine_mut(&mut self) -> &mut M {
-        self.fed += 1; // drain before the next wait: the call may have produced output
-        self.pump.machine_mut()
+        self.inline.machine_mut()
     }
 
     /// Bytes the machine transmitted that the socket has not taken yet.
     pub fn queued(&self) -> usize {
-        self.pump.queued()
+        self.inline.queued()
     }
 
     /// The peer's address, when the transport has an IP one.
@@ -279,158 +210,94 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
         self.peer
     }
 
-    fn is_running(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Finishing { .. })
-    }
-
-    /// Drain the machine into the write queue and the event queue; notice when it finished.
-    fn drain(&mut self) {
-        let (fed, before) = (self.fed, self.pump.queued());
-        self.fed = 0;
-        let events = &mut self.events;
-        self.pump.drain(self.now, |event| events.push_back(event));
-        if let Some(per_command) = self.pump.queued().saturating_sub(before).checked_div(fed) {
-            let per_command = per_command.max(1);
-            self.batch = (self.pump.machine().write_budget() / 4 / per_command).clamp(1, MAX_BATCH);
+    /// An event or the end, if one is ready without I/O.
+    fn next_ready(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
+        match self.inline.next(self.now) {
+            Some(Ok(event)) => Some(Ok(event)),
+            Some(Err(Ending::Machine(e))) => Some(Err(DriverError::Machine(e))),
+            Some(Err(Ending::Unflushed(unsent))) => Some(Err(DriverError::Unflushed { unsent })),
+            None => self.io_error.take().map(|e| Err(DriverError::Io(e))),
         }
-        if matches!(self.phase, Phase::Open) && self.pump.is_finished() {
-            let result = self.pump.take_result().unwrap_or(Ok(())).map_err(DriverError::Machine);
-            self.finish(result);
-        }
-    }
-
-    /// The machine is done (or the application stopped feeding it): write the rest, then close.
-    fn finish(&mut self, result: Result<(), DriverError<M::Error>>) {
-        self.phase = Phase::Finishing { result, linger_until: self.now.saturating_add(self.settings.linger) };
-    }
-
-    /// End now: shut the socket down both ways and keep `result` for `recv` to report.
-    fn end(&mut self, result: Result<(), DriverError<M::Error>>) {
-        let _ = self.stream.shutdown(Shutdown::Both);
-        self.phase = Phase::Ended(result);
     }
 
     /// One round of I/O: write what the socket takes, read what is there, run the timers, and
     /// when none of that could go on and `wait` is set, wait in `poll(2)` until one can.
     /// `sending`: called from `send`/`flush`, so the application is not taking events now.
-    fn step(&mut self, wait: bool, sending: bool) {
+    fn io_round(&mut self, wait: bool, sending: bool) {
         let mut blocked_on = PollFlags::empty();
         let mut progressed = false;
 
-        let queued = self.pump.queued();
-        if queued > 0 {
-            let outcome = write_queue(&mut self.stream, self.pump.writes(), || {});
-            progressed = self.pump.queued() < queued;
+        let queued = self.inline.queued();
+        if self.inline.has_writes(self.now) {
+            let outcome = write_queue(&mut self.stream, self.inline.writes(), || {});
+            progressed |= self.inline.queued() < queued;
             match outcome {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked_on |= PollFlags::OUT,
-                Err(e) => return self.end(Err(DriverError::Io(e))),
+                Err(e) => return self.fail(e),
             }
             self.now = self.clock.now();
         }
-        if self.read_paused && self.pump.writes().len() < self.pump.machine().write_budget() {
-            self.read_paused = false;
-        }
 
-        let holding_events = sending && self.events.len() >= EVENTS_HELD;
-        let reading = !self.peer_eof
-            && !self.read_paused
-            && !holding_events
-            && (self.pump.wants_input() || !matches!(self.phase, Phase::Open) || !self.pump.writes().is_empty());
-        if reading {
-            match self.read_once() {
-                Ok(true) => return,
-                Ok(false) => blocked_on |= PollFlags::IN,
-                Err(e) => return self.end(Err(DriverError::Io(e))),
+        if self.inline.wants_read(sending) {
+            match read_once(&mut self.stream, self.inline.read_buffer()) {
+                Ok(Some(n)) => {
+                    self.now = self.clock.now();
+                    self.inline.on_read(self.now, n);
+                    progressed = true;
+                }
+                Ok(None) => blocked_on |= PollFlags::IN,
+                Err(e) => return self.fail(e),
             }
         }
 
-        if let Some(deadline) = self.pump.deadline() {
-            if self.now >= deadline && matches!(self.phase, Phase::Open) {
-                let _ = self.pump.feed(self.now, Input::Timeout);
-                self.drain();
+        progressed |= self.inline.on_wake(self.now);
+        match self.inline.after_io(self.now) {
+            Step::Continue => {}
+            Step::ShutWrite => {
+                let _ = self.stream.shutdown(Shutdown::Write);
+            }
+            Step::End => {
+                let _ = self.stream.shutdown(Shutdown::Both);
                 return;
             }
         }
 
-        if let Phase::Finishing { linger_until, .. } = self.phase {
-            if self.pump.writes().is_empty() && !self.write_shut {
-                // Everything is written: the peer sees EOF after our last byte.
-                self.write_shut = true;
-                let _ = self.stream.shutdown(Shutdown::Write);
-            }
-            let written = self.pump.writes().is_empty();
-            if (written && (self.peer_eof || self.settings.linger.is_zero())) || self.now >= linger_until {
-                let Phase::Finishing { result, .. } = std::mem::replace(&mut self.phase, Phase::Reported) else {
-                    unreachable!("matched Finishing above")
-                };
-                let unsent = self.pump.writes().len();
-                let result = match result {
-                    Ok(()) if unsent > 0 => Err(DriverError::Unflushed { unsent }),
-                    other => other,
-                };
-                return self.end(result);
-            }
-        }
-
         if !wait || progressed {
-            // The caller re-checks what it waits for: the write may have been enough.
+            // The caller re-checks what it waits for: this round may have been enough.
             return;
         }
         // With nothing to wait for but the socket's hang-up (the machine waits for a command
         // the application is not sending), poll with no events: that blocks, it does not spin.
-        let wake_at = match self.phase {
-            Phase::Finishing { linger_until, .. } => {
-                Some(self.pump.deadline().map_or(linger_until, |d| d.min(linger_until)))
-            }
-            _ => self.pump.deadline(),
-        };
-        let timeout = wake_at.map(|at| {
+        let timeout = self.inline.wake_at().map(|at| {
             let d = self.clock.until(at);
             Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ }
         });
         let mut fds = [PollFd::new(&self.stream, blocked_on)];
         match poll(&mut fds, timeout.as_ref()) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return self.end(Err(DriverError::Io(e.into()))),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return self.fail(e.into()),
         }
         self.now = self.clock.now();
     }
 
-    /// Read once without blocking. `Ok(true)`: something happened (bytes or EOF).
-    fn read_once(&mut self) -> io::Result<bool> {
-        let over_budget = self.pump.writes().len() >= self.pump.machine().write_budget();
-        let queued_before = self.pump.writes().len();
-        let n = loop {
-            match self.stream.read(self.rx.spare()) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
-            }
-        };
-        self.now = self.clock.now();
-        if n == 0 {
-            self.peer_eof = true;
-            if matches!(self.phase, Phase::Open) {
-                let _ = self.pump.feed(self.now, Input::Eof);
-                self.drain();
-            }
-            return Ok(true);
+    /// The transport failed: end now, and report `e` after the events already queued.
+    fn fail(&mut self, e: io::Error) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.inline.fail();
+        self.io_error = Some(e);
+    }
+}
+
+/// Read once without blocking: `Some(n)` bytes (0 = EOF), `None` if nothing is there.
+fn read_once(stream: &mut impl io::Read, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        match stream.read(buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
         }
-        self.rx.filled(n);
-        if !matches!(self.phase, Phase::Open) {
-            // Lingering after the end: what the peer still sends has nowhere to go.
-            self.rx.received().clear();
-            return Ok(true);
-        }
-        let _ = self.pump.feed(self.now, Input::Stream(self.rx.received()));
-        self.drain();
-        if over_budget && self.pump.writes().len() > queued_before {
-            self.read_paused = true;
-        }
-        Ok(true)
     }
 }
 
@@ -444,6 +311,6 @@ impl<M: Machine, S: BlockingStream + AsFd> Iterator for Direct<M, S> {
 
 impl<M: Machine, S> std::fmt::Debug for Direct<M, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Direct").field("events", &self.events.len()).field("peer", &self.peer).finish_non_exhaustive()
+        f.debug_struct("Direct").field("queued", &self.inline.queued()).field("peer", &self.peer).finish_non_exhaustive()
     }
 }

@@ -21,6 +21,10 @@
 //! }
 //! ```
 
+mod inline;
+
+pub use inline::{Ending, Inline, Refusal, Step, EVENTS_HELD};
+
 use alloc::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 use core::net::SocketAddr;

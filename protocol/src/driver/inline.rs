@@ -1,0 +1,337 @@
+//! The I/O-free half of a driver that runs on the application's own thread or task.
+//!
+//! [`Inline`] is what `switchboard_std::Direct` and `switchboard_rt::Direct` share: the
+//! application's calls go straight into the machine, with no channel and no second thread or
+//! task, and the driver does I/O only when it must. This type decides *what* to do; the
+//! adapters only do the reads, writes and waits it asks for.
+//!
+//! # States
+//!
+//! | phase     | on                                                      | next      |
+//! |-----------|---------------------------------------------------------|-----------|
+//! | Open      | the machine finishes, or `close` without a close command | Finishing |
+//! | Open      | the transport fails (the adapter calls `fail`)           | Ended(Err) |
+//! | Finishing | everything written: [`Step::ShutWrite`]; then the peer's EOF, or linger over | Ended(result) |
+//! | Finishing | linger over with bytes unwritten                         | Ended(`Unflushed`) |
+//! | Ended     | the events before it taken                               | reported once, then Reported |
+//!
+//! # A driver's loop
+//!
+//! ```text
+//! send(cmd):  inline.send(now, cmd)?; while inline.must_write() { io_round(sending = true) }
+//! recv():     loop { if let Some(r) = inline.next(now) { return r } ; io_round(sending = false) }
+//! io_round:   write inline.writes()         (would block: wait for writable)
+//!             if inline.wants_read(sending) { read into inline.read_buffer(); inline.on_read(now, n) }
+//!             match inline.after_io(now) { ShutWrite => shutdown(Write), End => shutdown(Both), Wait => {} }
+//!             wait for the first of: writable, readable, inline.wake_at()  -> inline.on_wake(now)
+//! ```
+
+use alloc::collections::VecDeque;
+use core::time::Duration;
+
+use super::{Pump, ReadBuffer, WriteQueue, STREAM_GATHER};
+use crate::machine::{Input, Machine};
+use crate::time::Instant;
+
+/// At most this many commands are fed before the machine is drained (and the budget checked).
+/// The batch adapts to what commands produced so far: a quarter of the write budget's worth, so
+/// small frames coalesce into large writes and large frames are checked one by one.
+const MAX_BATCH: usize = 256;
+
+/// While the application is sending (so not taking events), reads stop once this many events
+/// wait for it. Reading on while blocked on writes is what keeps two peers that both send more
+/// than they read from waiting on each other; this bounds what that can hold.
+pub const EVENTS_HELD: usize = 1024;
+
+/// How an inline-driven connection ended, before the adapter adds its own I/O errors.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending<X> {
+    /// The machine finished with this error.
+    Machine(X),
+    /// The linger time ran out with this many transmitted bytes unwritten.
+    Unflushed(usize),
+}
+
+/// Why a send did not take effect.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal<X> {
+    /// The machine refused the command (the caller's fault); the connection goes on.
+    Refused(X),
+    /// The connection has ended.
+    Closed,
+}
+
+/// What the adapter does after a round of I/O.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to do but wait (or go on).
+    Continue,
+    /// Everything is written after the machine finished: shut down the write side (the peer
+    /// sees EOF after the last byte).
+    ShutWrite,
+    /// The connection is over: shut the socket down both ways.
+    End,
+}
+
+#[derive(Debug)]
+enum Phase<X> {
+    Open,
+    Finishing { result: Result<(), X>, linger_until: Instant },
+    Ended(Result<(), Ending<X>>),
+    Reported,
+}
+
+/// A machine with everything an inline driver keeps besides the socket. See the module docs.
+#[derive(Debug)]
+pub struct Inline<M: Machine> {
+    pump: Pump<M>,
+    events: VecDeque<M::Event>,
+    rx: ReadBuffer,
+    /// Commands fed since the last drain, and how many to feed before the next one.
+    fed: usize,
+    batch: usize,
+    phase: Phase<M::Error>,
+    linger: Duration,
+    peer_eof: bool,
+    write_shut: bool,
+    /// A read made the machine transmit while over budget: no reads until under it again.
+    read_paused: bool,
+}
+
+impl<M: Machine> Inline<M> {
+    /// Wrap `machine`; reads take up to `read_chunk` bytes; after the machine finishes the
+    /// driver waits up to `linger` for the peer's EOF. Drains once at `now` (timers start).
+    pub fn new(now: Instant, machine: M, read_chunk: usize, linger: Duration) -> Self {
+        let mut pump = Pump::new(machine);
+        pump.writes().gather_small(STREAM_GATHER);
+        let mut inline = Inline {
+            pump,
+            events: VecDeque::new(),
+            rx: ReadBuffer::new(read_chunk),
+            fed: 0,
+            batch: 1,
+            phase: Phase::Open,
+            linger,
+            peer_eof: false,
+            write_shut: false,
+            read_paused: false,
+        };
+        inline.drain(now);
+        inline
+    }
+
+    /// Hand `command` to the machine. Afterwards, while [`must_write`](Self::must_write), the
+    /// adapter does I/O rounds (backpressure).
+    pub fn send(&mut self, now: Instant, command: M::Command) -> Result<(), Refusal<M::Error>> {
+        if !matches!(self.phase, Phase::Open) {
+            return Err(Refusal::Closed);
+        }
+        self.pump.feed(now, Input::Command(command)).map_err(Refusal::Refused)?;
+        self.fed += 1;
+        if self.fed >= self.batch {
+            self.drain(now);
+        }
+        Ok(())
+    }
+
+    /// Whether the write queue is at the machine's budget: the sender must wait for writes.
+    pub fn must_write(&self) -> bool {
+        self.is_running() && self.pump.queued() >= self.pump.machine().write_budget()
+    }
+
+    /// Whether anything is waiting to be written (drains pending commands first).
+    pub fn has_writes(&mut self, now: Instant) -> bool {
+        if self.fed > 0 {
+            self.drain(now);
+        }
+        self.is_running() && self.pump.queued() > 0
+    }
+
+    /// `Some(Ok(event))`: the next event. `Some(Err(ending))`: the connection ended with this
+    /// error (reported once, after every event before it). `None`: nothing now (do an I/O
+    /// round), or the end was reported ([`is_reported`](Self::is_reported)).
+    pub fn next(&mut self, now: Instant) -> Option<Result<M::Event, Ending<M::Error>>> {
+        if self.fed > 0 {
+            self.drain(now);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Some(Ok(event));
+        }
+        match core::mem::replace(&mut self.phase, Phase::Reported) {
+            Phase::Ended(Err(e)) => Some(Err(e)),
+            Phase::Ended(Ok(())) | Phase::Reported => None,
+            other => {
+                self.phase = other;
+                None
+            }
+        }
+    }
+
+    /// Whether the connection ended and its result was taken by [`next`](Self::next).
+    pub fn is_reported(&self) -> bool {
+        matches!(self.phase, Phase::Reported)
+    }
+
+    /// Whether the connection still does I/O (open, or finishing its writes and linger).
+    pub fn is_running(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Finishing { .. })
+    }
+
+    /// Whether commands are still taken.
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open)
+    }
+
+    /// Ask the machine to finish cleanly with `close` (its close command), after every command
+    /// before; `None`: stop feeding it and end once what it transmitted is written.
+    pub fn close(&mut self, now: Instant, close: Option<M::Command>) {
+        if !matches!(self.phase, Phase::Open) {
+            return;
+        }
+        match close {
+            Some(command) => {
+                // A machine that refuses its own close command is finishing already.
+                let _ = self.pump.feed(now, Input::Command(command));
+                self.drain(now);
+            }
+            None => self.finish(now, Ok(())),
+        }
+    }
+
+    /// The transport failed: the connection is over (the adapter reports its own error).
+    pub fn fail(&mut self) {
+        self.phase = Phase::Reported;
+    }
+
+    /// Bytes to write, in order.
+    pub fn writes(&mut self) -> &mut WriteQueue {
+        self.pump.writes()
+    }
+
+    /// Bytes transmitted and not yet written.
+    pub fn queued(&self) -> usize {
+        self.pump.queued()
+    }
+
+    /// Whether to read now. `sending`: the application is inside a send or flush, not taking
+    /// events.
+    pub fn wants_read(&mut self, sending: bool) -> bool {
+        if self.read_paused && self.pump.queued() < self.pump.machine().write_budget() {
+            self.read_paused = false;
+        }
+        self.is_running()
+            && !self.peer_eof
+            && !self.read_paused
+            && !(sending && self.events.len() >= EVENTS_HELD)
+            && (self.pump.wants_input() || !self.is_open() || self.pump.queued() > 0)
+    }
+
+    /// Where the next read goes; then call [`on_read`](Self::on_read) with its length.
+    pub fn read_buffer(&mut self) -> &mut [u8] {
+        self.rx.spare()
+    }
+
+    /// A read returned `n` bytes (0: the peer's EOF).
+    pub fn on_read(&mut self, now: Instant, n: usize) {
+        if n == 0 {
+            self.peer_eof = true;
+            if self.is_open() {
+                let _ = self.pump.feed(now, Input::Eof);
+                self.drain(now);
+            }
+            return;
+        }
+        self.rx.filled(n);
+        if !self.is_open() {
+            // Lingering after the end: what the peer still sends has nowhere to go.
+            self.rx.received().clear();
+            return;
+        }
+        let over_budget = self.pump.queued() >= self.pump.machine().write_budget();
+        let queued_before = self.pump.queued();
+        let _ = self.pump.feed(now, Input::Stream(self.rx.received()));
+        self.drain(now);
+        if over_budget && self.pump.queued() > queued_before {
+            self.read_paused = true;
+        }
+    }
+
+    /// When to wake with [`on_wake`](Self::on_wake) if nothing else happens.
+    pub fn wake_at(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Open => self.pump.deadline(),
+            Phase::Finishing { linger_until, .. } => Some(linger_until),
+            _ => None,
+        }
+    }
+
+    /// Run the machine's timers (and the linger) at `now`. Returns whether anything was due.
+    pub fn on_wake(&mut self, now: Instant) -> bool {
+        match self.phase {
+            Phase::Open if self.pump.deadline().is_some_and(|d| now >= d) => {
+                let _ = self.pump.feed(now, Input::Timeout);
+                self.drain(now);
+                true
+            }
+            Phase::Finishing { linger_until, .. } => now >= linger_until,
+            _ => false,
+        }
+    }
+
+    /// After a round of I/O: what the adapter must do to the socket.
+    pub fn after_io(&mut self, now: Instant) -> Step {
+        let Phase::Finishing { linger_until, .. } = self.phase else {
+            return Step::Continue;
+        };
+        let written = self.pump.queued() == 0;
+        if written && !self.write_shut {
+            self.write_shut = true;
+            if !(self.peer_eof || self.linger.is_zero()) {
+                return Step::ShutWrite;
+            }
+        }
+        if (written && (self.peer_eof || self.linger.is_zero())) || now >= linger_until {
+            let Phase::Finishing { result, .. } = core::mem::replace(&mut self.phase, Phase::Reported) else {
+                unreachable!("matched Finishing above")
+            };
+            let unsent = self.pump.queued();
+            self.phase = Phase::Ended(match result {
+                Ok(()) if unsent > 0 => Err(Ending::Unflushed(unsent)),
+                Ok(()) => Ok(()),
+                Err(e) => Err(Ending::Machine(e)),
+            });
+            return Step::End;
+        }
+        Step::Continue
+    }
+
+    /// The machine, for inspection.
+    pub fn machine(&self) -> &M {
+        self.pump.machine()
+    }
+
+    /// The machine, for calls of its own API (drained before the next wait).
+    pub fn machine_mut(&mut self) -> &mut M {
+        self.fed += 1;
+        self.pump.machine_mut()
+    }
+
+    /// Drain the machine into the write queue and the event queue; notice when it finished.
+    fn drain(&mut self, now: Instant) {
+        let (fed, before) = (self.fed, self.pump.queued());
+        self.fed = 0;
+        let events = &mut self.events;
+        self.pump.drain(now, |event| events.push_back(event));
+        if let Some(per_command) = self.pump.queued().saturating_sub(before).checked_div(fed) {
+            self.batch = (self.pump.machine().write_budget() / 4 / per_command.max(1)).clamp(1, MAX_BATCH);
+        }
+        if self.is_open() && self.pump.is_finished() {
+            let result = self.pump.take_result().unwrap_or(Ok(()));
+            self.finish(now, result);
+        }
+    }
+
+    fn finish(&mut self, now: Instant, result: Result<(), M::Error>) {
+        self.phase = Phase::Finishing { result, linger_until: now.saturating_add(self.linger) };
+    }
+}

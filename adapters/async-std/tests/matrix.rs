@@ -13,3 +13,4 @@ impl switchboard_rt::testing::Adapter for AsyncStdTests {
 }
 
 switchboard_rt::adapter_matrix!(switchboard_rt::testing::Async<AsyncStdTests>);
+switchboard_rt::direct_suite!(AsyncStdTests);

@@ -160,13 +160,20 @@ pub enum DriverError<E: std::error::Error + 'static> {
     /// The driver's task was dropped before it finished (its runtime shut down).
     #[error("the driver was stopped before the connection finished")]
     Cancelled,
+    /// The machine finished, but the peer did not take everything it transmitted within the
+    /// linger time ([`Direct`](crate::Direct)).
+    #[error("{unsent} bytes were still unwritten when the linger time ran out")]
+    Unflushed {
+        /// Bytes accepted from the machine that never reached the socket.
+        unsent: usize,
+    },
 }
 
 impl<E: std::error::Error + Blame + 'static> Blame for DriverError<E> {
     fn fault(&self) -> Fault {
         match self {
             DriverError::Protocol(e) => e.fault(),
-            DriverError::Io(_) => Fault::Peer,
+            DriverError::Io(_) | DriverError::Unflushed { .. } => Fault::Peer,
             DriverError::Cancelled => Fault::Caller,
         }
     }
@@ -1132,6 +1139,7 @@ impl<E: std::error::Error + Send + Sync + 'static> From<DriverError<E>> for io::
             DriverError::Io(e) => e,
             DriverError::Protocol(e) => io::Error::new(io::ErrorKind::InvalidData, e),
             DriverError::Cancelled => io::Error::new(io::ErrorKind::Interrupted, e.to_string()),
+            DriverError::Unflushed { .. } => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
         }
     }
 }

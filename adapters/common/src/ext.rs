@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::async_driver::{datagram_driver, stream_driver, Connection, Drivable, DriverConfig};
 use crate::runtime::{sleep_until, ByteStream, DatagramSocket, Listener, Runtime, SocketRef};
 use crate::spec::{SpecConnectError, SpecListener};
-use crate::{sockets, SocketOptions};
+use crate::{sockets, Direct, SocketOptions};
 use switchboard_proto::stage::{Address, PacketConnection, PacketDatagram, Scheme};
 
 /// Accept errors that end one connection attempt, not the server.
@@ -151,22 +151,53 @@ pub trait RuntimeExt: Runtime {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let rt = self;
+        accept_each(rt.clone(), listener, options, move |stream, addr| {
+            let connection = rt.drive(make(&addr), stream, &config);
+            rt.spawn(handler(connection));
+        })
+    }
+
+    /// Connect over TCP, apply `options`, and drive `machine` [directly](Direct) in the calling
+    /// task: no driver task, no channels.
+    fn connect_direct<M: Drivable>(
+        self,
+        addr: SocketAddr,
+        options: SocketOptions,
+        config: DriverConfig,
+        machine: M,
+    ) -> impl Future<Output = io::Result<Direct<Self, M, Self::Tcp>>> + Send {
+        let rt = self;
         async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, addr)) => {
-                        if options.apply(&*stream.socket_ref()).is_err() {
-                            continue;
-                        }
-                        let connection = rt.drive(make(&addr), stream, &config);
-                        rt.spawn(handler(connection));
-                    }
-                    Err(e) if transient(&e) => {}
-                    Err(e) if exhausted(&e) => rt.clone().sleep(Duration::from_millis(100)).await,
-                    Err(e) => return Err(e),
-                }
-            }
+            let stream = rt.tcp_connect(addr).await?;
+            options.apply(&*stream.socket_ref())?;
+            Ok(Direct::new(rt, stream, machine, &config))
         }
+    }
+
+    /// Accept connections for ever, with one task per connection: for each, `make` a machine
+    /// and spawn `handler` with it driven [directly](Direct) in that task. The lightest way to
+    /// serve many connections (one task and no channels each). `options` are applied to every
+    /// accepted socket; a socket they cannot be applied to is dropped.
+    fn serve_direct<L, M, F, H, Fut>(
+        self,
+        listener: L,
+        options: SocketOptions,
+        config: DriverConfig,
+        mut make: F,
+        mut handler: H,
+    ) -> impl Future<Output = io::Result<()>> + Send
+    where
+        L: Listener,
+        M: Drivable,
+        F: FnMut(&L::Addr) -> M + Send + 'static,
+        H: FnMut(Direct<Self, M, L::Stream>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let rt = self;
+        accept_each(rt.clone(), listener, options, move |stream, addr| {
+            let direct = Direct::new(rt.clone(), stream, make(&addr), &config);
+            rt.spawn(handler(direct));
+        })
     }
 
     /// Connect to what a spec names (`tcp://` or `unix://`) and drive a [`PacketConnection`]
@@ -225,3 +256,26 @@ pub trait RuntimeExt: Runtime {
 }
 
 impl<R: Runtime> RuntimeExt for R {}
+
+/// The accept loop `serve_with` and `serve_direct` share: options applied to each accepted
+/// socket, then `on_stream`. Returns only on a listener error that is not about one connection.
+async fn accept_each<R: Runtime, L: Listener>(
+    rt: R,
+    listener: L,
+    options: SocketOptions,
+    mut on_stream: impl FnMut(L::Stream, L::Addr) + Send,
+) -> io::Result<()> {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                if options.apply(&*stream.socket_ref()).is_err() {
+                    continue;
+                }
+                on_stream(stream, addr);
+            }
+            Err(e) if transient(&e) => {}
+            Err(e) if exhausted(&e) => rt.clone().sleep(Duration::from_millis(100)).await,
+            Err(e) => return Err(e),
+        }
+    }
+}

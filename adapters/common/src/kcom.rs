@@ -191,6 +191,7 @@ impl KcomError {
             DriverError::Protocol(e) => KcomError::Peer(e),
             DriverError::Io(e) => KcomError::Io(e),
             DriverError::Cancelled => KcomError::Io(io::Error::other("the driver was stopped")),
+            e @ DriverError::Unflushed { .. } => KcomError::Io(io::Error::new(io::ErrorKind::TimedOut, e.to_string())),
         }
     }
 }

@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod direct;
 pub mod net;
 mod options;
 
@@ -57,6 +58,7 @@ pub use async_driver::{
     DriverStats, Events,
 };
 pub use clock::{Clock, OsEntropy};
+pub use direct::{Direct, SendError};
 pub use ext::RuntimeExt;
 pub use net::{Multicast, MulticastInterface};
 pub use options::{Keepalive, SocketOptions};

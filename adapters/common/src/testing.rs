@@ -1823,3 +1823,280 @@ pub fn kcom_from_python<H: Harness>() {
         assert!(result.status.success(), "peer failed: {}", String::from_utf8_lossy(&result.stderr));
     })
 }
+
+// ---------------------------------------------------------------- direct suite
+
+/// The tests of [`Direct`](crate::Direct) (the driver inside the application's own task) for
+/// async adapter `$adapter`: one line in each async adapter's test file.
+#[macro_export]
+macro_rules! direct_suite {
+    ($adapter:ty) => {
+        mod direct_suite {
+            use super::*;
+            #[test]
+            fn pipelined_echo() {
+                $crate::testing::direct_pipelined_echo::<$adapter>();
+            }
+            #[test]
+            fn full_duplex() {
+                $crate::testing::direct_full_duplex::<$adapter>();
+            }
+            #[test]
+            fn backpressure() {
+                $crate::testing::direct_backpressure::<$adapter>();
+            }
+            #[test]
+            fn expire() {
+                $crate::testing::direct_expire::<$adapter>();
+            }
+            #[test]
+            fn bad_header_then_refused_command() {
+                $crate::testing::direct_bad_header_and_refusal::<$adapter>();
+            }
+        }
+    };
+}
+
+/// Run `body` on adapter `A`'s runtime on its own thread; a hang fails after [`GUARD`].
+fn run_direct<A: Adapter, Fut: Future<Output = ()> + 'static>(body: impl FnOnce(A::Runtime) -> Fut + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    let worker = thread::spawn(move || {
+        A::block_on(body(A::runtime()));
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(GUARD) {
+        Ok(()) => worker.join().unwrap(),
+        Err(_) => match worker.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => panic!("the direct test did not finish within {GUARD:?}"),
+        },
+    }
+}
+
+fn direct_frame_body(event: Event) -> Bytes {
+    let Event::Frame(frame) = event;
+    frame.slice(stage::HEADER_LEN..)
+}
+
+/// `serve_direct` echo server, `connect_direct` client with 200 frames in flight both ways.
+pub fn direct_pipelined_echo<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = Listener::local_addr(&listener).unwrap();
+        let config = FramingConfig::packet(1 << 16, 0);
+        let (done_tx, done_rx) = async_channel::bounded(1);
+        let server = rt.clone().serve_direct(
+            listener,
+            SocketOptions::new(),
+            DriverConfig::default(),
+            move |_| PacketConnection::new(config),
+            move |mut conn| {
+                let done_tx = done_tx.clone();
+                async move {
+                    let mut echoed = 0;
+                    while let Some(event) = conn.recv().await {
+                        let Event::Frame(frame) = event.expect("server connection failed");
+                        conn.send(Command::Send(frame)).await.unwrap();
+                        echoed += 1;
+                    }
+                    let _ = done_tx.send(echoed).await;
+                }
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let mut client = rt
+            .clone()
+            .connect_direct(addr, SocketOptions::new(), DriverConfig::default(), PacketConnection::new(config))
+            .await
+            .unwrap();
+        for i in 0..200 {
+            client.send(Command::SendBody(payload(i, 100 + i))).await.unwrap();
+        }
+        for i in 0..200 {
+            let event = client.recv().await.expect("an echo").unwrap();
+            assert_eq!(direct_frame_body(event), payload(i, 100 + i));
+        }
+        client.close_and_join().await.unwrap();
+        assert_eq!(done_rx.recv().await.unwrap(), 200);
+    });
+}
+
+/// Two `Direct`s both streaming 3000 × 2 KiB through small socket buffers, taking what has
+/// arrived between sends: neither waits on the other for ever.
+pub fn direct_full_duplex<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let small = SocketOptions::new().send_buffer(16 * 1024).recv_buffer(16 * 1024);
+        let listener = rt.listen_with("127.0.0.1:0", &small).unwrap();
+        let addr = Listener::local_addr(&listener).unwrap();
+        const FRAMES: usize = 3000;
+        async fn stream_both_ways<R: Runtime, S: crate::ByteStream>(
+            mut conn: crate::Direct<R, PacketConnection, S>,
+            seed: usize,
+        ) -> Vec<Bytes> {
+            let mut got = Vec::new();
+            for i in 0..FRAMES {
+                conn.send(Command::SendBody(payload(seed + i, 2048))).await.unwrap();
+                while let Some(event) = conn.try_recv() {
+                    got.push(direct_frame_body(event.unwrap()));
+                }
+            }
+            conn.flush().await.unwrap();
+            while got.len() < FRAMES {
+                got.push(direct_frame_body(conn.recv().await.expect("the peer's frames").unwrap()));
+            }
+            conn.close_and_join().await.unwrap();
+            got
+        }
+        let (tx, rx) = async_channel::bounded(1);
+        {
+            let (rt2, small) = (rt.clone(), small.clone());
+            rt.spawn(async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                small.apply(&*crate::SocketRef::socket_ref(&stream)).unwrap();
+                let conn = crate::Direct::new(
+                    rt2,
+                    stream,
+                    PacketConnection::new(FramingConfig::packet(1 << 16, 0)),
+                    &DriverConfig::default(),
+                );
+                let _ = tx.send(stream_both_ways(conn, 1_000_000).await).await;
+            });
+        }
+        let client = rt
+            .clone()
+            .connect_direct(
+                addr,
+                small,
+                DriverConfig::default(),
+                PacketConnection::new(FramingConfig::packet(1 << 16, 0)),
+            )
+            .await
+            .unwrap();
+        let got_client = stream_both_ways(client, 0).await;
+        let got_server = rx.recv().await.unwrap();
+        assert!(got_client.iter().enumerate().all(|(i, f)| *f == payload(1_000_000 + i, 2048)));
+        assert!(got_server.iter().enumerate().all(|(i, f)| *f == payload(i, 2048)));
+    });
+}
+
+/// A peer that does not read for a while: `send` waits at the budget, the queue never holds
+/// more than the budget plus one batch plus one frame, and every frame arrives in order.
+pub fn direct_backpressure<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        const FRAMES: usize = 2000;
+        const SIZE: usize = 1024;
+        let small = SocketOptions::new().send_buffer(16 * 1024).recv_buffer(16 * 1024);
+        let listener = crate::sockets::tcp_listener("127.0.0.1:0", &small).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // Not reading for a while lets the buffers fill; the checks hold however long it is.
+            thread::sleep(Duration::from_millis(200));
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).unwrap();
+            received
+        });
+        let mut conn = rt
+            .clone()
+            .connect_direct(
+                addr,
+                small,
+                DriverConfig::default(),
+                PacketConnection::new(FramingConfig::packet(1 << 16, 0)),
+            )
+            .await
+            .unwrap();
+        let mut max_queued = 0;
+        for i in 0..FRAMES {
+            conn.send(Command::SendBody(payload(i, SIZE))).await.unwrap();
+            max_queued = max_queued.max(conn.queued());
+        }
+        conn.close();
+        // The reader's EOF comes only after ours; take the result once it has everything.
+        let closing = async move { while conn.recv().await.is_some() {} };
+        let received = {
+            let handle = thread::spawn(move || reader.join().unwrap());
+            closing.await;
+            handle.join().unwrap()
+        };
+        assert_eq!(received.len(), FRAMES * (SIZE + 4), "nothing accepted was lost");
+        for (i, frame) in received.chunks(SIZE + 4).enumerate() {
+            assert_eq!(&frame[4..], &payload(i, SIZE)[..]);
+        }
+        let bound = 64 * 1024 + 16 * 1024 + SIZE + 4;
+        assert!(max_queued <= bound, "queued {max_queued} bytes, bound {bound}");
+    });
+}
+
+/// The expire timer runs on the runtime's timer and ends an idle connection with its error.
+pub fn direct_expire<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = FramingConfig::packet(1024, 0).with_expire(Some(Duration::from_millis(30)));
+        let mut conn = rt
+            .clone()
+            .connect_direct(
+                addr,
+                SocketOptions::new(),
+                DriverConfig::default().with_linger(Duration::ZERO),
+                PacketConnection::new(config),
+            )
+            .await
+            .unwrap();
+        let _peer = listener.accept().unwrap();
+        match conn.recv().await {
+            Some(Err(DriverError::Protocol(stage::Error::Expired { .. }))) => {}
+            other => panic!("expected Expired, got {other:?}"),
+        }
+        assert!(conn.recv().await.is_none(), "the result is reported once");
+        assert!(matches!(
+            conn.send(Command::SendBody(Bytes::from_static(b"late"))).await,
+            Err(crate::SendError::Closed)
+        ));
+    });
+}
+
+/// Frames before a bad header are delivered, then the peer's error; a refused command is the
+/// caller's and leaves the connection open.
+pub fn direct_bad_header_and_refusal<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut first = [0u8; 8];
+            stream.read_exact(&mut first).unwrap();
+            io::Write::write_all(&mut stream, b"\x06\x00\x00\x00ok\x02\x00\x00\x00").unwrap();
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            first
+        });
+        let mut conn = rt
+            .clone()
+            .connect_direct(
+                addr,
+                SocketOptions::new(),
+                DriverConfig::default(),
+                PacketConnection::new(FramingConfig::packet(1024, 16)),
+            )
+            .await
+            .unwrap();
+        match conn.send(Command::SendBody(Bytes::from(vec![0u8; 64]))).await {
+            Err(crate::SendError::Refused(stage::Error::OutgoingTooLarge { .. })) => {}
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        conn.send(Command::SendBody(Bytes::from_static(b"fits"))).await.unwrap();
+        conn.flush().await.unwrap();
+        assert_eq!(direct_frame_body(conn.recv().await.unwrap().unwrap()), Bytes::from_static(b"ok"));
+        match conn.recv().await {
+            Some(Err(e @ DriverError::Protocol(stage::Error::LengthTooShort { len: 2 }))) => {
+                assert_eq!(e.fault(), Fault::Peer)
+            }
+            other => panic!("expected LengthTooShort, got {other:?}"),
+        }
+        assert!(conn.recv().await.is_none());
+        assert_eq!(&peer.join().unwrap(), b"\x08\x00\x00\x00fits");
+    });
+}

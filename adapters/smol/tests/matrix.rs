@@ -13,3 +13,4 @@ impl switchboard_rt::testing::Adapter for SmolTests {
 }
 
 switchboard_rt::adapter_matrix!(switchboard_rt::testing::Async<SmolTests>);
+switchboard_rt::direct_suite!(SmolTests);

@@ -26,25 +26,9 @@ use switchboard_rt::Clock;
 use crate::stream::write_queue;
 use crate::{BlockingStream, DriverError, Settings};
 
-/// Why [`Direct::send`] or [`Direct::flush`] did not take effect.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError<E: std::error::Error + 'static> {
-    /// The machine refused the command (the caller's fault); the connection goes on.
-    #[error("command refused: {0}")]
-    Refused(#[source] E),
-    /// The connection has ended; [`Direct::recv`] reports how.
-    #[error("the connection has ended")]
-    Closed,
-}
-
-impl<E: std::error::Error + 'static> From<Refusal<E>> for SendError<E> {
-    fn from(refusal: Refusal<E>) -> Self {
-        match refusal {
-            Refusal::Refused(e) => SendError::Refused(e),
-            Refusal::Closed => SendError::Closed,
-        }
-    }
-}
+/// Why [`Direct::send`] or [`Direct::flush`] did not take effect: the machine refused the
+/// command (the caller's fault; the connection goes on), or the connection has ended.
+pub type SendError<E> = Refusal<E>;
 
 /// A machine driven directly on the calling thread over a non-blocking stream. See the
 /// [module docs](self).
@@ -126,16 +110,19 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
         Ok(())
     }
 
-    /// Write everything queued so far, blocking until the socket took it (reading meanwhile,
+    /// Write everything queued so far (`Err(Closed)` only if the connection ended with bytes
+    /// unwritten), blocking until the socket took it (reading meanwhile,
     /// as [`send`](Self::send) does). Output the machine itself holds back (OUT coalescing with
     /// a commit time) is not forced out: send its flush command first for that.
     pub fn flush(&mut self) -> Result<(), SendError<M::Error>> {
         while self.inline.has_writes(self.now) {
             self.io_round(true, true);
         }
-        match self.inline.is_running() {
-            true => Ok(()),
-            false => Err(SendError::Closed),
+        // Everything written is a success even if the peer has closed meanwhile; bytes left
+        // unwritten mean the connection ended under them.
+        match self.inline.queued() {
+            0 => Ok(()),
+            _ => Err(SendError::Closed),
         }
     }
 
@@ -311,6 +298,9 @@ impl<M: Machine, S: BlockingStream + AsFd> Iterator for Direct<M, S> {
 
 impl<M: Machine, S> std::fmt::Debug for Direct<M, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Direct").field("queued", &self.inline.queued()).field("peer", &self.peer).finish_non_exhaustive()
+        f.debug_struct("Direct")
+            .field("queued", &self.inline.queued())
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
     }
 }

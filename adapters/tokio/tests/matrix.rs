@@ -13,3 +13,4 @@ impl switchboard_rt::testing::Adapter for TokioTests {
 }
 
 switchboard_rt::adapter_matrix!(switchboard_rt::testing::Async<TokioTests>);
+switchboard_rt::direct_suite!(TokioTests);

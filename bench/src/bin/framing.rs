@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use switchboard_bench::{best_of, frames_for, print_table, Measurement};
 use switchboard_proto::stage::{Command, Event, FramingConfig, PacketConnection};
-use switchboard_rt::{DriverConfig, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef};
+use switchboard_rt::{Direct, DriverConfig, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 const BUF: usize = 64 * 1024;
@@ -284,6 +284,61 @@ async fn sb_async<R: Runtime>(rt: R, name: &str, size: usize, frames: u64, out: 
     Measurement { name: out.label(name), size, frames, elapsed: last.unwrap() - start }
 }
 
+/// Switchboard's direct async driver on runtime `rt`: the server task runs a `Direct` over the
+/// accepted stream counting events; the client `connect_direct`s and `send`s a
+/// `Command::SendBody` per frame from its own task, then closes gracefully. No driver tasks,
+/// no channels.
+async fn sb_async_direct<R: Runtime>(rt: R, name: &str, size: usize, frames: u64, out: Out) -> Measurement {
+    let listener = rt.listen("127.0.0.1:0").unwrap();
+    let addr = Listener::local_addr(&listener).unwrap();
+    let options = SocketOptions::new().nodelay(true);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    {
+        let (rt2, options) = (rt.clone(), options.clone());
+        rt.spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            options.apply(&*stream.socket_ref()).unwrap();
+            let mut conn = Direct::new(rt2, stream, PacketConnection::new(out.config()), &DriverConfig::default());
+            let mut got = 0u64;
+            let mut last = None;
+            while let Some(event) = conn.recv().await {
+                let Event::Frame(_) = event.unwrap();
+                got += 1;
+                if got == frames {
+                    last = Some(Instant::now());
+                }
+            }
+            let _ = done_tx.send((got, last));
+        });
+    }
+    let body = Bytes::from(frame(size)[4..].to_vec());
+    let start = Instant::now();
+    let mut conn = rt
+        .clone()
+        .connect_direct(addr, options, DriverConfig::default(), PacketConnection::new(out.config()))
+        .await
+        .unwrap();
+    for _ in 0..frames {
+        conn.send(Command::SendBody(body.clone())).await.unwrap();
+    }
+    conn.close_and_join().await.unwrap();
+    let (got, last) = done_rx.await.unwrap();
+    assert_eq!(got, frames);
+    Measurement { name: out.label(&format!("{name}-direct")), size, frames, elapsed: last.unwrap() - start }
+}
+
+fn sb_tokio_direct(size: usize, frames: u64, out: Out) -> Measurement {
+    tokio_runtime().block_on(sb_async_direct(switchboard_tokio::Tokio, "sb-tokio", size, frames, out))
+}
+
+fn sb_smol_direct(size: usize, frames: u64, out: Out) -> Measurement {
+    smol::block_on(sb_async_direct(switchboard_smol::Smol, "sb-smol", size, frames, out))
+}
+
+fn sb_async_std_direct(size: usize, frames: u64, out: Out) -> Measurement {
+    async_std::task::block_on(sb_async_direct(switchboard_async_std::AsyncStd, "sb-async-std", size, frames, out))
+}
+
 fn sb_tokio(size: usize, frames: u64, out: Out) -> Measurement {
     tokio_runtime().block_on(sb_async(switchboard_tokio::Tokio, "sb-tokio", size, frames, out))
 }
@@ -305,8 +360,16 @@ fn main() {
     // baselines, e.g. under perf.
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let (total, runs) = if quick { (16u64 << 20, 1) } else { (128u64 << 20, 3) };
-    let drivers: [(&str, Bench); 5] =
-        [("direct", sb_direct), ("std", sb_std), ("tokio", sb_tokio), ("smol", sb_smol), ("async-std", sb_async_std)];
+    let drivers: [(&str, Bench); 8] = [
+        ("direct", sb_direct),
+        ("std", sb_std),
+        ("tokio-direct", sb_tokio_direct),
+        ("smol-direct", sb_smol_direct),
+        ("async-std-direct", sb_async_std_direct),
+        ("tokio", sb_tokio),
+        ("smol", sb_smol),
+        ("async-std", sb_async_std),
+    ];
     let mut results = Vec::new();
     // `--size N`: one body size only.
     let sizes = match args.iter().position(|a| a == "--size").and_then(|i| args.get(i + 1)) {

@@ -52,12 +52,15 @@ pub enum Ending<X> {
     Unflushed(usize),
 }
 
-/// Why a send did not take effect.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refusal<X> {
+/// Why a send to an inline-driven connection did not take effect (the adapters re-export it
+/// as `SendError`).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal<X: core::error::Error + 'static> {
     /// The machine refused the command (the caller's fault); the connection goes on.
-    Refused(X),
-    /// The connection has ended.
+    #[error("command refused: {0}")]
+    Refused(#[source] X),
+    /// The connection has ended; receiving reports how.
+    #[error("the connection has ended")]
     Closed,
 }
 

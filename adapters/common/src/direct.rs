@@ -1,0 +1,270 @@
+//! The direct async driver: one machine over one stream, driven inside the application's own
+//! task.
+//!
+//! No driver task and no channels: [`Direct::send`] hands the command straight to the machine
+//! and awaits only while the write queue is at the machine's
+//! [write budget](switchboard_proto::Machine::write_budget); [`Direct::recv`] writes what is
+//! queued, reads, runs the machine's timers on the runtime's timer, and awaits whichever of
+//! those can go on. Commands are fed in batches and the machine is drained once per batch, so
+//! coalescing output (OUT) really coalesces. What to do when is decided by
+//! [`Inline`] (shared with `switchboard_std::Direct`); this file does the I/O.
+//!
+//! Use it where one task owns a connection (a client, or a server's per-connection task: see
+//! [`RuntimeExt::serve_direct`](crate::RuntimeExt::serve_direct)); use
+//! [`RuntimeExt::drive`](crate::RuntimeExt::drive) when several tasks share one connection.
+//! A single task cannot read while it is busy elsewhere: when both ends send far more than
+//! they read, call [`Direct::try_recv`] between sends. While awaiting inside `send`, the driver
+//! keeps reading up to [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use switchboard_proto::driver::{Ending, Inline, Refusal, Step};
+use switchboard_proto::time::Instant;
+use switchboard_proto::Machine;
+
+use crate::{ByteStream, Clock, Drivable, DriverConfig, DriverError, Runtime, Timer};
+
+/// At most this many buffers go into one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// Why [`Direct::send`] or [`Direct::flush`] did not take effect: the machine refused the
+/// command (the caller's fault; the connection goes on), or the connection has ended.
+pub type SendError<E> = Refusal<E>;
+
+/// A machine driven inside the calling task over a runtime's stream. See the
+/// [module docs](self).
+///
+/// Each runtime adapter's crate docs show a complete program (`switchboard_tokio`,
+/// `switchboard_smol`, `switchboard_async_std`).
+pub struct Direct<R: Runtime, M: Machine, S> {
+    runtime: R,
+    stream: S,
+    inline: Inline<M>,
+    clock: Clock,
+    now: Instant,
+    close: Option<M::Command>,
+    timer: Option<R::Timer>,
+    armed: Option<Instant>,
+    io_error: Option<io::Error>,
+}
+
+impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
+    /// Drive `machine` over `stream` (options already applied) with `config`'s read size and
+    /// linger; `config.commands` and `config.events` do not apply (there are no channels).
+    pub fn new(runtime: R, stream: S, machine: M, config: &DriverConfig) -> Self {
+        let clock = Clock::new();
+        let now = clock.now();
+        Direct {
+            runtime,
+            stream,
+            inline: Inline::new(now, machine, config.read_chunk, config.linger),
+            clock,
+            now,
+            close: Some(M::close_command()),
+            timer: None,
+            armed: None,
+            io_error: None,
+        }
+    }
+
+    /// Hand `command` to the machine. Awaits only while the write queue is at the machine's
+    /// write budget (backpressure): it then writes, and reads (queueing events for
+    /// [`recv`](Self::recv)), until the queue is under budget again.
+    pub async fn send(&mut self, command: M::Command) -> Result<(), SendError<M::Error>> {
+        self.inline.send(self.now, command)?;
+        while self.inline.must_write() {
+            poll_fn(|cx| self.poll_round(cx, true)).await;
+        }
+        Ok(())
+    }
+
+    /// Write everything queued so far (`Err(Closed)` only if the connection ended with bytes
+    /// unwritten) (reading meanwhile, as [`send`](Self::send) does).
+    pub async fn flush(&mut self) -> Result<(), SendError<M::Error>> {
+        while self.inline.has_writes(self.now) {
+            poll_fn(|cx| self.poll_round(cx, true)).await;
+        }
+        // Everything written is a success even if the peer has closed meanwhile; bytes left
+        // unwritten mean the connection ended under them.
+        match self.inline.queued() {
+            0 => Ok(()),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    /// The next event, awaiting until one arrives (doing the connection's I/O and timers
+    /// meanwhile). `None`: the connection ended cleanly; `Some(Err)`: it ended with this error
+    /// (reported once, after every event before it); after that, `None`.
+    pub async fn recv(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
+        loop {
+            if let Some(next) = self.next_ready() {
+                return Some(next);
+            }
+            if !self.inline.is_running() {
+                return None;
+            }
+            poll_fn(|cx| self.poll_round(cx, false)).await;
+        }
+    }
+
+    /// Like [`recv`](Self::recv) without waiting: do whatever I/O and timers are ready now and
+    /// return an event if there is one (`None`: none yet, or the end was reported).
+    pub fn try_recv(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
+        if let Some(next) = self.next_ready() {
+            return Some(next);
+        }
+        if self.inline.is_running() {
+            let _ = self.poll_round(&mut Context::from_waker(Waker::noop()), false);
+        }
+        self.next_ready()
+    }
+
+    /// Ask the machine to finish cleanly ([`Drivable::close_command`]) after every command
+    /// sent before. Keep calling [`recv`](Self::recv) for the events still coming and the
+    /// result.
+    pub fn close(&mut self) {
+        let close = self.close.take();
+        self.inline.close(self.now, close);
+    }
+
+    /// [`close`](Self::close), then run the connection to its end, dropping the events still
+    /// coming, and return its result.
+    pub async fn close_and_join(mut self) -> Result<(), DriverError<M::Error>> {
+        self.close();
+        while let Some(next) = self.recv().await {
+            next?;
+        }
+        Ok(())
+    }
+
+    /// The machine, for inspection.
+    pub fn machine(&self) -> &M {
+        self.inline.machine()
+    }
+
+    /// Bytes the machine transmitted that the socket has not taken yet.
+    pub fn queued(&self) -> usize {
+        self.inline.queued()
+    }
+
+    /// The stream, for its addresses and options.
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    fn next_ready(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
+        match self.inline.next(self.now) {
+            Some(Ok(event)) => Some(Ok(event)),
+            Some(Err(Ending::Machine(e))) => Some(Err(DriverError::Protocol(e))),
+            Some(Err(Ending::Unflushed(unsent))) => Some(Err(DriverError::Unflushed { unsent })),
+            None => self.io_error.take().map(|e| Err(DriverError::Io(e))),
+        }
+    }
+
+    /// One round of I/O: write what the socket takes, read what is there, run the timers.
+    /// Ready when anything moved (the caller re-checks what it waits for); Pending with a wake-up
+    /// registered on every source that can move next.
+    fn poll_round(&mut self, cx: &mut Context<'_>, sending: bool) -> Poll<()> {
+        let mut progressed = false;
+
+        while self.inline.has_writes(self.now) {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (slot, chunk) in slices.iter_mut().zip(self.inline.writes().chunks()) {
+                    *slot = IoSlice::new(chunk);
+                    count += 1;
+                }
+                Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..count])
+            };
+            match written {
+                Poll::Ready(Ok(0)) => {
+                    self.fail(io::Error::new(io::ErrorKind::WriteZero, "the socket took no bytes"));
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.inline.writes().advance(n);
+                    progressed = true;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
+                    self.fail(e);
+                    return Poll::Ready(());
+                }
+                Poll::Pending => break,
+            }
+        }
+        if progressed {
+            self.now = self.clock.now();
+        }
+
+        if self.inline.wants_read(sending) {
+            match Pin::new(&mut self.stream).poll_read(cx, self.inline.read_buffer()) {
+                Poll::Ready(Ok(n)) => {
+                    self.now = self.clock.now();
+                    self.inline.on_read(self.now, n);
+                    progressed = true;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => progressed = true,
+                Poll::Ready(Err(e)) => {
+                    self.fail(e);
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {}
+            }
+        }
+
+        progressed |= self.inline.on_wake(self.now);
+        match self.inline.after_io(self.now) {
+            Step::Continue => {}
+            Step::ShutWrite => {
+                let _ = self.stream.socket_ref().shutdown(Shutdown::Write);
+            }
+            Step::End => {
+                let _ = self.stream.socket_ref().shutdown(Shutdown::Both);
+                return Poll::Ready(());
+            }
+        }
+        if progressed {
+            return Poll::Ready(());
+        }
+
+        let Some(at) = self.inline.wake_at() else {
+            return Poll::Pending;
+        };
+        if self.armed != Some(at) {
+            let when = self.clock.to_std(at);
+            match self.timer.as_mut() {
+                Some(timer) => timer.reset(when),
+                None => self.timer = Some(self.runtime.timer(when)),
+            }
+            self.armed = Some(at);
+        }
+        let timer = self.timer.as_mut().expect("armed above");
+        match timer.poll_fire(cx) {
+            Poll::Ready(()) => {
+                self.armed = None;
+                self.now = self.clock.now();
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The transport failed: end now, and report `e` after the events already queued.
+    fn fail(&mut self, e: io::Error) {
+        let _ = self.stream.socket_ref().shutdown(Shutdown::Both);
+        self.inline.fail();
+        self.io_error = Some(e);
+    }
+}
+
+impl<R: Runtime, M: Machine, S> std::fmt::Debug for Direct<R, M, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct").field("queued", &self.inline.queued()).finish_non_exhaustive()
+    }
+}

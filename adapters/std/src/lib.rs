@@ -123,7 +123,7 @@ pub use switchboard_proto as proto;
 pub use switchboard_rt::SpecConnectError;
 #[cfg(unix)]
 pub use transport::socketpair;
-pub use transport::BlockingStream;
+pub use transport::{Addr, BlockingListener, BlockingStream};
 
 /// The shared runtime glue, re-exported: socket options and the socket helpers.
 pub use switchboard_rt::{net, Multicast, MulticastInterface, SocketOptions};

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`spawn`] / [`connect`] / [`spawn_datagram`] | on a new thread | [`Events`] (an iterator); commands via [`Handle`] |
 //! | [`run`] / [`run_datagram`] | on this thread | a callback `FnMut(Notice, &mut Control)` |
-//! | [`serve`] | one thread per accepted connection | a [`Session`] per connection |
+//! | [`serve`] (TCP, Unix: any [`BlockingListener`]) / [`serve_spec`] | one thread per accepted connection | a [`Session`] per connection |
 //!
 //! ## Design
 //!

@@ -127,14 +127,8 @@ where
                 }
                 let (stream, peer) = match listener.accept() {
                     Ok((stream, peer)) => (stream, to_addr(peer)),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                        ) =>
-                    {
-                        continue
-                    }
+                    // Nothing waiting after all (another process took it, or the peer gave up).
+                    Err(e) if is_transient(&e) => continue,
                     Err(_) => {
                         // Out of descriptors or memory: back off instead of spinning; connections
                         // that end free what the next accept needs.
@@ -170,6 +164,10 @@ where
         })?
     };
     Ok(Server { local_addr, wake: Some(wake), accept: Some(accept), registry })
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted)
 }
 
 /// How long the accept loop rests after an accept failed for want of resources.

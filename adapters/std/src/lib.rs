@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`spawn`] / [`connect`] / [`spawn_datagram`] | on a new thread | [`Events`] (an iterator); commands via [`Handle`] |
 //! | [`run`] / [`run_datagram`] | on this thread | a callback `FnMut(Notice, &mut Control)` |
-//! | [`serve`] | one thread per accepted connection | a [`Session`] per connection |
+//! | [`serve`] (TCP, Unix: any [`BlockingListener`]) / [`serve_spec`] | one thread per accepted connection | a [`Session`] per connection |
 //!
 //! ## Design
 //!
@@ -123,7 +123,7 @@ pub use switchboard_proto as proto;
 pub use switchboard_rt::SpecConnectError;
 #[cfg(unix)]
 pub use transport::socketpair;
-pub use transport::BlockingStream;
+pub use transport::{Addr, BlockingListener, BlockingStream};
 
 /// The shared runtime glue, re-exported: socket options and the socket helpers.
 pub use switchboard_rt::{net, Multicast, MulticastInterface, SocketOptions};

@@ -2,32 +2,39 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use switchboard_proto::Machine;
 
 use crate::handle::{Control, Notice, Settings};
 use crate::stream::{spawn_named, StreamCore};
+use crate::transport::{BlockingListener, BlockingStream};
 use crate::DriverError;
 
 /// The application side of one served connection: it sees every notice on that connection's
 /// driver thread, and its outcome. Any `FnMut(Notice, &mut Control)` closure is a session.
-pub trait Session<M: Machine>: Send + 'static {
+///
+/// `A` is the listener's address type ([`BlockingListener::Addr`]): [`SocketAddr`] for TCP
+/// (the default), [`std::os::unix::net::SocketAddr`] for Unix, [`Addr`](crate::Addr) for
+/// [`serve_spec`](crate::serve_spec). A session that does not look at the peer can implement
+/// `Session<M, A>` for every `A`.
+pub trait Session<M: Machine, A = SocketAddr>: Send + 'static {
     /// A notice from the connection's machine; queue replies through `control`.
     fn on_notice(&mut self, notice: Notice<M::Event, M::Error>, control: &mut Control<M::Command>);
 
     /// The connection ended with this result (after the socket was shut down).
-    fn on_finished(&mut self, peer: SocketAddr, result: Result<(), DriverError<M::Error>>) {
+    fn on_finished(&mut self, peer: A, result: Result<(), DriverError<M::Error>>) {
         let _ = (peer, result);
     }
 }
 
-impl<M, F> Session<M> for F
+impl<M, A, F> Session<M, A> for F
 where
     M: Machine,
     F: FnMut(Notice<M::Event, M::Error>, &mut Control<M::Command>) + Send + 'static,
@@ -46,15 +53,16 @@ struct Registry {
 }
 
 /// A running accept loop. [`Server::shutdown`] (or dropping it) stops accepting, closes every
-/// connection gracefully and waits for them.
-pub struct Server {
-    local_addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+/// connection gracefully and waits for them. `A` is the listener's address type.
+pub struct Server<A = SocketAddr> {
+    local_addr: A,
+    /// Dropping it (the accept loop polls the other end) stops the accept loop.
+    wake: Option<WakeSocket>,
     accept: Option<JoinHandle<()>>,
     registry: Arc<Registry>,
 }
 
-impl std::fmt::Debug for Server {
+impl<A: std::fmt::Debug> std::fmt::Debug for Server<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
@@ -64,65 +72,153 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// Accept connections on `listener` until [`Server::shutdown`], running each on its own driver
-/// thread: `make_machine(peer)` builds its machine, `on_connection(peer)` its [`Session`], and
-/// `settings` (cloned per connection) its options, which are applied to each accepted stream.
-pub fn serve<M, MK, OC, H>(
-    listener: TcpListener,
+/// Accept connections on `listener` (a [`TcpListener`](std::net::TcpListener), a
+/// [`UnixListener`](std::os::unix::net::UnixListener) or any [`BlockingListener`]) until
+/// [`Server::shutdown`], running each on its own driver thread: `make_machine(peer)` builds its
+/// machine, `on_connection(peer)` its [`Session`], and `settings` (cloned per connection) its
+/// options, which are applied to each accepted stream. The listener is switched to
+/// non-blocking mode; accepted streams are blocking.
+pub fn serve<L, M, MK, OC, H>(
+    listener: L,
+    settings: Settings<M::Command>,
+    make_machine: MK,
+    on_connection: OC,
+) -> io::Result<Server<L::Addr>>
+where
+    L: BlockingListener,
+    M: Machine + Send + 'static,
+    M::Command: Send + 'static,
+    MK: FnMut(L::Addr) -> M + Send + 'static,
+    OC: FnMut(L::Addr) -> H + Send + 'static,
+    H: Session<M, L::Addr>,
+{
+    serve_as(listener, |addr| addr, settings, make_machine, on_connection)
+}
+
+/// [`serve`], with the listener's addresses converted by `to_addr` before anyone sees them (so
+/// [`serve_spec`](crate::serve_spec) serves TCP and Unix as one [`Addr`](crate::Addr) type).
+pub(crate) fn serve_as<L, A, M, MK, OC, H>(
+    listener: L,
+    to_addr: fn(L::Addr) -> A,
     settings: Settings<M::Command>,
     mut make_machine: MK,
     mut on_connection: OC,
-) -> io::Result<Server>
+) -> io::Result<Server<A>>
 where
+    L: BlockingListener,
+    A: Clone + Send + 'static,
     M: Machine + Send + 'static,
     M::Command: Send + 'static,
-    MK: FnMut(SocketAddr) -> M + Send + 'static,
-    OC: FnMut(SocketAddr) -> H + Send + 'static,
-    H: Session<M>,
+    MK: FnMut(A) -> M + Send + 'static,
+    OC: FnMut(A) -> H + Send + 'static,
+    H: Session<M, A>,
 {
-    let local_addr = listener.local_addr()?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let local_addr = to_addr(listener.local_addr()?);
+    listener.set_nonblocking(true)?;
+    let (waiting, wake) = wake_pair()?;
     let registry = Arc::new(Registry::default());
     let accept = {
-        let (stop, registry) = (stop.clone(), registry.clone());
-        spawn_named("switchboard-accept", move || loop {
-            let (stream, peer) = match listener.accept() {
-                Ok(accepted) => accepted,
-                Err(_) if stop.load(Ordering::SeqCst) => return,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => continue,
-                Err(_) => {
-                    // Out of descriptors or memory: back off instead of spinning; connections
-                    // that end free what the next accept needs.
-                    std::thread::sleep(Duration::from_millis(20));
+        let registry = registry.clone();
+        spawn_named("switchboard-accept", move || {
+            let mut pause = None;
+            loop {
+                if !wait_for_accept(&listener, &waiting, pause.take()) {
+                    return;
+                }
+                let (stream, peer) = match listener.accept() {
+                    Ok((stream, peer)) => (stream, to_addr(peer)),
+                    // Nothing waiting after all (another process took it, or the peer gave up).
+                    Err(e) if is_transient(&e) => continue,
+                    Err(_) => {
+                        // Out of descriptors or memory: back off instead of spinning; connections
+                        // that end free what the next accept needs.
+                        pause = Some(BACKOFF);
+                        continue;
+                    }
+                };
+                let id = registry.accepted.fetch_add(1, Ordering::Relaxed);
+                // Some systems (the BSDs) pass the listener's non-blocking mode on.
+                if stream.set_nonblocking(false).is_err() {
                     continue;
                 }
-            };
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-            let id = registry.accepted.fetch_add(1, Ordering::Relaxed);
-            let Ok(core) = StreamCore::new(stream, settings.clone()) else { continue };
-            let machine = make_machine(peer);
-            let mut session = on_connection(peer);
-            let handle = core.link.handle();
-            let source = core.link.weak_source(&handle);
-            lock(&registry.handles).insert(id, Box::new(handle));
-            let conn_registry = registry.clone();
-            let spawned = spawn_named("switchboard-conn", move || {
-                let result = core.run(machine, source, |n, c| session.on_notice(n, c));
-                let handle = lock(&conn_registry.handles).remove(&id);
-                drop(handle);
-                session.on_finished(peer, result);
-            });
-            let mut threads = lock(&registry.threads);
-            threads.retain(|t| !t.is_finished());
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(_) => drop(lock(&registry.handles).remove(&id)),
+                let Ok(core) = StreamCore::new(stream, settings.clone()) else { continue };
+                let machine = make_machine(peer.clone());
+                let mut session = on_connection(peer.clone());
+                let handle = core.link.handle();
+                let source = core.link.weak_source(&handle);
+                lock(&registry.handles).insert(id, Box::new(handle));
+                let conn_registry = registry.clone();
+                let spawned = spawn_named("switchboard-conn", move || {
+                    let result = core.run(machine, source, |n, c| session.on_notice(n, c));
+                    let handle = lock(&conn_registry.handles).remove(&id);
+                    drop(handle);
+                    session.on_finished(peer, result);
+                });
+                let mut threads = lock(&registry.threads);
+                threads.retain(|t| !t.is_finished());
+                match spawned {
+                    Ok(thread) => threads.push(thread),
+                    Err(_) => drop(lock(&registry.handles).remove(&id)),
+                }
             }
         })?
     };
-    Ok(Server { local_addr, stop, accept: Some(accept), registry })
+    Ok(Server { local_addr, wake: Some(wake), accept: Some(accept), registry })
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted)
+}
+
+/// How long the accept loop rests after an accept failed for want of resources.
+const BACKOFF: Duration = Duration::from_millis(20);
+
+/// The accept loop's stop signal: a connected socket pair. The loop polls one end; the server
+/// writes a byte to the other and drops it.
+#[cfg(unix)]
+type WakeSocket = std::os::unix::net::UnixStream;
+#[cfg(not(unix))]
+type WakeSocket = std::net::TcpStream;
+
+#[cfg(unix)]
+fn wake_pair() -> io::Result<(WakeSocket, WakeSocket)> {
+    WakeSocket::pair()
+}
+
+/// Windows has no socketpair: a loopback TCP connection stands in for one.
+#[cfg(not(unix))]
+fn wake_pair() -> io::Result<(WakeSocket, WakeSocket)> {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+    let wake = WakeSocket::connect(listener.local_addr()?)?;
+    loop {
+        // Take our own connection, not one another local process raced in.
+        let (waiting, from) = listener.accept()?;
+        if from == wake.local_addr()? {
+            return Ok((waiting, wake));
+        }
+    }
+}
+
+/// Wait until `listener` may have a connection (`true`) or the server stops (`false`). With a
+/// `pause`, wait that long for the stop only (after a failed accept).
+fn wait_for_accept<L: BlockingListener>(listener: &L, waiting: &WakeSocket, pause: Option<Duration>) -> bool {
+    let timeout = pause.map(|d| Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ });
+    let mut fds = [PollFd::new(waiting, PollFlags::IN), PollFd::new(listener, PollFlags::IN)];
+    let watched = if pause.is_some() { 1 } else { 2 };
+    loop {
+        match poll(&mut fds[..watched], timeout.as_ref()) {
+            Ok(_) => break,
+            // A signal: poll again (a pause may then last a little longer; it is only a rest).
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => {
+                // Out of memory for the poll itself: rest, then let accept decide.
+                std::thread::sleep(BACKOFF);
+                break;
+            }
+        }
+    }
+    // Any news on the stop socket (the byte, or the hang-up) means stop.
+    fds[0].revents().is_empty()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -130,12 +226,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Server {
+impl<A: Clone> Server<A> {
     /// The address the listener is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    pub fn local_addr(&self) -> A {
+        self.local_addr.clone()
     }
+}
 
+impl<A> Server<A> {
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.registry.accepted.load(Ordering::Relaxed)
@@ -154,16 +252,11 @@ impl Server {
 
     fn stop_all(&mut self) {
         let Some(accept) = self.accept.take() else { return };
-        self.stop.store(true, Ordering::SeqCst);
-        // A blocking accept wakes only for a connection: make one.
-        let mut wake = self.local_addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
+        if let Some(mut wake) = self.wake.take() {
+            // The byte wakes the poll; should the write fail, closing the socket hangs the
+            // other end up, which wakes it too.
+            let _ = wake.write(&[1]);
         }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         let _ = accept.join();
         let handles = std::mem::take(&mut *lock(&self.registry.handles));
         drop(handles);
@@ -174,7 +267,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl<A> Drop for Server<A> {
     fn drop(&mut self) {
         self.stop_all();
     }

@@ -14,7 +14,7 @@
 //!         }
 //!     }
 //! })?;
-//! let port = server.local_addr().port();
+//! let port = server.local_addr().tcp().expect("a TCP server").port();
 //!
 //! let mut client = connect_spec(&format!("tcp://127.0.0.1:{port}?{options}"))?;
 //! client.handle.send(Command::SendBody("hello".into())).unwrap();
@@ -34,7 +34,8 @@ use switchboard_proto::stage::{Address, PacketConnection, PacketDatagram, Scheme
 use switchboard_rt::spec::{machine, parse, socket_addr};
 use switchboard_rt::{OsEntropy, SpecConnectError};
 
-use crate::{serve, spawn, spawn_datagram, Running, Server, Session, Settings};
+use crate::server::serve_as;
+use crate::{spawn, spawn_datagram, Addr, Running, Server, Session, Settings};
 
 /// Connect to a `tcp://` or `unix://` spec and run a [`PacketConnection`] with its framing,
 /// timers and cipher on a driver thread.
@@ -63,22 +64,44 @@ pub fn connect_spec_with(
     }
 }
 
-/// Listen on a `tcp://` spec; every accepted connection runs a fresh [`PacketConnection`] (its
-/// own cipher state) and is handed to the session `on_connection` returns.
-pub fn serve_spec<OC, H>(spec: &str, on_connection: OC) -> Result<Server, SpecConnectError>
+/// Listen on a `tcp://` or `unix://` spec; every accepted connection runs a fresh
+/// [`PacketConnection`] (its own cipher state) and is handed to the session `on_connection`
+/// returns. Peers and [`Server::local_addr`] are [`Addr`]s, since the spec picks the transport.
+///
+/// A `unix://` path must not exist yet (as with the async adapters' `listen_spec`): a socket
+/// file left by an earlier server is not removed here, since telling a stale one from a live
+/// one's is racy. The server does not remove its socket file when it stops either.
+pub fn serve_spec<OC, H>(spec: &str, on_connection: OC) -> Result<Server<Addr>, SpecConnectError>
 where
-    OC: FnMut(SocketAddr) -> H + Send + 'static,
-    H: Session<PacketConnection>,
+    OC: FnMut(Addr) -> H + Send + 'static,
+    H: Session<PacketConnection, Addr>,
 {
     let parsed = parse(spec)?;
     machine(&parsed)?; // a bad `crypto=` is refused now, not at the first connection
-    if parsed.scheme != Scheme::Tcp {
-        return Err(SpecConnectError::Unsupported(parsed.scheme));
-    }
     let settings = Settings::packet();
-    let listener: TcpListener = switchboard_rt::net::listen_tcp(socket_addr(&parsed.address)?, &settings.socket)?;
+    let listener = match (&parsed.scheme, &parsed.address) {
+        (Scheme::Tcp, address) => {
+            let listener: TcpListener = switchboard_rt::net::listen_tcp(socket_addr(address)?, &settings.socket)?;
+            Listening::Tcp(listener)
+        }
+        #[cfg(unix)]
+        (Scheme::Unix, Address::Unix(path)) => {
+            Listening::Unix(switchboard_rt::sockets::unix_listener(path, &settings.socket)?)
+        }
+        (scheme, _) => return Err(SpecConnectError::Unsupported(*scheme)),
+    };
     let make = move |_peer| machine(&parsed).expect("the spec was checked when the server started");
-    Ok(serve(listener, settings, make, on_connection)?)
+    Ok(match listener {
+        Listening::Tcp(l) => serve_as(l, Addr::Tcp, settings, make, on_connection)?,
+        #[cfg(unix)]
+        Listening::Unix(l) => serve_as(l, Addr::Unix, settings, make, on_connection)?,
+    })
+}
+
+enum Listening {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixListener),
 }
 
 /// Bind a `udp://` spec and run a [`PacketDatagram`] (one frame per datagram, the spec's cipher)

@@ -1,17 +1,14 @@
 //! The behaviour matrix of `switchboard-rt`, on the blocking driver: the same tests the async
-//! adapters run, through switchboard-std's own API (`serve`, `connect`, `spawn`,
-//! `spawn_datagram`, the spec helpers, `kcom`).
+//! adapters run, through switchboard-std's own API (`serve` over TCP and Unix listeners,
+//! `connect`, `spawn`, `spawn_datagram`, the spec helpers, `kcom`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
-use socket2::SockRef;
-use switchboard_proto::stage::{Address, PacketConnection, PacketDatagram, Scheme};
+use switchboard_proto::stage::{PacketConnection, PacketDatagram};
 use switchboard_proto::Machine;
 use switchboard_rt::async_driver::TrySendError;
 use switchboard_rt::kcom::KcomOptions;
@@ -141,71 +138,15 @@ impl<M: Drivable> Conn<M> for StdConn<M> {
 /// A matrix [`Service`] as a switchboard-std [`Session`].
 struct Served<M: Machine>(Service<M>);
 
-impl<M: Drivable> Session<M> for Served<M> {
+impl<M: Drivable, A> Session<M, A> for Served<M> {
     fn on_notice(&mut self, notice: Notice<M::Event, M::Error>, control: &mut Control<M::Command>) {
         if let Some(answer) = delivery(notice).and_then(|d| self.0.reply(d)) {
             control.send(answer);
         }
     }
 
-    fn on_finished(&mut self, _peer: SocketAddr, result: Result<(), DriverError<M::Error>>) {
+    fn on_finished(&mut self, _peer: A, result: Result<(), DriverError<M::Error>>) {
         self.0.ended(result.map_err(failure));
-    }
-}
-
-#[cfg(unix)]
-/// An accept loop over a Unix listener (switchboard-std's `serve` takes TCP listeners): each
-/// connection runs in callback form with [`switchboard_std::run`] on its own thread.
-struct UnixServer {
-    stop: Arc<AtomicBool>,
-    listener: std::os::unix::net::UnixListener,
-    accept: Option<thread::JoinHandle<()>>,
-}
-
-#[cfg(unix)]
-impl UnixServer {
-    fn start<M: Drivable>(
-        listener: std::os::unix::net::UnixListener,
-        make: impl Fn() -> M + Send + 'static,
-        service: Service<M>,
-    ) -> io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepting = listener.try_clone()?;
-        let accept = {
-            let stop = stop.clone();
-            thread::spawn(move || {
-                for stream in accepting.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (machine, service) = (make(), service.clone());
-                    thread::spawn(move || {
-                        let result = switchboard_std::run(stream, machine, settings::<M>(&Setup::new()), |n, c| {
-                            if let Some(answer) = delivery(n).and_then(|d| service.reply(d)) {
-                                c.send(answer);
-                            }
-                        });
-                        service.ended(result.map_err(failure));
-                    });
-                }
-            })
-        };
-        Ok(UnixServer { stop, listener, accept: Some(accept) })
-    }
-}
-
-#[cfg(unix)]
-impl Drop for UnixServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Shutting a listening socket down wakes a blocked accept (Linux); where it does not,
-        // the accept thread is left to end with the process instead of hanging the test.
-        if SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both).is_ok() {
-            if let Some(accept) = self.accept.take() {
-                let _ = accept.join();
-            }
-        }
     }
 }
 
@@ -261,7 +202,8 @@ impl Harness for StdTests {
         service: Service<M>,
     ) -> io::Result<()> {
         let listener = std::os::unix::net::UnixListener::bind(path)?;
-        self.keep(UnixServer::start(listener, make, service)?);
+        let settings = settings::<M>(&Setup::new());
+        self.keep(switchboard_std::serve(listener, settings, move |_| make(), move |_| Served(service.clone()))?);
         Ok(())
     }
 
@@ -281,20 +223,10 @@ impl Harness for StdTests {
         spec: &str,
         service: Service<PacketConnection>,
     ) -> Result<Option<SocketAddr>, SpecConnectError> {
-        let parsed = switchboard_rt::spec::parse(spec)?;
-        #[cfg(unix)]
-        if let (Scheme::Unix, Address::Unix(path)) = (&parsed.scheme, &parsed.address) {
-            // switchboard-std serves specs over TCP only: the harness accepts Unix connections.
-            switchboard_rt::spec::machine(&parsed)?;
-            let listener = std::os::unix::net::UnixListener::bind(path)?;
-            let make = move || switchboard_rt::spec::machine(&parsed).expect("the spec was checked");
-            self.keep(UnixServer::start(listener, make, service)?);
-            return Ok(None);
-        }
         let server = switchboard_std::serve_spec(spec, move |_| Served(service.clone()))?;
-        let addr = server.local_addr();
+        let addr = server.local_addr().tcp();
         self.keep(server);
-        Ok(Some(addr))
+        Ok(addr)
     }
 
     fn connect_spec(&self, spec: &str) -> Result<StdConn<PacketConnection>, SpecConnectError> {

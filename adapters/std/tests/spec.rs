@@ -35,7 +35,8 @@ fn encrypted_bson_echo_over_tcp_for_every_cipher() {
             }
         })
         .unwrap();
-        let mut client = connect_spec(&format!("tcp://127.0.0.1:{}?{options}", server.local_addr().port())).unwrap();
+        let mut client =
+            connect_spec(&format!("tcp://127.0.0.1:{}?{options}", server.local_addr().tcp().unwrap().port())).unwrap();
         for i in 0..20 {
             client.handle.send(Command::Send(bson_frame(i).into())).unwrap();
         }
@@ -46,6 +47,52 @@ fn encrypted_bson_echo_over_tcp_for_every_cipher() {
         client.close_and_join().unwrap();
         server.shutdown();
     }
+}
+
+#[cfg(unix)]
+#[test]
+fn encrypted_echo_over_a_unix_spec() {
+    use switchboard_std::Addr;
+
+    let path = std::env::temp_dir().join(format!("switchboard-std-spec-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let spec = format!("unix://{}?packet=64k,64k&crypto=SEED/CBC/PKCS5Padding=secret", path.display());
+    let (peers_tx, peers) = std::sync::mpsc::channel();
+    let server = serve_spec(&spec, move |peer: Addr| {
+        peers_tx.send(peer).unwrap();
+        |notice: Notice<Event, _>, control: &mut Control<Command>| {
+            if let Notice::Event(Event::Frame(frame)) = notice {
+                bson::Document::from_reader(&mut &frame[..]).expect("a decrypted BSON document");
+                control.send(Command::Send(frame));
+            }
+        }
+    })
+    .unwrap();
+    let local = server.local_addr();
+    assert_eq!(local.tcp(), None);
+    assert_eq!(local.unix().and_then(|a| a.as_pathname()), Some(path.as_path()));
+    assert_eq!(local.to_string(), format!("unix://{}", path.display()));
+
+    // The socket file is in use: a second server on the same path is refused, not given it.
+    let err = serve_spec(&spec, |_| |_: Notice<Event, _>, _: &mut Control<Command>| {}).err().unwrap();
+    assert!(matches!(&err, SpecConnectError::Io(e) if e.kind() == std::io::ErrorKind::AddrInUse), "{err}");
+
+    let clients: Vec<_> = (0..2).map(|_| connect_spec(&spec).unwrap()).collect();
+    for mut client in clients {
+        for i in 0..20 {
+            client.handle.send(Command::Send(bson_frame(i).into())).unwrap();
+        }
+        for i in 0..20 {
+            let echo = client.events.by_ref().find_map(Notice::event).expect("an echo");
+            assert_eq!(echo, Event::Frame(bson_frame(i).into()), "frame {i}");
+        }
+        client.close_and_join().unwrap();
+        let peer = peers.recv().unwrap();
+        assert!(peer.unix().is_some_and(|a| a.is_unnamed()), "{peer:?}");
+    }
+    assert_eq!(server.accepted(), 2);
+    server.shutdown();
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]

@@ -30,27 +30,28 @@ pub fn numbered(i: u32, len: usize) -> Bytes {
     body.freeze()
 }
 
-/// How a served connection ended, as an [`Echo`] session reports it.
-pub type Finished = (SocketAddr, Result<(), DriverError<stage::Error>>);
+/// How a served connection ended, as an [`Echo`] session reports it: the peer's address (of the
+/// listener's address type) and the result.
+pub type Finished<A = SocketAddr> = (A, Result<(), DriverError<stage::Error>>);
 
 /// A session that echoes every frame and reports how the connection ended.
-pub struct Echo {
-    pub finished: Sender<Finished>,
+pub struct Echo<A = SocketAddr> {
+    pub finished: Sender<Finished<A>>,
 }
 
-impl Session<stage::PacketConnection> for Echo {
+impl<A: Send + 'static> Session<stage::PacketConnection, A> for Echo<A> {
     fn on_notice(&mut self, notice: Notice<Event, stage::Error>, control: &mut Control<Command>) {
         if let Notice::Event(Event::Frame(frame)) = notice {
             control.send(Command::Send(frame));
         }
     }
 
-    fn on_finished(&mut self, peer: SocketAddr, result: Result<(), DriverError<stage::Error>>) {
+    fn on_finished(&mut self, peer: A, result: Result<(), DriverError<stage::Error>>) {
         let _ = self.finished.send((peer, result));
     }
 }
 
 /// A channel for [`Echo`] sessions to report on.
-pub fn finished_channel() -> (Sender<Finished>, Receiver<Finished>) {
+pub fn finished_channel<A>() -> (Sender<Finished<A>>, Receiver<Finished<A>>) {
     mpsc::channel()
 }

@@ -20,7 +20,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use switchboard_proto::driver::{Ending, Inline, Refusal, Step};
 use switchboard_proto::time::Instant;
@@ -112,13 +112,19 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
     }
 
     /// Like [`recv`](Self::recv) without waiting: do whatever I/O and timers are ready now and
-    /// return an event if there is one (`None`: none yet, or the end was reported).
-    pub fn try_recv(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
+    /// return an event if there is one (`None`: none yet, or the end was reported). It is async
+    /// because the round registers this task for what comes next, like any other poll; it
+    /// never waits.
+    pub async fn try_recv(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
         if let Some(next) = self.next_ready() {
             return Some(next);
         }
         if self.inline.is_running() {
-            let _ = self.poll_round(&mut Context::from_waker(Waker::noop()), false);
+            poll_fn(|cx| {
+                let _ = self.poll_round(cx, false);
+                Poll::Ready(())
+            })
+            .await;
         }
         self.next_ready()
     }

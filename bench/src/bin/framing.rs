@@ -298,7 +298,7 @@ async fn sb_async_direct<R: Runtime>(rt: R, name: &str, size: usize, frames: u64
         rt.spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             options.apply(&*stream.socket_ref()).unwrap();
-            let mut conn = Direct::new(rt2, stream, PacketConnection::new(out.config()), &DriverConfig::default());
+            let mut conn = Direct::new(rt2, stream, PacketConnection::new(out.config()), &direct_config());
             let mut got = 0u64;
             let mut last = None;
             while let Some(event) = conn.recv().await {
@@ -313,11 +313,8 @@ async fn sb_async_direct<R: Runtime>(rt: R, name: &str, size: usize, frames: u64
     }
     let body = Bytes::from(frame(size)[4..].to_vec());
     let start = Instant::now();
-    let mut conn = rt
-        .clone()
-        .connect_direct(addr, options, DriverConfig::default(), PacketConnection::new(out.config()))
-        .await
-        .unwrap();
+    let mut conn =
+        rt.clone().connect_direct(addr, options, direct_config(), PacketConnection::new(out.config())).await.unwrap();
     for _ in 0..frames {
         conn.send(Command::SendBody(body.clone())).await.unwrap();
     }
@@ -325,6 +322,11 @@ async fn sb_async_direct<R: Runtime>(rt: R, name: &str, size: usize, frames: u64
     let (got, last) = done_rx.await.unwrap();
     assert_eq!(got, frames);
     Measurement { name: out.label(&format!("{name}-direct")), size, frames, elapsed: last.unwrap() - start }
+}
+
+/// The direct drivers read 64 KiB at a time, like every baseline here (`BUF`).
+fn direct_config() -> DriverConfig {
+    DriverConfig::default().with_read_chunk(BUF)
 }
 
 fn sb_tokio_direct(size: usize, frames: u64, out: Out) -> Measurement {

@@ -7,7 +7,8 @@
 //! memory is not counted; they bind to 127.0.0.2, 127.0.0.3, … before connecting so N is not
 //! limited by one source address's ephemeral ports. Both processes raise RLIMIT_NOFILE.
 //!
-//! Run: `cargo run --release -p switchboard-bench --bin idle_conns [-- --conns 50000 --sources 8]`
+//! Run: `cargo run --release -p switchboard-bench --bin idle_conns [-- --conns 50000 --sources 8] [--direct]`
+//! (`--direct`: the server uses `RuntimeExt::serve_direct`, one task per connection).
 //! (`--read-chunk B`, `--events N`, `--commands N` change the server's `DriverConfig`, to see
 //! what each buffer costs an idle connection).
 
@@ -104,23 +105,34 @@ fn main() {
         "driver config: read_chunk {} B, events {}, commands {}",
         config.read_chunk, config.events, config.commands
     );
+    // `--direct`: serve with `serve_direct` (one task per connection) instead of `serve_with`.
+    let direct = args.iter().any(|a| a == "--direct");
+    println!(
+        "server: {}",
+        if direct { "serve_direct (one task per connection)" } else { "serve_with (driver task + handler task)" }
+    );
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let (addr, before) = rt.block_on(async {
         let listener = Tokio.listen("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let counter = accepted.clone();
-        tokio::spawn(Tokio.serve_with(
-            listener,
-            SocketOptions::new(),
-            config,
-            move |_| {
-                counter.fetch_add(1, Ordering::Relaxed);
-                PacketConnection::new(FramingConfig::default())
-            },
-            // The application's side of each connection: hold it and wait for events.
-            |conn| async move { while conn.recv().await.is_some() {} },
-        ));
+        let make = move |_: &SocketAddr| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            PacketConnection::new(FramingConfig::default())
+        };
+        if direct {
+            // One task per connection: the machine is driven inside the application's task.
+            tokio::spawn(Tokio.serve_direct(listener, SocketOptions::new(), config, make, |mut conn| async move {
+                while conn.recv().await.is_some() {}
+            }));
+        } else {
+            // A driver task plus the application's task, which holds the `Connection` and
+            // waits for events.
+            tokio::spawn(Tokio.serve_with(listener, SocketOptions::new(), config, make, |conn| async move {
+                while conn.recv().await.is_some() {}
+            }));
+        }
         // Let the runtime's threads and the listener settle before the baseline.
         tokio::time::sleep(Duration::from_millis(200)).await;
         (addr, rss())

@@ -222,10 +222,11 @@ impl<M: Machine> Inline<M> {
         if self.read_paused && self.pump.queued() < self.pump.machine().write_budget() {
             self.read_paused = false;
         }
+        let holding_events = sending && self.events.len() >= EVENTS_HELD;
         self.is_running()
             && !self.peer_eof
             && !self.read_paused
-            && !(sending && self.events.len() >= EVENTS_HELD)
+            && !holding_events
             && (self.pump.wants_input() || !self.is_open() || self.pump.queued() > 0)
     }
 

@@ -212,7 +212,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
             match Pin::new(&mut self.stream).poll_read(cx, self.inline.read_buffer()) {
                 Poll::Ready(Ok(n)) => {
                     self.now = self.clock.now();
-                    self.inline.on_read(self.now, n);
+                    self.inline.on_read(self.now, n, sending);
                     progressed = true;
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => progressed = true,

@@ -230,7 +230,7 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
             match read_once(&mut self.stream, self.inline.read_buffer()) {
                 Ok(Some(n)) => {
                     self.now = self.clock.now();
-                    self.inline.on_read(self.now, n);
+                    self.inline.on_read(self.now, n, sending);
                     progressed = true;
                 }
                 Ok(None) => blocked_on |= PollFlags::IN,

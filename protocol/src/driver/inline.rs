@@ -99,6 +99,9 @@ pub struct Inline<M: Machine> {
     write_shut: bool,
     /// A read made the machine transmit while over budget: no reads until under it again.
     read_paused: bool,
+    /// Bytes were fed and the machine not drained since: `next` takes its events one by one
+    /// straight from the machine (no second queue on the receive path).
+    undrained: bool,
 }
 
 impl<M: Machine> Inline<M> {
@@ -118,6 +121,7 @@ impl<M: Machine> Inline<M> {
             peer_eof: false,
             write_shut: false,
             read_paused: false,
+            undrained: false,
         };
         inline.drain(now);
         inline
@@ -144,7 +148,7 @@ impl<M: Machine> Inline<M> {
 
     /// Whether anything is waiting to be written (drains pending commands first).
     pub fn has_writes(&mut self, now: Instant) -> bool {
-        if self.fed > 0 {
+        if self.fed > 0 || self.undrained {
             self.drain(now);
         }
         self.is_running() && self.pump.queued() > 0
@@ -159,6 +163,13 @@ impl<M: Machine> Inline<M> {
         }
         if let Some(event) = self.events.pop_front() {
             return Some(Ok(event));
+        }
+        if self.undrained {
+            if let Some(event) = self.pump.next_event(now) {
+                return Some(Ok(event));
+            }
+            self.undrained = false;
+            self.check_finished(now);
         }
         match core::mem::replace(&mut self.phase, Phase::Reported) {
             Phase::Ended(Err(e)) => Some(Err(e)),
@@ -235,8 +246,11 @@ impl<M: Machine> Inline<M> {
         self.rx.spare()
     }
 
-    /// A read returned `n` bytes (0: the peer's EOF).
-    pub fn on_read(&mut self, now: Instant, n: usize) {
+    /// A read returned `n` bytes (0: the peer's EOF). `sending` as for
+    /// [`wants_read`](Self::wants_read): then the machine is drained into the event queue at
+    /// once (its events are counted against [`EVENTS_HELD`]); otherwise [`next`](Self::next)
+    /// takes them from the machine as the application asks.
+    pub fn on_read(&mut self, now: Instant, n: usize, sending: bool) {
         if n == 0 {
             self.peer_eof = true;
             if self.is_open() {
@@ -254,6 +268,10 @@ impl<M: Machine> Inline<M> {
         let over_budget = self.pump.queued() >= self.pump.machine().write_budget();
         let queued_before = self.pump.queued();
         let _ = self.pump.feed(now, Input::Stream(self.rx.received()));
+        if !(sending || over_budget) {
+            self.undrained = true;
+            return;
+        }
         self.drain(now);
         if over_budget && self.pump.queued() > queued_before {
             self.read_paused = true;
@@ -324,11 +342,17 @@ impl<M: Machine> Inline<M> {
     fn drain(&mut self, now: Instant) {
         let (fed, before) = (self.fed, self.pump.queued());
         self.fed = 0;
+        self.undrained = false;
         let events = &mut self.events;
         self.pump.drain(now, |event| events.push_back(event));
         if let Some(per_command) = self.pump.queued().saturating_sub(before).checked_div(fed) {
             self.batch = (self.pump.machine().write_budget() / 4 / per_command.max(1)).clamp(1, MAX_BATCH);
         }
+        self.check_finished(now);
+    }
+
+    /// Once the machine reported `Finished`, move to Finishing with its result.
+    fn check_finished(&mut self, now: Instant) {
         if self.is_open() && self.pump.is_finished() {
             let result = self.pump.take_result().unwrap_or(Ok(()));
             self.finish(now, result);

@@ -256,22 +256,31 @@ impl<M: Machine> Pump<M> {
 
     /// Poll the machine until it is drained or finished, queueing writes and delivering events.
     pub fn drain(&mut self, now: Instant, mut on_event: impl FnMut(M::Event)) {
+        while let Some(event) = self.next_event(now) {
+            on_event(event);
+        }
+    }
+
+    /// Poll the machine until its next event (queueing the writes before it), or until it is
+    /// drained or finished (`None`): [`drain`](Self::drain) one event at a time, for a driver
+    /// that hands events to the application as they are asked for.
+    pub fn next_event(&mut self, now: Instant) -> Option<M::Event> {
         if self.result.is_some() || self.result_taken {
-            return;
+            return None;
         }
         loop {
             match self.machine.poll_output(now) {
                 Output::Transmit(bytes) => self.writes.push(bytes),
                 Output::TransmitTo(to, bytes) => self.datagrams.push_back((to, bytes)),
-                Output::Event(event) => on_event(event),
+                Output::Event(event) => return Some(event),
                 Output::Timeout(deadline) => {
                     self.deadline = deadline;
-                    return;
+                    return None;
                 }
                 Output::Finished(result) => {
                     self.deadline = None;
                     self.result = Some(result);
-                    return;
+                    return None;
                 }
             }
         }

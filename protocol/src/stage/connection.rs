@@ -57,6 +57,9 @@ pub enum Filter {
     Raw,
 }
 
+/// How much the coalescing buffer grows by at a time (less when OUT is smaller).
+const OUT_CHUNK: usize = 64 * 1024;
+
 /// Configuration of one packet connection: the filter, its IN/OUT limits and the timers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FramingConfig {
@@ -448,7 +451,11 @@ impl PacketConnection {
         if self.out.len() + len > self.config.max_out {
             self.flush();
         }
-        self.out.reserve(len);
+        if self.out.capacity() - self.out.len() < len {
+            // Room for many frames at once: flushed chunks are split off this allocation, so
+            // small frames do not regrow (and copy) a fresh buffer after every flush.
+            self.out.reserve(len.max(self.config.max_out.min(OUT_CHUNK)));
+        }
         self.out_since.get_or_insert(now);
     }
 }

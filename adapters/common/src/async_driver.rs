@@ -940,7 +940,7 @@ thread_local! {
 }
 
 /// Run `f` on this thread's zeroed scratch buffer of `len` bytes (grown, and zeroed, once).
-fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+pub(crate) fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut scratch) => {
             if scratch.len() < len {

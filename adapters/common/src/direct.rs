@@ -20,12 +20,13 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use switchboard_proto::driver::{Ending, Inline, Refusal, Step};
 use switchboard_proto::time::Instant;
 use switchboard_proto::Machine;
 
+use crate::async_driver::with_scratch;
 use crate::{ByteStream, Clock, Drivable, DriverConfig, DriverError, Runtime, Timer};
 
 /// At most this many buffers go into one vectored write.
@@ -50,6 +51,7 @@ pub struct Direct<R: Runtime, M: Machine, S> {
     timer: Option<R::Timer>,
     armed: Option<Instant>,
     io_error: Option<io::Error>,
+    read_chunk: usize,
 }
 
 impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
@@ -68,6 +70,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
             timer: None,
             armed: None,
             io_error: None,
+            read_chunk: config.read_chunk.max(1),
         }
     }
 
@@ -209,18 +212,15 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
         }
 
         if self.inline.wants_read(sending) {
-            match Pin::new(&mut self.stream).poll_read(cx, self.inline.read_buffer()) {
-                Poll::Ready(Ok(n)) => {
-                    self.now = self.clock.now();
-                    self.inline.on_read(self.now, n, sending);
-                    progressed = true;
-                }
+            match self.poll_read_once(cx, sending) {
+                Poll::Ready(Ok(())) => progressed = true,
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => progressed = true,
                 Poll::Ready(Err(e)) => {
                     self.fail(e);
                     return Poll::Ready(());
                 }
-                Poll::Pending => {}
+                // Nothing to read: an idle connection gives its read buffer back.
+                Poll::Pending => self.inline.read_idle(),
             }
         }
 
@@ -259,6 +259,25 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// One read, handed to the machine. Into the receive buffer when it is allocated (frames
+    /// stay slices of it); otherwise into this thread's scratch buffer, copied only if bytes
+    /// came: so waiting on an idle connection needs no buffer of its own.
+    fn poll_read_once(&mut self, cx: &mut Context<'_>, sending: bool) -> Poll<io::Result<()>> {
+        if self.inline.read_buffer_allocated() {
+            let n = ready!(Pin::new(&mut self.stream).poll_read(cx, self.inline.read_buffer()))?;
+            self.now = self.clock.now();
+            self.inline.on_read(self.now, n, sending);
+            return Poll::Ready(Ok(()));
+        }
+        let (stream, inline, clock, now) = (&mut self.stream, &mut self.inline, &self.clock, &mut self.now);
+        with_scratch(self.read_chunk, |scratch| {
+            let n = ready!(Pin::new(stream).poll_read(cx, scratch))?;
+            *now = clock.now();
+            inline.on_read_copy(*now, &scratch[..n], sending);
+            Poll::Ready(Ok(()))
+        })
     }
 
     /// The transport failed: end now, and report `e` after the events already queued.

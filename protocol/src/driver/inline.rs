@@ -246,6 +246,36 @@ impl<M: Machine> Inline<M> {
         self.rx.spare()
     }
 
+    /// Whether the receive buffer is allocated. A driver holding many idle connections reads
+    /// into a shared scratch buffer while it is not, and hands what arrived to
+    /// [`on_read_copy`](Self::on_read_copy).
+    pub fn read_buffer_allocated(&self) -> bool {
+        self.rx.is_allocated()
+    }
+
+    /// Bytes read into a scratch buffer: copy them into the receive buffer, then as
+    /// [`on_read`](Self::on_read).
+    pub fn on_read_copy(&mut self, now: Instant, bytes: &[u8], sending: bool) {
+        if bytes.is_empty() {
+            return self.on_read(now, 0, sending);
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = self.rx.spare();
+            let n = room.len().min(rest.len());
+            room[..n].copy_from_slice(&rest[..n]);
+            self.rx.filled(n);
+            rest = &rest[n..];
+        }
+        self.on_filled(now, bytes.len(), sending);
+    }
+
+    /// A read would block: release the receive buffer if it holds nothing unconsumed, so an
+    /// idle connection costs no read buffer.
+    pub fn read_idle(&mut self) {
+        self.rx.release_if_empty();
+    }
+
     /// A read returned `n` bytes (0: the peer's EOF). `sending` as for
     /// [`wants_read`](Self::wants_read): then the machine is drained into the event queue at
     /// once (its events are counted against [`EVENTS_HELD`]); otherwise [`next`](Self::next)
@@ -260,6 +290,12 @@ impl<M: Machine> Inline<M> {
             return;
         }
         self.rx.filled(n);
+        self.on_filled(now, n, sending);
+    }
+
+    /// `n` more bytes are in the receive buffer (`n > 0`).
+    fn on_filled(&mut self, now: Instant, n: usize, sending: bool) {
+        debug_assert!(n > 0);
         if !self.is_open() {
             // Lingering after the end: what the peer still sends has nowhere to go.
             self.rx.received().clear();

@@ -183,6 +183,22 @@ impl ReadBuffer {
         self.buf.len()
     }
 
+    /// Whether spare room is allocated (an idle, released buffer holds none).
+    pub fn is_allocated(&self) -> bool {
+        !self.spare.is_empty()
+    }
+
+    /// Give the memory back when nothing unconsumed is held: an idle connection then costs no
+    /// read buffer (frames already split off keep their own part alive). Returns whether it did.
+    pub fn release_if_empty(&mut self) -> bool {
+        if !self.buf.is_empty() || self.spare.is_empty() {
+            return false;
+        }
+        self.buf = BytesMut::new();
+        self.spare = BytesMut::new();
+        true
+    }
+
     /// Whether no unconsumed bytes are held.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
@@ -400,6 +416,20 @@ mod tests {
         }
         assert_eq!(&rb.received()[..], b"exxxxxxxxxx");
         assert_eq!(&frame[..], b"abcd", "frames already split off are untouched");
+    }
+
+    #[test]
+    fn an_empty_read_buffer_gives_its_memory_back_and_a_partial_frame_keeps_it() {
+        let mut rb = ReadBuffer::new(64);
+        assert!(!rb.is_allocated(), "nothing is allocated before the first read");
+        rb.spare()[..2].copy_from_slice(b"ab");
+        rb.filled(2);
+        assert!(!rb.release_if_empty(), "unconsumed bytes keep the buffer");
+        assert_eq!(&rb.received()[..], b"ab");
+        let frame = rb.received().split_to(2).freeze();
+        assert!(rb.release_if_empty());
+        assert!(!rb.is_allocated());
+        assert_eq!(&frame[..], b"ab", "a frame split off lives on after the release");
     }
 
     #[test]

@@ -31,6 +31,38 @@
 //! }
 //! ```
 //!
+//! The fastest way, with no driver task and no channels: [`Direct`] runs the machine inside
+//! your own task (`serve_direct` gives each connection one task):
+//!
+//! ```
+//! use switchboard_tokio::proto::stage::{Command, Event, FramingConfig, PacketConnection};
+//! use switchboard_tokio::{DriverConfig, RuntimeExt, SocketOptions, Tokio};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let packets = || PacketConnection::new(FramingConfig::packet(64 * 1024, 64 * 1024));
+//!     let listener = Tokio.listen("127.0.0.1:0")?;
+//!     let addr = listener.local_addr()?;
+//!     let (options, config) = (SocketOptions::new(), DriverConfig::default());
+//!     tokio::spawn(Tokio.serve_direct(listener, options.clone(), config.clone(), move |_| packets(), |mut conn| async move {
+//!         while let Some(Ok(Event::Frame(frame))) = conn.recv().await {
+//!             let _ = conn.send(Command::Send(frame)).await;
+//!         }
+//!     }));
+//!
+//!     let mut conn = Tokio.connect_direct(addr, options, config, packets()).await?;
+//!     for i in 0..1000u32 {
+//!         conn.send(Command::SendBody(i.to_le_bytes().to_vec().into())).await?; // coalesced
+//!     }
+//!     for i in 0..1000u32 {
+//!         let Some(Ok(Event::Frame(echo))) = conn.recv().await else { panic!("no echo") };
+//!         assert_eq!(&echo[4..], i.to_le_bytes());
+//!     }
+//!     conn.close_and_join().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! The same exchange encrypted: both ends opened from connection specs, whose `crypto=` option
 //! picks the cipher (STAGE `ALGO/MODE/PADDING=key` or the sealed `AES-256-GCM=key`):
 //!
@@ -119,8 +151,9 @@ pub use switchboard_proto as proto;
 /// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
 pub use switchboard_rt::kcom;
 pub use switchboard_rt::{
-    multicast, Commands, Connection, DatagramSocket, Delivery, Drivable, DriverConfig, DriverError, DriverStats,
-    Events, Listener, Runtime, RuntimeExt, SocketOptions, SocketRef, SpecConnectError, SpecListener,
+    multicast, Commands, Connection, DatagramSocket, Delivery, Direct, Drivable, DriverConfig, DriverError,
+    DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef, SpecConnectError,
+    SpecListener,
 };
 
 /// The tokio runtime, as a [`Runtime`]. Use it inside a tokio runtime (it spawns with

@@ -62,7 +62,12 @@ fn receive_side(frames: usize) -> (Duration, usize) {
 
 fn main() {
     let frames: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    // `send128`: only the OUT = 128 KiB sending side (for profiling one path).
+    // `send128` / `receive`: only that side (for profiling one path).
+    if std::env::args().nth(2).as_deref() == Some("receive") {
+        let (t, _) = receive_side(frames);
+        println!("receive {:.1} ns/frame", t.as_nanos() as f64 / frames as f64);
+        return;
+    }
     if std::env::args().nth(2).as_deref() == Some("send128") {
         let (t, _) = send_side(frames, 128 * 1024);
         println!("send out=128k {:.1} ns/frame", t.as_nanos() as f64 / frames as f64);

@@ -485,7 +485,8 @@ impl Machine for PacketConnection {
 
     fn poll_output(&mut self, now: Instant) -> Output<Event, Error> {
         self.on_time(now);
-        if matches!(self.state, State::Open) && self.config.commit.is_zero() {
+        // Checked here, not only in `flush`: this runs once per event on the receive path.
+        if !self.out.is_empty() && matches!(self.state, State::Open) && self.config.commit.is_zero() {
             self.flush();
         }
         if let Some(next) = self.queue.pop_front() {

@@ -194,6 +194,8 @@ pub struct PacketConnection {
     headers: BytesMut,
     /// When bytes last arrived (or the connection was first driven): the expire timer.
     last_inbound: Option<Instant>,
+    /// The `now` the timers were last checked at.
+    timers_checked_at: Option<Instant>,
     /// Bytes of an unfinished frame left in the driver's buffer after the last `Stream`.
     partial: usize,
     /// Text filter: how far into the buffer we already looked for `\n`.
@@ -214,6 +216,7 @@ impl PacketConnection {
             scratch: BytesMut::new(),
             headers: BytesMut::new(),
             last_inbound: None,
+            timers_checked_at: None,
             partial: 0,
             scanned: 0,
         }
@@ -256,9 +259,13 @@ impl PacketConnection {
 
     /// Act on every timer `now` has reached.
     fn on_time(&mut self, now: Instant) {
-        if !matches!(self.state, State::Open) {
+        if !matches!(self.state, State::Open) || self.timers_checked_at == Some(now) {
+            // Checked at this very time already: deadlines set since are all later than `now`
+            // (commit = 0 flushes without a deadline; expire = 0 ends at the first check), so
+            // nothing new can be due. Drivers pass one `now` for a whole batch of commands.
             return;
         }
+        self.timers_checked_at = Some(now);
         self.last_inbound.get_or_insert(now);
         // commit = 0 flushes in `poll_output` only, so commands fed before the driver drains
         // still coalesce into one write.

@@ -36,8 +36,23 @@ const MAX_IOVECS: usize = 64;
 /// command (the caller's fault; the connection goes on), or the connection has ended.
 pub type SendError<E> = Refusal<E>;
 
-/// A machine driven inside the calling task over a runtime's stream. See the
-/// [module docs](self).
+/// The direct async driver: one machine over one stream, driven inside the application's own
+/// task.
+///
+/// No driver task and no channels: [`Direct::send`] hands the command straight to the machine
+/// and awaits only while the write queue is at the machine's
+/// [write budget](switchboard_proto::Machine::write_budget); [`Direct::recv`] writes what is
+/// queued, reads, runs the machine's timers on the runtime's timer, and awaits whichever of
+/// those can go on. Commands are fed in batches and the machine is drained once per batch, so
+/// coalescing output (OUT) really coalesces. What to do when is decided by
+/// [`Inline`] (shared with `switchboard_std::Direct`); this type does the I/O.
+///
+/// Use it where one task owns a connection (a client, or a server's per-connection task: see
+/// [`RuntimeExt::serve_direct`](crate::RuntimeExt::serve_direct)); use
+/// [`RuntimeExt::drive`](crate::RuntimeExt::drive) when several tasks share one connection.
+/// A single task cannot read while it is busy elsewhere: when both ends send far more than
+/// they read, call [`Direct::try_recv`] between sends. While awaiting inside `send`, the driver
+/// keeps reading up to [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events.
 ///
 /// Each runtime adapter's crate docs show a complete program (`switchboard_tokio`,
 /// `switchboard_smol`, `switchboard_async_std`).

@@ -1,7 +1,7 @@
 //! IPv4 and IPv6 multicast for the async adapters: join and leave groups, pick the outgoing
 //! interface, and make a socket that receives a group (several may share one port).
 //!
-//! Thin over [`net`](crate::net), where sockets are built and memberships changed for every
+//! Thin over [`crate::net`], where sockets are built and memberships changed for every
 //! adapter, blocking or async; these return non-blocking sockets ready to register.
 
 use std::io;

@@ -1,4 +1,4 @@
-//! Non-blocking std sockets built by [`net`](crate::net) (through `socket2`, with
+//! Non-blocking std sockets built by [`crate::net`] (through `socket2`, with
 //! [`SocketOptions`] applied before they bind), ready for any runtime to register
 //! (`Runtime::tcp_listener`, `Runtime::udp`, …).
 

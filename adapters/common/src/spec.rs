@@ -1,5 +1,5 @@
 //! Open packet connections from connection specs (`tcp://…`, `unix://…`, `udp://…`), the
-//! `crypto=` option included: [`RuntimeExt::connect_spec`](crate::RuntimeExt::connect_spec),
+//! `crypto=` option included: [`crate::RuntimeExt::connect_spec`],
 //! [`listen_spec`](crate::RuntimeExt::listen_spec), [`bind_spec`](crate::RuntimeExt::bind_spec).
 //!
 //! The spec is parsed and the connection built by the protocol crate

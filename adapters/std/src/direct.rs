@@ -6,7 +6,7 @@
 //! [`Direct::recv`], which writes what is queued, reads, runs the machine's timers and waits in
 //! `poll(2)` for whichever of those can go on. Commands are fed in batches and the machine is
 //! drained once per batch, so coalescing output (OUT) really coalesces. What to do when is
-//! decided by [`Inline`] (shared with the async adapters' `Direct`); this file does the I/O.
+//! decided by [`Inline`] (shared with the async adapters' `Direct`); this type does the I/O.
 //!
 //! The one thing a single thread cannot do is read while the application is busy elsewhere:
 //! when both ends send far more than they read, call [`Direct::try_recv`] between sends (or
@@ -30,8 +30,20 @@ use crate::{BlockingStream, DriverError, Settings};
 /// command (the caller's fault; the connection goes on), or the connection has ended.
 pub type SendError<E> = Refusal<E>;
 
-/// A machine driven directly on the calling thread over a non-blocking stream. See the
-/// [module docs](self).
+/// The direct driver: one machine over one non-blocking stream, driven on the calling thread.
+///
+/// No extra threads and no channels: [`Direct::send`] hands the command straight to the machine,
+/// and I/O happens only when it must: when the write queue reaches the machine's
+/// [write budget](switchboard_proto::Machine::write_budget), on [`Direct::flush`], and inside
+/// [`Direct::recv`], which writes what is queued, reads, runs the machine's timers and waits in
+/// `poll(2)` for whichever of those can go on. Commands are fed in batches and the machine is
+/// drained once per batch, so coalescing output (OUT) really coalesces. What to do when is
+/// decided by [`Inline`] (shared with the async adapters' `Direct`); this type does the I/O.
+///
+/// The one thing a single thread cannot do is read while the application is busy elsewhere:
+/// when both ends send far more than they read, call [`Direct::try_recv`] between sends (or
+/// use [`spawn`](crate::spawn)). While blocked inside `send`, the driver keeps reading up to
+/// [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events.
 ///
 /// ```
 /// use std::net::{TcpListener, TcpStream};

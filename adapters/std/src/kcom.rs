@@ -19,8 +19,8 @@
 //! [`KcomOptions`] is `switchboard_rt`'s, shared with the async adapters; the one blocking-only
 //! setting, the chunk size [`send_from`] reads with, is [`Listener::chunk`].
 //!
-//! Everything runs through the generic stream driver ([`run`](crate::run) /
-//! [`spawn`](crate::spawn)) and the sans-IO [`Sender`] / [`Receiver`] machines: this module only
+//! Everything runs through the generic stream driver ([`crate::run`] /
+//! [`crate::spawn`]) and the sans-IO [`Sender`] / [`Receiver`] machines: this module only
 //! opens the socket, feeds data and collects events, so the protocol logic lives in one place.
 //! Errors are a [`KcomError`] that says who was wrong ([`KcomError::kind`]).
 //!

@@ -6,14 +6,18 @@
 //!
 //! | entry point | runs | events go to |
 //! |---|---|---|
+//! | [`Direct`] (Unix) | on this thread, no extra threads or channels: the fastest | [`Direct::recv`] / iteration; commands via [`Direct::send`] |
 //! | [`spawn`] / [`connect`] / [`spawn_datagram`] | on a new thread | [`Events`] (an iterator); commands via [`Handle`] |
 //! | [`run`] / [`run_datagram`] | on this thread | a callback `FnMut(Notice, &mut Control)` |
 //! | [`serve`] (TCP, Unix: any [`BlockingListener`]) / [`serve_spec`] | one thread per accepted connection | a [`Session`] per connection |
 //!
 //! ## Design
 //!
-//! The bookkeeping is [`Pump`](switchboard_proto::driver::Pump)'s; this crate only moves
-//! bytes and waits. A stream connection uses three threads:
+//! [`Direct`] leaves every decision to [`Inline`](switchboard_proto::driver::Inline) and does
+//! the reads, writes and `poll(2)` waits it asks for, on the caller's thread (see its docs).
+//!
+//! For the threaded drivers the bookkeeping is [`Pump`](switchboard_proto::driver::Pump)'s;
+//! this crate only moves bytes and waits. A threaded stream connection uses three threads:
 //!
 //! * the **driver thread** owns the pump (so the machine), and waits with `recv_timeout` until
 //!   the machine's deadline, measured with the real clock ([`switchboard_rt::Clock`]). Commands

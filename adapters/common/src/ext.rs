@@ -75,8 +75,7 @@ pub trait RuntimeExt: Runtime {
     ) -> impl Future<Output = io::Result<Connection<M>>> + Send {
         let rt = self;
         async move {
-            let stream = rt.tcp_connect(addr).await?;
-            options.apply(&*stream.socket_ref())?;
+            let stream = tcp_connect_with(&rt, addr, &options).await?;
             Ok(rt.drive(machine, stream, &config))
         }
     }
@@ -168,8 +167,7 @@ pub trait RuntimeExt: Runtime {
     ) -> impl Future<Output = io::Result<Direct<Self, M, Self::Tcp>>> + Send {
         let rt = self;
         async move {
-            let stream = rt.tcp_connect(addr).await?;
-            options.apply(&*stream.socket_ref())?;
+            let stream = tcp_connect_with(&rt, addr, &options).await?;
             Ok(Direct::new(rt, stream, machine, &config))
         }
     }
@@ -256,6 +254,14 @@ pub trait RuntimeExt: Runtime {
 }
 
 impl<R: Runtime> RuntimeExt for R {}
+
+/// A TCP connection to `addr` with `options` applied (what `connect_with` and
+/// `connect_direct` share).
+async fn tcp_connect_with<R: Runtime>(rt: &R, addr: SocketAddr, options: &SocketOptions) -> io::Result<R::Tcp> {
+    let stream = rt.tcp_connect(addr).await?;
+    options.apply(&*stream.socket_ref())?;
+    Ok(stream)
+}
 
 /// The accept loop `serve_with` and `serve_direct` share: options applied to each accepted
 /// socket, then `on_stream`. Returns only on a listener error that is not about one connection.

@@ -1889,6 +1889,17 @@ fn run_direct<A: Adapter, Fut: Future<Output = ()> + 'static>(body: impl FnOnce(
     }
 }
 
+/// A `Direct` packet client connected to `addr`.
+async fn direct_client<R: Runtime>(
+    rt: &R,
+    addr: SocketAddr,
+    options: SocketOptions,
+    config: DriverConfig,
+    framing: FramingConfig,
+) -> crate::Direct<R, PacketConnection, R::Tcp> {
+    rt.clone().connect_direct(addr, options, config, PacketConnection::new(framing)).await.unwrap()
+}
+
 fn direct_frame_body(event: Event) -> Bytes {
     let Event::Frame(frame) = event;
     frame.slice(stage::HEADER_LEN..)
@@ -1922,11 +1933,7 @@ pub fn direct_pipelined_echo<A: Adapter>() {
         rt.spawn(async move {
             let _ = server.await;
         });
-        let mut client = rt
-            .clone()
-            .connect_direct(addr, SocketOptions::new(), DriverConfig::default(), PacketConnection::new(config))
-            .await
-            .unwrap();
+        let mut client = direct_client(&rt, addr, SocketOptions::new(), DriverConfig::default(), config).await;
         for i in 0..200 {
             client.send(Command::SendBody(payload(i, 100 + i))).await.unwrap();
         }
@@ -1980,16 +1987,7 @@ pub fn direct_full_duplex<A: Adapter>() {
                 let _ = tx.send(stream_both_ways(conn, 1_000_000).await).await;
             });
         }
-        let client = rt
-            .clone()
-            .connect_direct(
-                addr,
-                small,
-                DriverConfig::default(),
-                PacketConnection::new(FramingConfig::packet(1 << 16, 0)),
-            )
-            .await
-            .unwrap();
+        let client = direct_client(&rt, addr, small, DriverConfig::default(), FramingConfig::packet(1 << 16, 0)).await;
         let got_client = stream_both_ways(client, 0).await;
         let got_server = rx.recv().await.unwrap();
         assert!(got_client.iter().enumerate().all(|(i, f)| *f == payload(1_000_000 + i, 2048)));
@@ -2015,16 +2013,8 @@ pub fn direct_backpressure<A: Adapter>() {
             stream.read_to_end(&mut received).unwrap();
             received
         });
-        let mut conn = rt
-            .clone()
-            .connect_direct(
-                addr,
-                small,
-                DriverConfig::default(),
-                PacketConnection::new(FramingConfig::packet(1 << 16, 0)),
-            )
-            .await
-            .unwrap();
+        let mut conn =
+            direct_client(&rt, addr, small, DriverConfig::default(), FramingConfig::packet(1 << 16, 0)).await;
         let mut max_queued = 0;
         for i in 0..FRAMES {
             conn.send(Command::SendBody(payload(i, SIZE))).await.unwrap();
@@ -2053,16 +2043,9 @@ pub fn direct_expire<A: Adapter>() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let config = FramingConfig::packet(1024, 0).with_expire(Some(Duration::from_millis(30)));
-        let mut conn = rt
-            .clone()
-            .connect_direct(
-                addr,
-                SocketOptions::new(),
-                DriverConfig::default().with_linger(Duration::ZERO),
-                PacketConnection::new(config),
-            )
-            .await
-            .unwrap();
+        let mut conn =
+            direct_client(&rt, addr, SocketOptions::new(), DriverConfig::default().with_linger(Duration::ZERO), config)
+                .await;
         let _peer = listener.accept().unwrap();
         match conn.recv().await {
             Some(Err(DriverError::Protocol(stage::Error::Expired { .. }))) => {}
@@ -2090,16 +2073,9 @@ pub fn direct_bad_header_and_refusal<A: Adapter>() {
             stream.shutdown(std::net::Shutdown::Write).unwrap();
             first
         });
-        let mut conn = rt
-            .clone()
-            .connect_direct(
-                addr,
-                SocketOptions::new(),
-                DriverConfig::default(),
-                PacketConnection::new(FramingConfig::packet(1024, 16)),
-            )
-            .await
-            .unwrap();
+        let mut conn =
+            direct_client(&rt, addr, SocketOptions::new(), DriverConfig::default(), FramingConfig::packet(1024, 16))
+                .await;
         match conn.send(Command::SendBody(Bytes::from(vec![0u8; 64]))).await {
             Err(crate::SendError::Refused(stage::Error::OutgoingTooLarge { .. })) => {}
             other => panic!("expected a refusal, got {other:?}"),

@@ -65,7 +65,7 @@ pub trait RuntimeExt: Runtime {
         self.connect_with(addr, SocketOptions::new(), DriverConfig::default(), machine)
     }
 
-    /// Connect over TCP, apply `options` to the connected socket, and drive `machine`.
+    /// Connect over TCP with `options` applied before connecting, and drive `machine`.
     fn connect_with<M: Drivable>(
         self,
         addr: SocketAddr,
@@ -75,8 +75,7 @@ pub trait RuntimeExt: Runtime {
     ) -> impl Future<Output = io::Result<Connection<M>>> + Send {
         let rt = self;
         async move {
-            let stream = rt.tcp_connect(addr).await?;
-            options.apply(&*stream.socket_ref())?;
+            let stream = rt.tcp_connect(addr, &options).await?;
             Ok(rt.drive(machine, stream, &config))
         }
     }
@@ -157,8 +156,8 @@ pub trait RuntimeExt: Runtime {
         })
     }
 
-    /// Connect over TCP, apply `options`, and drive `machine` [directly](Direct) in the calling
-    /// task: no driver task, no channels.
+    /// Connect over TCP with `options` applied before connecting, and drive `machine`
+    /// [directly](Direct) in the calling task: no driver task, no channels.
     fn connect_direct<M: Drivable>(
         self,
         addr: SocketAddr,
@@ -168,8 +167,7 @@ pub trait RuntimeExt: Runtime {
     ) -> impl Future<Output = io::Result<Direct<Self, M, Self::Tcp>>> + Send {
         let rt = self;
         async move {
-            let stream = rt.tcp_connect(addr).await?;
-            options.apply(&*stream.socket_ref())?;
+            let stream = rt.tcp_connect(addr, &options).await?;
             Ok(Direct::new(rt, stream, machine, &config))
         }
     }

@@ -221,8 +221,11 @@ impl Runtime for AsyncStd {
         drop(async_std::task::spawn(future));
     }
 
-    fn tcp_connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Tcp>> + Send {
-        async_std::net::TcpStream::connect(addr)
+    async fn tcp_connect(&self, addr: SocketAddr, options: &SocketOptions) -> io::Result<Self::Tcp> {
+        // async-std's own connect takes no options: connect on async-io, the reactor async-std
+        // runs on, and hand the connected socket over.
+        let stream = switchboard_rt::sockets::async_io_tcp_connect(addr, options).await?;
+        Ok(stream.into_inner()?.into())
     }
 
     fn tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<TcpListener> {

@@ -13,9 +13,4 @@ impl switchboard_rt::testing::Adapter for AsyncStdTests {
 }
 
 switchboard_rt::adapter_matrix!(switchboard_rt::testing::Async<AsyncStdTests>);
-// Both ends streaming through `Direct` at once stalls for seconds at a time on async-std's
-// TcpStream (it recovers; tokio and smol do not stall): not yet understood, so not run here.
-switchboard_rt::direct_suite!(
-    AsyncStdTests,
-    known_stall = "async-std: full-duplex Direct streaming stalls for seconds (under investigation)"
-);
+switchboard_rt::direct_suite!(AsyncStdTests);

@@ -65,7 +65,7 @@ pub trait RuntimeExt: Runtime {
         self.connect_with(addr, SocketOptions::new(), DriverConfig::default(), machine)
     }
 
-    /// Connect over TCP, apply `options` to the connected socket, and drive `machine`.
+    /// Connect over TCP with `options` applied before connecting, and drive `machine`.
     fn connect_with<M: Drivable>(
         self,
         addr: SocketAddr,
@@ -75,7 +75,7 @@ pub trait RuntimeExt: Runtime {
     ) -> impl Future<Output = io::Result<Connection<M>>> + Send {
         let rt = self;
         async move {
-            let stream = tcp_connect_with(&rt, addr, &options).await?;
+            let stream = rt.tcp_connect(addr, &options).await?;
             Ok(rt.drive(machine, stream, &config))
         }
     }
@@ -156,8 +156,8 @@ pub trait RuntimeExt: Runtime {
         })
     }
 
-    /// Connect over TCP, apply `options`, and drive `machine` [directly](Direct) in the calling
-    /// task: no driver task, no channels.
+    /// Connect over TCP with `options` applied before connecting, and drive `machine`
+    /// [directly](Direct) in the calling task: no driver task, no channels.
     fn connect_direct<M: Drivable>(
         self,
         addr: SocketAddr,
@@ -167,7 +167,7 @@ pub trait RuntimeExt: Runtime {
     ) -> impl Future<Output = io::Result<Direct<Self, M, Self::Tcp>>> + Send {
         let rt = self;
         async move {
-            let stream = tcp_connect_with(&rt, addr, &options).await?;
+            let stream = rt.tcp_connect(addr, &options).await?;
             Ok(Direct::new(rt, stream, machine, &config))
         }
     }
@@ -254,14 +254,6 @@ pub trait RuntimeExt: Runtime {
 }
 
 impl<R: Runtime> RuntimeExt for R {}
-
-/// A TCP connection to `addr` with `options` applied (what `connect_with` and
-/// `connect_direct` share).
-async fn tcp_connect_with<R: Runtime>(rt: &R, addr: SocketAddr, options: &SocketOptions) -> io::Result<R::Tcp> {
-    let stream = rt.tcp_connect(addr).await?;
-    options.apply(&*stream.socket_ref())?;
-    Ok(stream)
-}
 
 /// The accept loop `serve_with` and `serve_direct` share: options applied to each accepted
 /// socket, then `on_stream`. Returns only on a listener error that is not about one connection.

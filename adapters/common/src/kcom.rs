@@ -313,7 +313,7 @@ pub async fn receive<R: Runtime>(rt: &R, options: &KcomOptions) -> Result<(Strin
     let close = options.close;
     let at = deadline(close);
     let stream = loop {
-        let attempt = until(rt, at, rt.tcp_connect(options.addr())).await;
+        let attempt = until(rt, at, rt.tcp_connect(options.addr(), &SocketOptions::new())).await;
         match attempt {
             Some(Ok(stream)) => break stream,
             Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {

@@ -16,7 +16,7 @@ use crate::SocketOptions;
 /// The listen backlog the helpers use (the common `SOMAXCONN` of Linux).
 pub const DEFAULT_BACKLOG: i32 = 1024;
 
-fn new_socket(addr: &SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+pub(crate) fn new_socket(addr: &SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
     Socket::new(Domain::for_address(*addr), ty, Some(protocol))
 }
 

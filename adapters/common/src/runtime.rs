@@ -17,6 +17,8 @@ use std::time::Instant as StdInstant;
 use futures_io::{AsyncRead, AsyncWrite};
 use socket2::SockRef;
 
+use crate::SocketOptions;
+
 /// A one-shot timer that can be re-armed without allocating.
 pub trait Timer: Send + Unpin + 'static {
     /// Fire at `at` instead (earlier or later than before).
@@ -137,8 +139,14 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn timer(&self, at: StdInstant) -> Self::Timer;
     /// Run `future` as a task of its own.
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F);
-    /// Connect a TCP stream.
-    fn tcp_connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Tcp>> + Send;
+    /// Connect a TCP stream with `options` applied before `connect` (buffer sizes shape the
+    /// handshake): register [`sockets::tcp_connecting`](crate::sockets::tcp_connecting) and
+    /// wait until it is writable, then check `take_error`.
+    fn tcp_connect(
+        &self,
+        addr: SocketAddr,
+        options: &SocketOptions,
+    ) -> impl Future<Output = io::Result<Self::Tcp>> + Send;
     /// Register a bound, listening, non-blocking std listener with the reactor.
     fn tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<Self::TcpListener>;
     /// Connect a Unix stream.

@@ -1828,31 +1828,15 @@ pub fn kcom_from_python<H: Harness>() {
 
 /// The tests of [`Direct`](crate::Direct) (the driver inside the application's own task) for
 /// async adapter `$adapter`: one line in each async adapter's test file.
-///
-/// `direct_suite!(X, known_stall = "why")` leaves out `full_duplex` for a runtime where it is
-/// known to stall, and says why in a test that prints the reason (so the gap stays visible).
 #[macro_export]
 macro_rules! direct_suite {
     ($adapter:ty) => {
-        $crate::direct_suite!(@common $adapter);
-        mod direct_full_duplex {
+        mod direct_suite {
             use super::*;
             #[test]
             fn full_duplex() {
                 $crate::testing::direct_full_duplex::<$adapter>();
             }
-        }
-    };
-    ($adapter:ty, known_stall = $why:literal) => {
-        $crate::direct_suite!(@common $adapter);
-        #[test]
-        fn direct_full_duplex_left_out() {
-            println!("direct_suite::full_duplex is left out on this runtime: {}", $why);
-        }
-    };
-    (@common $adapter:ty) => {
-        mod direct_suite {
-            use super::*;
             #[test]
             fn pipelined_echo() {
                 $crate::testing::direct_pipelined_echo::<$adapter>();
@@ -1868,6 +1852,10 @@ macro_rules! direct_suite {
             #[test]
             fn bad_header_then_refused_command() {
                 $crate::testing::direct_bad_header_and_refusal::<$adapter>();
+            }
+            #[test]
+            fn connect_options_and_refusal() {
+                $crate::testing::direct_connect_options_and_refusal::<$adapter>();
             }
         }
     };
@@ -2034,6 +2022,28 @@ pub fn direct_backpressure<A: Adapter>() {
         }
         let bound = 64 * 1024 + 16 * 1024 + SIZE + 4;
         assert!(max_queued <= bound, "queued {max_queued} bytes, bound {bound}");
+    });
+}
+
+/// `connect_direct` sets the options on the socket before it connects (the runtime's own
+/// connect is not used) and still has them once connected; a refused connect is reported as
+/// such.
+pub fn direct_connect_options_and_refusal<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let options = SocketOptions::new().nodelay(true).recv_buffer(16 * 1024);
+        let config = || PacketConnection::new(FramingConfig::packet(1024, 0));
+        let conn = rt.clone().connect_direct(addr, options.clone(), DriverConfig::default(), config()).await.unwrap();
+        let _peer = listener.accept().unwrap();
+        let socket = crate::SocketRef::socket_ref(conn.stream());
+        assert!(socket.tcp_nodelay().unwrap());
+        assert!(socket.recv_buffer_size().unwrap() <= 64 * 1024, "16 KiB asked (the kernel may double it)");
+        drop((socket, _peer, listener));
+        match rt.clone().connect_direct(addr, options, DriverConfig::default(), config()).await {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
+            Ok(_) => panic!("connected to a closed port"),
+        }
     });
 }
 

@@ -211,8 +211,8 @@ impl Runtime for Smol {
         smol::spawn(future).detach();
     }
 
-    fn tcp_connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Tcp>> + Send {
-        Async::<std::net::TcpStream>::connect(addr)
+    async fn tcp_connect(&self, addr: SocketAddr, options: &SocketOptions) -> io::Result<Self::Tcp> {
+        switchboard_rt::sockets::async_io_tcp_connect(addr, options).await
     }
 
     fn tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<TcpListener> {

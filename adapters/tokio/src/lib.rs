@@ -326,8 +326,13 @@ impl Runtime for Tokio {
         tokio::spawn(future);
     }
 
-    async fn tcp_connect(&self, addr: SocketAddr) -> io::Result<Self::Tcp> {
-        Ok(TokioStream(tokio::net::TcpStream::connect(addr).await?))
+    async fn tcp_connect(&self, addr: SocketAddr, options: &SocketOptions) -> io::Result<Self::Tcp> {
+        let stream = tokio::net::TcpStream::from_std(switchboard_rt::sockets::tcp_connecting(addr, options)?)?;
+        stream.writable().await?;
+        match stream.take_error()? {
+            None => Ok(TokioStream(stream)),
+            Some(e) => Err(e),
+        }
     }
 
     fn tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<TcpListener> {

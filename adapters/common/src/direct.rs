@@ -94,8 +94,16 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
     /// [`recv`](Self::recv)), until the queue is under budget again.
     pub async fn send(&mut self, command: M::Command) -> Result<(), SendError<M::Error>> {
         self.inline.send(self.now, command)?;
-        while self.inline.must_write() {
-            poll_fn(|cx| self.poll_round(cx, true)).await;
+        if self.inline.should_write() {
+            // One round without waiting: write what the socket takes now.
+            poll_fn(|cx| {
+                let _ = self.poll_round(cx, true);
+                Poll::Ready(())
+            })
+            .await;
+            while self.inline.must_write() {
+                poll_fn(|cx| self.poll_round(cx, true)).await;
+            }
         }
         Ok(())
     }

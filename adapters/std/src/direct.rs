@@ -116,8 +116,11 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     /// [`recv`](Self::recv)), until the queue is under budget again.
     pub fn send(&mut self, command: M::Command) -> Result<(), SendError<M::Error>> {
         self.inline.send(self.now, command)?;
-        while self.inline.must_write() {
-            self.io_round(true, true);
+        if self.inline.should_write() {
+            self.io_round(false, true);
+            while self.inline.must_write() {
+                self.io_round(true, true);
+            }
         }
         Ok(())
     }

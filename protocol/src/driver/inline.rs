@@ -146,6 +146,13 @@ impl<M: Machine> Inline<M> {
         self.is_running() && self.pump.queued() >= self.pump.machine().write_budget()
     }
 
+    /// Whether the write queue holds half the budget: time to write what the socket takes now,
+    /// without waiting, so the peer is kept busy while the sender fills the other half (waiting
+    /// for the whole budget would alternate filling and draining instead of overlapping them).
+    pub fn should_write(&self) -> bool {
+        self.is_running() && self.pump.queued() >= self.pump.machine().write_budget() / 2
+    }
+
     /// Whether anything is waiting to be written (drains pending commands first).
     pub fn has_writes(&mut self, now: Instant) -> bool {
         if self.fed > 0 || self.undrained {

@@ -133,6 +133,9 @@ impl WriteQueue {
     }
 }
 
+/// Chunks per receive-buffer region (see [`ReadBuffer::spare`]).
+const REGION_CHUNKS: usize = 4;
+
 /// A stream driver's receive buffer: bytes read so far (handed to the machine as
 /// [`Input::Stream`]) followed by zeroed spare room the next read goes into.
 ///
@@ -153,18 +156,22 @@ impl ReadBuffer {
         ReadBuffer { buf: BytesMut::new(), spare: BytesMut::new(), chunk: chunk.max(1) }
     }
 
-    /// Room for the next read; call [`filled`](Self::filled) with what the read returned.
+    /// Room for the next read (at most one chunk); call [`filled`](Self::filled) with what the
+    /// read returned.
     pub fn spare(&mut self) -> &mut [u8] {
         if self.spare.len() < self.chunk / 4 + 1 {
-            // Grow by at least what is buffered, so a frame much larger than `chunk` is copied
+            // A fresh region holds several chunks, so a frame that straddles two reads is
+            // copied (with the region's zeroing) once per region, not once per read; and grows
+            // by at least what is buffered, so a frame much larger than a chunk is copied
             // O(log n) times, not O(n / chunk).
             let keep = self.buf.len();
-            let mut fresh = BytesMut::zeroed(keep + self.chunk.max(keep));
+            let mut fresh = BytesMut::zeroed(keep + (REGION_CHUNKS * self.chunk).max(keep));
             fresh[..keep].copy_from_slice(&self.buf);
             self.spare = fresh.split_off(keep);
             self.buf = fresh;
         }
-        &mut self.spare[..]
+        let room = self.spare.len().min(self.chunk);
+        &mut self.spare[..room]
     }
 
     /// `n` bytes were read into [`spare`](Self::spare): append them to the received bytes.

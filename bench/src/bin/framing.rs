@@ -361,6 +361,7 @@ fn main() {
     // `--only NAME`: run only the Switchboard driver NAME (std, tokio, smol, async-std) with the
     // baselines, e.g. under perf.
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let profile = args.iter().any(|a| a == "--profile");
     let (total, runs) = if quick { (16u64 << 20, 1) } else { (128u64 << 20, 3) };
     let drivers: [(&str, Bench); 8] = [
         ("direct", sb_direct),
@@ -380,9 +381,12 @@ fn main() {
     };
     for size in sizes {
         let frames = frames_for(size, total, 1_000, 1_000_000);
-        results.push(best_of(runs, || raw(size, frames)));
-        results.push(best_of(runs, || raw_tokio(size, frames)));
-        results.push(best_of(runs, || tokio_util(size, frames)));
+        // `--profile`: no baselines and no table (ratios need them): only the drivers, for perf.
+        if !profile {
+            results.push(best_of(runs, || raw(size, frames)));
+            results.push(best_of(runs, || raw_tokio(size, frames)));
+            results.push(best_of(runs, || tokio_util(size, frames)));
+        }
         for (name, bench) in drivers {
             if only.as_deref().is_some_and(|o| o != name) {
                 continue;
@@ -391,6 +395,12 @@ fn main() {
                 results.push(best_of(runs, || bench(size, frames, out)));
             }
         }
+    }
+    if profile {
+        for m in &results {
+            println!("{} {} B: {:.0} msg/s", m.name, m.size, m.frames as f64 / m.elapsed.as_secs_f64());
+        }
+        return;
     }
     print_table(&results, "raw", "tokio-util");
     println!();

@@ -160,15 +160,26 @@ impl ReadBuffer {
     /// read returned.
     pub fn spare(&mut self) -> &mut [u8] {
         if self.spare.len() < self.chunk / 4 + 1 {
-            // A fresh region holds several chunks, so a frame that straddles two reads is
-            // copied (with the region's zeroing) once per region, not once per read; and grows
-            // by at least what is buffered, so a frame much larger than a chunk is copied
-            // O(log n) times, not O(n / chunk).
+            // A region holds several chunks, so a frame that straddles two reads is copied
+            // (with the region's zeroing) once per region, not once per read; and grows by at
+            // least what is buffered, so a frame much larger than a chunk is copied O(log n)
+            // times, not O(n / chunk).
             let keep = self.buf.len();
-            let mut fresh = BytesMut::zeroed(keep + (REGION_CHUNKS * self.chunk).max(keep));
-            fresh[..keep].copy_from_slice(&self.buf);
-            self.spare = fresh.split_off(keep);
-            self.buf = fresh;
+            let want = keep + (REGION_CHUNKS * self.chunk).max(keep);
+            let mut region = core::mem::take(&mut self.buf);
+            region.unsplit(core::mem::take(&mut self.spare));
+            region.truncate(keep);
+            // When every frame cut from this region has been dropped, take it back (the
+            // unconsumed bytes move to its front) instead of allocating and faulting in a new
+            // one. It is zeroed again either way: safe Rust reads only into initialised memory.
+            if region.capacity() < want && !region.try_reclaim(want - keep) {
+                let mut fresh = BytesMut::with_capacity(want);
+                fresh.extend_from_slice(&region);
+                region = fresh;
+            }
+            region.resize(want, 0);
+            self.spare = region.split_off(keep);
+            self.buf = region;
         }
         let room = self.spare.len().min(self.chunk);
         &mut self.spare[..room]

@@ -362,7 +362,11 @@ fn main() {
     // baselines, e.g. under perf.
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let profile = args.iter().any(|a| a == "--profile");
+    // `--long`: 8× the frames per row (runs of a few hundred ms instead of ~40 ms at 64 B, so
+    // scheduling noise matters less).
+    let long = args.iter().any(|a| a == "--long");
     let (total, runs) = if quick { (16u64 << 20, 1) } else { (128u64 << 20, 3) };
+    let (total, max_frames) = if long { (total * 8, 8_000_000) } else { (total, 1_000_000) };
     let drivers: [(&str, Bench); 8] = [
         ("direct", sb_direct),
         ("std", sb_std),
@@ -380,7 +384,7 @@ fn main() {
         None => vec![64usize, 1024, 64 * 1024],
     };
     for size in sizes {
-        let frames = frames_for(size, total, 1_000, 1_000_000);
+        let frames = frames_for(size, total, 1_000, max_frames);
         // `--profile`: no baselines and no table (ratios need them): only the drivers, for perf.
         if !profile {
             results.push(best_of(runs, || raw(size, frames)));

@@ -362,6 +362,13 @@ fn main() {
     // baselines, e.g. under perf.
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let profile = args.iter().any(|a| a == "--profile");
+    // `--out 0|128k`: one OUT set-up only.
+    let outs: Vec<Out> = match args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(String::as_str)
+    {
+        Some("0") => vec![Out::Zero],
+        Some("128k") => vec![Out::Coalesce],
+        _ => vec![Out::Zero, Out::Coalesce],
+    };
     // `--long`: 8× the frames per row (runs of a few hundred ms instead of ~40 ms at 64 B, so
     // scheduling noise matters less).
     let long = args.iter().any(|a| a == "--long");
@@ -395,7 +402,7 @@ fn main() {
             if only.as_deref().is_some_and(|o| o != name) {
                 continue;
             }
-            for out in [Out::Zero, Out::Coalesce] {
+            for out in outs.iter().copied() {
                 results.push(best_of(runs, || bench(size, frames, out)));
             }
         }

@@ -18,12 +18,15 @@
 //! # A driver's loop
 //!
 //! ```text
-//! send(cmd):  inline.send(now, cmd)?; while inline.must_write() { io_round(sending = true) }
-//! recv():     loop { if let Some(r) = inline.next(now) { return r } ; io_round(sending = false) }
-//! io_round:   write inline.writes()         (would block: wait for writable)
-//!             if inline.wants_read(sending) { read into inline.read_buffer(); inline.on_read(now, n) }
-//!             match inline.after_io(now) { ShutWrite => shutdown(Write), End => shutdown(Both), Wait => {} }
-//!             wait for the first of: writable, readable, inline.wake_at()  -> inline.on_wake(now)
+//! send(cmd):  inline.send(now, cmd)?
+//!             if inline.should_write() { io_round(sending, no waiting); while inline.must_write() { io_round(sending) } }
+//! recv():     loop { if let Some(r) = inline.next(now) { return r }; io_round(not sending) }
+//! io_round:   write inline.writes() until it would block      (then wait for writable)
+//!             if inline.wants_read(sending) { read into inline.read_buffer(); inline.on_read(now, n, sending) }
+//!             inline.on_wake(now)                               (timers, linger)
+//!             match inline.after_io(now) { ShutWrite => shutdown(Write), End => shutdown(Both), Continue => {} }
+//!             if nothing moved: wait for writable / readable / inline.wake_at()
+//! ```
 //! ```
 
 use alloc::collections::VecDeque;

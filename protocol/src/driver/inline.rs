@@ -27,7 +27,6 @@
 //!             match inline.after_io(now) { ShutWrite => shutdown(Write), End => shutdown(Both), Continue => {} }
 //!             if nothing moved: wait for writable / readable / inline.wake_at()
 //! ```
-//! ```
 
 use alloc::collections::VecDeque;
 use core::time::Duration;

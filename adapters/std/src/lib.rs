@@ -100,6 +100,44 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Example: typed message frames, request/response, with [`Direct`]
+//!
+//! ```
+//! use std::net::{TcpListener, TcpStream};
+//! use std::thread;
+//! use switchboard_proto::message::{Command, Event, MessageConfig, MessageConnection};
+//! use switchboard_std::{Direct, Settings};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let messages = || MessageConnection::new(MessageConfig::default()).unwrap();
+//! let settings = || Settings::new().close_with(|| Command::Close);
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let addr = listener.local_addr()?;
+//!
+//! // The server answers every request with its own payload, until the client closes.
+//! let server = thread::spawn(move || {
+//!     let (stream, _) = listener.accept().unwrap();
+//!     let mut conn = Direct::new(stream, messages(), settings()).unwrap();
+//!     while let Some(Ok(event)) = conn.recv() {
+//!         if let Event::Request { id, payload } = event {
+//!             conn.send(Command::Respond { id, payload }).unwrap();
+//!         }
+//!     }
+//! });
+//!
+//! let mut client = Direct::new(TcpStream::connect(addr)?, messages(), settings())?;
+//! client.send(Command::Request { payload: "ping".into(), timeout: None })?;
+//! let Some(Ok(Event::Response { id: 1, payload })) = client.recv() else { panic!("no response") };
+//! assert_eq!(payload, "ping");
+//! client.close_and_join()?;
+//! server.join().unwrap();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Encrypted connections from STAGE specs are in [`connect_spec`] / [`serve_spec`]; KCOM5 in
+//! [`kcom`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

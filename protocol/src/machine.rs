@@ -50,7 +50,9 @@ pub enum Input<'a, C> {
     /// More bytes arrived on a stream transport; they were appended to this buffer, which may
     /// still hold an unfinished frame from before. The machine splits off what it consumes.
     Stream(&'a mut BytesMut),
-    /// One whole datagram arrived from `from`.
+    /// One whole datagram arrived from `from`. Stream machines refuse it with an
+    /// `UnexpectedInput` error (the caller's fault): splicing datagrams into a byte stream
+    /// would lose their boundaries.
     Datagram {
         /// The sender's address.
         from: SocketAddr,

@@ -241,6 +241,25 @@ fn hello_bytes_come_from_the_injected_entropy() {
 }
 
 #[test]
+fn a_datagram_is_refused_as_the_callers_mistake_and_the_transfer_goes_on() {
+    let from = "127.0.0.1:9".parse().unwrap();
+    let (mut receiver, hello) = started_receiver(KcomConfig::default());
+    let mut sender = Sender::new(KcomConfig::default(), "m", Bytes::from_static(b"data")).unwrap();
+    for refused in [
+        receiver.handle_input(Instant::ZERO, Input::Datagram { from, data: Bytes::from_static(b"KCOM5") }),
+        sender.handle_input(Instant::ZERO, Input::Datagram { from, data: Bytes::from_static(b"KCOM5") }),
+    ] {
+        let err = refused.unwrap_err();
+        assert_eq!(err, Error::UnexpectedInput { input: "datagram" });
+        assert_eq!(err.fault(), Fault::Caller);
+    }
+    // Nothing was taken from the datagram: the real stream still completes the exchange.
+    let reply = feed(&mut sender, Instant::ZERO, &hello).wire();
+    let out = feed(&mut receiver, Instant::ZERO, &reply);
+    assert_eq!(out.finished, Some(Ok(())));
+}
+
+#[test]
 fn bad_magic_ends_the_sender_without_a_reply() {
     let mut sender = Sender::new(KcomConfig::default(), "m", Bytes::from_static(b"data")).unwrap();
     let out = feed(&mut sender, Instant::ZERO, b"KCOM4xyz");

@@ -120,6 +120,13 @@ pub enum Error {
     /// Input after the transfer finished.
     #[error("the transfer is finished")]
     Finished,
+    /// An input this machine does not take: KCOM5 runs over a byte stream, and a datagram
+    /// would lose the stream's frame boundaries.
+    #[error("this machine does not take {input} input")]
+    UnexpectedInput {
+        /// Which input was refused.
+        input: &'static str,
+    },
 }
 
 impl Blame for Error {
@@ -128,6 +135,7 @@ impl Blame for Error {
             Error::OutgoingMessageTooLong { .. }
             | Error::DataOverflow { .. }
             | Error::NotReady { .. }
+            | Error::UnexpectedInput { .. }
             | Error::Finished => Fault::Caller,
             _ => Fault::Peer,
         }

@@ -254,11 +254,8 @@ impl Machine for Receiver {
         }
         match input {
             Input::Stream(buf) => self.on_stream(buf),
-            // A datagram on a stream machine is handled as the bytes it carries.
-            Input::Datagram { data, .. } => {
-                let mut buf = BytesMut::from(&data[..]);
-                self.on_stream(&mut buf);
-            }
+            // Stream machines refuse datagrams, as every stream machine does (contract rule 5).
+            Input::Datagram { .. } => return Err(Error::UnexpectedInput { input: "datagram" }),
             Input::Eof => {
                 let e = self.truncated();
                 self.end(Err(e));

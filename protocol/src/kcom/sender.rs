@@ -243,8 +243,8 @@ impl Machine for Sender {
         }
         match input {
             Input::Stream(buf) => self.on_stream(buf),
-            // A datagram on a stream machine is handled as the bytes it carries.
-            Input::Datagram { data, .. } => self.on_stream(&mut BytesMut::from(&data[..])),
+            // Stream machines refuse datagrams, as every stream machine does (contract rule 5).
+            Input::Datagram { .. } => return Err(Error::UnexpectedInput { input: "datagram" }),
             Input::Eof if matches!(self.phase, Phase::AwaitHello) => {
                 let got = self.partial as u64;
                 self.phase =

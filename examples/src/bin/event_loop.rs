@@ -1,23 +1,27 @@
 //! A Switchboard machine driven by a hand-written event loop: non-blocking std sockets, `mio`
-//! for readiness, [`Pump`] for the bookkeeping, and no runtime and no threads.
+//! for readiness, [`Inline`] for every decision, and no runtime and no threads.
 //!
 //! One process, one thread: a STAGE packet-framing echo server and a client that sends
 //! numbered frames of several sizes through it, coalesced by the client's commit timer. The
 //! loop sleeps only inside `poll`, until a socket is ready or the nearest machine deadline.
 //!
-//! The shape is the one from `switchboard_proto::driver`:
+//! [`Inline`] is the I/O-free half of the `Direct` drivers: it batches commands, applies
+//! backpressure, runs the timers and the close linger, and hands out events; this loop only
+//! moves bytes when it says so:
 //!
 //! ```text
 //! loop {
-//!     poll(timeout = nearest deadline)            readiness is edge-triggered: remember it
+//!     poll(timeout = nearest inline.wake_at())      readiness is edge-triggered: remember it
 //!     for each connection:
-//!         feed commands while pump.wants_input()
-//!         write pump.writes() until WouldBlock      (vectored, zero-copy)
-//!         read until WouldBlock while pump.wants_input() -> pump.input(Stream(&mut rx))
-//!         deadline passed                           -> pump.input(Timeout)
-//!         pump.is_done()                            -> close, take_result()
+//!         application: inline.send(..) while !inline.must_write(); take inline.next(now)
+//!         write inline.writes() until WouldBlock    (vectored, zero-copy)
+//!         read into inline.read_buffer() until WouldBlock while inline.wants_read(..)
+//!         inline.on_wake(now)                       (timers, linger)
+//!         inline.after_io(now)                      ShutWrite / End: shut the socket down
 //! }
 //! ```
+//!
+//! [`Inline`]: switchboard_proto::driver::Inline
 
 #[cfg(unix)]
 fn main() {
@@ -34,19 +38,19 @@ fn main() {
 
 #[cfg(unix)]
 mod unix {
-    use std::collections::{BTreeMap, VecDeque};
+    use std::collections::BTreeMap;
     use std::error::Error;
     use std::io::{self, IoSlice, Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
     use std::time::{Duration, Instant as StdInstant};
 
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
     use mio::unix::SourceFd;
     use mio::{Events, Interest, Poll, Token};
-    use switchboard_proto::driver::Pump;
-    use switchboard_proto::stage::{self, Command, Event, FramingConfig, PacketConnection};
-    use switchboard_proto::{Input, Instant};
+    use switchboard_proto::driver::{Inline, Step};
+    use switchboard_proto::stage::{Command, Event, FramingConfig, PacketConnection};
+    use switchboard_proto::Instant;
     use switchboard_rt::Clock;
 
     const LISTENER: Token = Token(0);
@@ -62,54 +66,40 @@ mod unix {
         Bytes::from(b)
     }
 
-    /// One connection: a std socket in non-blocking mode, a pump, and what readiness we know.
+    /// One connection: a std socket in non-blocking mode, its `Inline`, and what readiness we
+    /// know.
     struct Conn {
         name: String,
         stream: TcpStream,
-        pump: Pump<PacketConnection>,
-        rx: BytesMut,
-        /// Commands waiting for the pump to take input again (backpressure).
-        pending: VecDeque<Command>,
+        inline: Inline<PacketConnection>,
         /// Edge-triggered readiness: set by `poll`, cleared when a call would block.
         readable: bool,
         writable: bool,
-        timer_wakeups: u32,
+        /// How the connection ended, once it has.
+        ended: Option<Result<(), String>>,
     }
 
     impl Conn {
-        fn new(name: String, stream: TcpStream, config: FramingConfig) -> io::Result<Self> {
+        fn new(now: Instant, name: String, stream: TcpStream, config: FramingConfig) -> io::Result<Self> {
             stream.set_nonblocking(true)?;
             stream.set_nodelay(true)?;
-            Ok(Conn {
-                name,
-                stream,
-                pump: Pump::new(PacketConnection::new(config)),
-                rx: BytesMut::new(),
-                pending: VecDeque::new(),
-                readable: false,
-                writable: false,
-                timer_wakeups: 0,
-            })
+            let inline = Inline::new(now, PacketConnection::new(config), READ_CHUNK, Duration::from_secs(1));
+            Ok(Conn { name, stream, inline, readable: false, writable: false, ended: None })
         }
 
-        /// Do everything that can be done without blocking, collecting the machine's events.
-        fn step(&mut self, now: Instant, events: &mut Vec<Event>) -> io::Result<()> {
-            let mut refused = |e: stage::Error| eprintln!("refused: {e}");
+        /// Do all the I/O that can be done without blocking, as `Inline` asks.
+        fn step(&mut self, now: Instant) -> io::Result<()> {
             loop {
                 let mut progress = false;
-                while self.pump.wants_input() {
-                    let Some(command) = self.pending.pop_front() else { break };
-                    self.pump.input(now, Input::Command(command), |e| events.push(e)).unwrap_or_else(&mut refused);
-                    progress = true;
-                }
-                while self.writable && !self.pump.writes().is_empty() {
+                while self.writable && self.inline.has_writes(now) {
                     let written = {
-                        let slices: Vec<IoSlice<'_>> = self.pump.writes().chunks().take(64).map(IoSlice::new).collect();
+                        let slices: Vec<IoSlice<'_>> =
+                            self.inline.writes().chunks().take(64).map(IoSlice::new).collect();
                         (&self.stream).write_vectored(&slices)
                     };
                     match written {
                         Ok(n) => {
-                            self.pump.writes().advance(n);
+                            self.inline.writes().advance(n);
                             progress = true;
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
@@ -117,21 +107,15 @@ mod unix {
                         Err(e) => return Err(e),
                     }
                 }
-                while self.readable && self.pump.wants_input() {
-                    // Safe Rust reads into initialised memory: zero the room first.
-                    let start = self.rx.len();
-                    self.rx.resize(start + READ_CHUNK, 0);
-                    let read = (&self.stream).read(&mut self.rx[start..]);
-                    self.rx.truncate(start + *read.as_ref().unwrap_or(&0));
-                    match read {
-                        Ok(0) => {
-                            self.readable = false;
-                            self.pump.input(now, Input::Eof, |e| events.push(e)).unwrap_or_else(&mut refused);
-                        }
-                        Ok(_) => {
-                            // Frames are split off `rx` as `Bytes`: no copy.
-                            let rx = &mut self.rx;
-                            self.pump.input(now, Input::Stream(rx), |e| events.push(e)).unwrap_or_else(&mut refused);
+                // This loop reads until the socket would block, so it reads as a sender does
+                // (`sending = true`): events are queued at once and reading pauses at
+                // `EVENTS_HELD` of them until the application takes some.
+                while self.readable && self.inline.wants_read(true) {
+                    // Frames are split off the receive buffer as `Bytes`: no copy.
+                    match (&self.stream).read(self.inline.read_buffer()) {
+                        Ok(n) => {
+                            self.readable &= n > 0;
+                            self.inline.on_read(now, n, true);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -139,10 +123,16 @@ mod unix {
                     }
                     progress = true;
                 }
-                if self.pump.deadline().is_some_and(|d| now >= d) {
-                    self.timer_wakeups += 1;
-                    self.pump.input(now, Input::Timeout, |e| events.push(e)).unwrap_or_else(&mut refused);
-                    progress = true;
+                progress |= self.inline.on_wake(now);
+                match self.inline.after_io(now) {
+                    Step::Continue => {}
+                    Step::ShutWrite => {
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                    }
+                    Step::End => {
+                        let _ = self.stream.shutdown(Shutdown::Both);
+                        return Ok(());
+                    }
                 }
                 if !progress {
                     return Ok(());
@@ -169,7 +159,7 @@ mod unix {
 
         let mut conns: BTreeMap<Token, Conn> = BTreeMap::new();
         let client_token = Token(1);
-        let client = Conn::new("client".into(), TcpStream::connect(addr)?, client_config)?;
+        let client = Conn::new(clock.now(), "client".into(), TcpStream::connect(addr)?, client_config)?;
         let both = Interest::READABLE | Interest::WRITABLE;
         poll.registry().register(&mut SourceFd(&client.stream.as_raw_fd()), client_token, both)?;
         conns.insert(client_token, client);
@@ -178,7 +168,7 @@ mod unix {
         let mut closing = false;
         while !conns.is_empty() {
             let now = clock.now();
-            let deadline = conns.values().filter_map(|c| c.pump.deadline()).min();
+            let deadline = conns.values().filter_map(|c| c.inline.wake_at()).min();
             let timeout = deadline.map(|d| d.saturating_duration_since(now));
             poll.poll(&mut ready, timeout)?;
             wakeups += 1;
@@ -189,7 +179,7 @@ mod unix {
                             Ok((stream, peer)) => {
                                 let token = Token(next_token);
                                 next_token += 1;
-                                let conn = Conn::new(format!("server<-{peer}"), stream, server_config)?;
+                                let conn = Conn::new(clock.now(), format!("server<-{peer}"), stream, server_config)?;
                                 poll.registry().register(&mut SourceFd(&conn.stream.as_raw_fd()), token, both)?;
                                 conns.insert(token, conn);
                             }
@@ -206,48 +196,59 @@ mod unix {
             let now = clock.now();
             let mut done = Vec::new();
             for (&token, conn) in conns.iter_mut() {
-                let mut events = Vec::new();
                 loop {
-                    let sent_before = sent;
+                    let mut moved = false;
                     if token == client_token && !closing {
-                        // The client application: feed frames while the pump takes input.
-                        while sent < FRAMES && conn.pump.wants_input() {
-                            let command = Input::Command(Command::SendBody(body(sent)));
-                            conn.pump.input(now, command, |e| events.push(e))?;
+                        // The client application: send frames until the queue reaches its budget.
+                        while sent < FRAMES && conn.inline.is_open() && !conn.inline.must_write() {
+                            conn.inline.send(now, Command::SendBody(body(sent)))?;
                             sent += 1;
+                            moved = true;
                         }
                     }
-                    conn.step(now, &mut events)?;
-                    if events.is_empty() && sent == sent_before {
-                        break;
-                    }
-                    for Event::Frame(frame) in events.drain(..) {
-                        if token == client_token {
-                            if frame[4..] != body(echoed)[..] {
-                                return Err(format!("echo {echoed} differs from what was sent").into());
+                    conn.step(now)?;
+                    // Events are taken only while the queue is under budget: an echo server
+                    // that cannot write does not take more work (backpressure).
+                    while !conn.inline.must_write() {
+                        match conn.inline.next(now) {
+                            Some(Ok(Event::Frame(frame))) => {
+                                moved = true;
+                                if token == client_token {
+                                    if frame[4..] != body(echoed)[..] {
+                                        return Err(format!("echo {echoed} differs from what was sent").into());
+                                    }
+                                    echoed += 1;
+                                    bytes += frame.len();
+                                } else {
+                                    // The server application: echo every frame as it is.
+                                    conn.inline.send(now, Command::Send(frame))?;
+                                }
                             }
-                            echoed += 1;
-                            bytes += frame.len();
-                        } else {
-                            // The server application: echo every frame as it is.
-                            conn.pending.push_back(Command::Send(frame));
+                            Some(Err(ending)) => {
+                                conn.ended = Some(Err(format!("{ending:?}")));
+                                break;
+                            }
+                            None => break,
                         }
                     }
                     if token == client_token && echoed == FRAMES && !closing {
                         closing = true;
-                        conn.pending.push_back(Command::Close);
+                        conn.inline.close(now, Some(Command::Close));
+                        moved = true;
+                    }
+                    if !moved {
+                        break;
                     }
                 }
-                if conn.pump.is_done() {
+                if conn.inline.is_reported() {
                     done.push(token);
                 }
             }
             for token in done {
                 let mut conn = conns.remove(&token).expect("listed above");
                 poll.registry().deregister(&mut SourceFd(&conn.stream.as_raw_fd()))?;
-                let _ = conn.stream.shutdown(Shutdown::Both);
-                let result = conn.pump.take_result().expect("done means finished");
-                println!("  {:<22} finished: {:?} (timer wake-ups: {})", conn.name, result, conn.timer_wakeups);
+                let result = conn.ended.take().unwrap_or(Ok(()));
+                println!("  {:<22} finished: {:?}", conn.name, result);
                 result?;
             }
         }

@@ -172,6 +172,22 @@ pub trait RuntimeExt: Runtime {
         }
     }
 
+    /// Connect to a Unix socket and drive `machine` [directly](Direct) in the calling task.
+    #[cfg(unix)]
+    fn connect_unix_direct<M: Drivable>(
+        self,
+        path: impl AsRef<std::path::Path>,
+        config: DriverConfig,
+        machine: M,
+    ) -> impl Future<Output = io::Result<Direct<Self, M, Self::Unix>>> + Send {
+        let rt = self;
+        let path = path.as_ref().to_path_buf();
+        async move {
+            let stream = rt.unix_connect(path).await?;
+            Ok(Direct::new(rt, stream, machine, &config))
+        }
+    }
+
     /// Accept connections for ever, with one task per connection: for each, `make` a machine
     /// and spawn `handler` with it driven [directly](Direct) in that task. The lightest way to
     /// serve many connections (one task and no channels each). `options` are applied to every

@@ -1841,6 +1841,11 @@ macro_rules! direct_suite {
             fn pipelined_echo() {
                 $crate::testing::direct_pipelined_echo::<$adapter>();
             }
+            #[cfg(unix)]
+            #[test]
+            fn unix_echo() {
+                $crate::testing::direct_unix_echo::<$adapter>();
+            }
             #[test]
             fn backpressure() {
                 $crate::testing::direct_backpressure::<$adapter>();
@@ -1931,6 +1936,44 @@ pub fn direct_pipelined_echo<A: Adapter>() {
         }
         client.close_and_join().await.unwrap();
         assert_eq!(done_rx.recv().await.unwrap(), 200);
+    });
+}
+
+/// `serve_direct` on a Unix listener, `connect_unix_direct` client: an echo over a Unix socket.
+#[cfg(unix)]
+pub fn direct_unix_echo<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let path = unix_path();
+        let _ = std::fs::remove_file(&path);
+        let listener = rt.listen_unix(&path).unwrap();
+        let config = FramingConfig::packet(1 << 16, 64 * 1024);
+        let server = rt.clone().serve_direct(
+            listener,
+            SocketOptions::new(),
+            DriverConfig::default(),
+            move |_| PacketConnection::new(config),
+            |mut conn| async move {
+                while let Some(Ok(Event::Frame(frame))) = conn.recv().await {
+                    conn.send(Command::Send(frame)).await.unwrap();
+                }
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let mut client = rt
+            .clone()
+            .connect_unix_direct(&path, DriverConfig::default(), PacketConnection::new(config))
+            .await
+            .unwrap();
+        for i in 0..500 {
+            client.send(Command::SendBody(payload(i, 1 + i * 7))).await.unwrap();
+        }
+        for i in 0..500 {
+            assert_eq!(direct_frame_body(client.recv().await.expect("an echo").unwrap()), payload(i, 1 + i * 7));
+        }
+        client.close_and_join().await.unwrap();
+        let _ = std::fs::remove_file(&path);
     });
 }
 

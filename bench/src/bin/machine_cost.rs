@@ -1,7 +1,7 @@
 //! What the machine and the direct driver's bookkeeping cost per frame, without sockets: the
 //! sending side (commands fed through `driver::Inline` into a `PacketConnection`, the write
 //! queue drained as a socket would) and the receiving side (a buffer of frames read into
-//! `Inline` and taken as events), at 64 B bodies with OUT = 0 and OUT = 128 KiB.
+//! `Inline` and taken as events), at 64 B bodies (`BODY=1024` in the environment for 1 KiB) with OUT = 0 and OUT = 128 KiB.
 //!
 //! Run: `cargo run --release -p switchboard-bench --bin machine_cost [-- FRAMES]`; under
 //! `valgrind --tool=callgrind` for instruction counts that do not depend on machine load.
@@ -17,7 +17,7 @@ fn send_side(frames: usize, out: usize) -> (Duration, usize) {
     let now = Instant::ZERO;
     let mut inline =
         Inline::new(now, PacketConnection::new(FramingConfig::packet(1 << 20, out)), 64 * 1024, Duration::ZERO);
-    let body = Bytes::from(vec![7u8; 64]);
+    let body = Bytes::from(vec![7u8; body_size()]);
     let mut written = 0;
     let start = StdInstant::now();
     for _ in 0..frames {
@@ -36,10 +36,11 @@ fn send_side(frames: usize, out: usize) -> (Duration, usize) {
 
 fn receive_side(frames: usize) -> (Duration, usize) {
     let now = Instant::ZERO;
-    let mut wire = Vec::with_capacity(frames * 68);
+    let size = body_size();
+    let mut wire = Vec::with_capacity(frames * (size + 4));
     for _ in 0..frames {
-        wire.extend_from_slice(&68u32.to_le_bytes());
-        wire.extend_from_slice(&[7u8; 64]);
+        wire.extend_from_slice(&(size as u32 + 4).to_le_bytes());
+        wire.extend(std::iter::repeat_n(7u8, size));
     }
     let mut inline =
         Inline::new(now, PacketConnection::new(FramingConfig::packet(1 << 20, 0)), 64 * 1024, Duration::ZERO);
@@ -60,12 +61,22 @@ fn receive_side(frames: usize) -> (Duration, usize) {
     (start.elapsed(), got)
 }
 
+/// The body size: `BODY` in the environment, else 64 bytes.
+fn body_size() -> usize {
+    std::env::var("BODY").ok().and_then(|b| b.parse().ok()).unwrap_or(64)
+}
+
 fn main() {
     let frames: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    // `send128` / `receive`: only that side (for profiling one path).
+    // `send0` / `send128` / `receive`: only that side (for profiling one path).
     if std::env::args().nth(2).as_deref() == Some("receive") {
         let (t, _) = receive_side(frames);
         println!("receive {:.1} ns/frame", t.as_nanos() as f64 / frames as f64);
+        return;
+    }
+    if std::env::args().nth(2).as_deref() == Some("send0") {
+        let (t, _) = send_side(frames, 0);
+        println!("send out=0 {:.1} ns/frame", t.as_nanos() as f64 / frames as f64);
         return;
     }
     if std::env::args().nth(2).as_deref() == Some("send128") {

@@ -245,29 +245,49 @@ fn a_sealed_frame_over_out_is_refused_too() {
 
 #[test]
 fn a_malformed_whole_frame_is_refused() {
-    let mut conn = PacketConnection::new(FramingConfig::packet(64, 0));
+    let mut conn = PacketConnection::new(FramingConfig::packet(4096, 0));
     for bad in [&b"\x09\x00\x00\x00abc"[..], b"\x07\x00\x00\x80abc", b"ab"] {
         let err = conn.handle_input(ms(0), Input::Command(Command::Send(Bytes::copy_from_slice(bad)))).unwrap_err();
         assert!(matches!(err, Error::MalformedOutgoing { .. }), "{bad:?}");
         assert_eq!(err.fault(), Fault::Caller);
     }
-    let good = Bytes::from(frame(b"abc"));
+    let good = Bytes::from(frame(&[b'x'; 2000]));
     conn.handle_input(ms(0), Input::Command(Command::Send(good.clone()))).unwrap();
     let out = drain(&mut conn, ms(0));
-    // With OUT = 0 a whole frame goes out as the caller's own buffer: no copy.
+    // With OUT = 0 a whole frame over 1 KiB goes out as the caller's own buffer: no copy.
     assert_eq!(out.transmits.len(), 1);
     assert_eq!(out.transmits[0].as_ptr(), good.as_ptr());
 }
 
 #[test]
-fn send_body_with_out_zero_does_not_copy_the_body() {
-    let mut conn = PacketConnection::new(FramingConfig::packet(64, 0));
-    let body = Bytes::from_static(b"zero-copy");
+fn send_body_with_out_zero_does_not_copy_a_large_body() {
+    let mut conn = PacketConnection::new(FramingConfig::packet(4096, 0));
+    let body = Bytes::from(vec![b'z'; 1025]);
     conn.handle_input(ms(0), Input::Command(Command::SendBody(body.clone()))).unwrap();
     let out = drain(&mut conn, ms(0));
     assert_eq!(out.transmits.len(), 2, "header and body as a vectored write");
-    assert_eq!(&out.transmits[0][..], b"\x0d\x00\x00\x00");
+    assert_eq!(&out.transmits[0][..], 1029u32.to_le_bytes());
     assert_eq!(out.transmits[1].as_ptr(), body.as_ptr());
+}
+
+#[test]
+fn small_frames_with_out_zero_go_out_at_once_in_one_buffer_and_in_order() {
+    let mut conn = PacketConnection::new(FramingConfig::packet(4096, 0).with_commit(Duration::from_secs(1)));
+    send_body(&mut conn, ms(0), b"ab").unwrap();
+    conn.handle_input(ms(0), Input::Command(Command::Send(Bytes::from(frame(b"cd"))))).unwrap();
+    let out = drain(&mut conn, ms(0));
+    assert_eq!(out.transmits.len(), 1, "two small frames, one buffer");
+    assert_eq!(out.wire(), [frame(b"ab"), frame(b"cd")].concat());
+    assert_eq!(out.deadline, None, "OUT = 0 has no commit timer, whatever the commit time");
+
+    // A large body between small frames keeps its place.
+    let large = Bytes::from(vec![b'L'; 2000]);
+    send_body(&mut conn, ms(1), b"ef").unwrap();
+    conn.handle_input(ms(1), Input::Command(Command::SendBody(large.clone()))).unwrap();
+    send_body(&mut conn, ms(1), b"gh").unwrap();
+    let out = drain(&mut conn, ms(1));
+    assert_eq!(out.wire(), [frame(b"ef"), frame(&large), frame(b"gh")].concat());
+    assert!(out.transmits.iter().any(|t| t.as_ptr() == large.as_ptr()), "the large body is not copied");
 }
 
 #[test]

@@ -147,7 +147,7 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
 }
 
 /// The two PacketConnection set-ups measured: OUT = 0 (every frame handed to the driver at
-/// once, header and body as two buffers) and OUT = 128 KiB with commit 0 (coalesced until the
+/// once: bodies up to 1 KiB copied with their header, larger ones as a header and the body) and OUT = 128 KiB with commit 0 (coalesced until the
 /// driver drains; 128 KiB so a 64 KiB body plus header still fits OUT).
 #[derive(Clone, Copy)]
 enum Out {

@@ -60,6 +60,10 @@ pub enum Filter {
 /// How much the coalescing buffer grows by at a time (less when OUT is smaller).
 const OUT_CHUNK: usize = 64 * 1024;
 
+/// OUT = 0: frames up to this size (a 1 KiB body and its header) are copied into the coalescing
+/// buffer rather than transmitted as buffers of their own.
+const SMALL_FRAME: usize = 1024 + HEADER_LEN;
+
 /// Configuration of one packet connection: the filter, its IN/OUT limits and the timers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FramingConfig {
@@ -184,7 +188,8 @@ pub struct PacketConnection {
     state: State,
     /// Outputs ready for `poll_output`, in the order they must take effect.
     queue: VecDeque<Queued>,
-    /// Coalesced output not yet transmitted (OUT).
+    /// Coalesced output not yet transmitted (OUT; with OUT = 0, the small frames fed since the
+    /// last `poll_output`).
     out: BytesMut,
     /// The other coalescing buffer (see `grow_out`): empty, its earlier chunks maybe still being
     /// written.
@@ -193,7 +198,7 @@ pub struct PacketConnection {
     out_since: Option<Instant>,
     /// Scratch space for headers and sealed frames, reused so steady state does not allocate.
     scratch: BytesMut,
-    /// OUT = 0: the headers sent ahead of bodies, cut from one buffer (an allocation per 256).
+    /// OUT = 0: the headers sent ahead of large bodies, cut from one buffer (an allocation per 256).
     headers: BytesMut,
     /// When bytes last arrived (or the connection was first driven): the expire timer.
     last_inbound: Option<Instant>,
@@ -400,6 +405,7 @@ impl PacketConnection {
                 return Err(e);
             }
             if self.config.max_out == 0 {
+                self.flush();
                 let sealed = self.scratch.split().freeze();
                 self.queue.push_back(Queued::Transmit(sealed));
             } else {
@@ -409,9 +415,23 @@ impl PacketConnection {
             }
             return Ok(());
         }
+        if self.config.max_out == 0 && len <= SMALL_FRAME {
+            // Written at once too (`poll_output` hands `out` over), but copied: a copy of at
+            // most 1 KiB costs less than two buffers per frame, and the small frames fed
+            // before a drain go out as one buffer.
+            if self.out.capacity() - self.out.len() < len {
+                self.grow_out(len);
+            }
+            if !whole {
+                self.out.put_slice(&Header { len, encrypted: false }.to_bytes());
+            }
+            self.out.put_slice(&data);
+            return Ok(());
+        }
         if self.config.max_out == 0 {
             // Written at once: header and body go out as separate buffers (a vectored write),
-            // so the body is never copied.
+            // so the body is never copied. Small frames copied before it go first.
+            self.flush();
             if whole {
                 self.queue.push_back(Queued::Transmit(data));
             } else {
@@ -439,6 +459,7 @@ impl PacketConnection {
     fn send_raw(&mut self, now: Instant, bytes: Bytes) -> Result<(), Error> {
         self.check_outgoing(bytes.len())?;
         if self.config.max_out == 0 {
+            self.flush();
             if !bytes.is_empty() {
                 self.queue.push_back(Queued::Transmit(bytes));
             }
@@ -475,7 +496,11 @@ impl PacketConnection {
     /// written. Freeing each full buffer and allocating the next instead makes the allocator
     /// return the pages and fault them in again, a page fault per few frames.
     fn grow_out(&mut self, len: usize) {
-        let want = self.out.len() + len.max(self.config.max_out.min(OUT_CHUNK));
+        let chunk = match self.config.max_out {
+            0 => OUT_CHUNK,
+            max => max.min(OUT_CHUNK),
+        };
+        let want = self.out.len() + len.max(chunk);
         let mut next = core::mem::take(&mut self.out_spare);
         if !next.try_reclaim(want) {
             next = BytesMut::with_capacity(want);
@@ -512,7 +537,11 @@ impl Machine for PacketConnection {
     fn poll_output(&mut self, now: Instant) -> Output<Event, Error> {
         self.on_time(now);
         // Checked here, not only in `flush`: this runs once per event on the receive path.
-        if !self.out.is_empty() && matches!(self.state, State::Open) && self.config.commit.is_zero() {
+        // OUT = 0 coalesces small frames only until here, whatever the commit time.
+        if !self.out.is_empty()
+            && matches!(self.state, State::Open)
+            && (self.config.commit.is_zero() || self.config.max_out == 0)
+        {
             self.flush();
         }
         if let Some(next) = self.queue.pop_front() {

@@ -57,8 +57,11 @@ pub enum Filter {
     Raw,
 }
 
-/// How much the coalescing buffer grows by at a time (less when OUT is smaller).
+/// How much the coalescing buffer grows by at a time, at most (less when OUT is smaller).
 const OUT_CHUNK: usize = 64 * 1024;
+
+/// The first coalescing buffer's size (see `PacketConnection::grow_out`).
+const OUT_CHUNK_MIN: usize = 4 * 1024;
 
 /// OUT = 0: frames up to this size (a 1 KiB body and its header) are copied into the coalescing
 /// buffer rather than transmitted as buffers of their own.
@@ -194,6 +197,8 @@ pub struct PacketConnection {
     /// The other coalescing buffer (see `grow_out`): empty, its earlier chunks maybe still being
     /// written.
     out_spare: BytesMut,
+    /// How large the next fresh coalescing buffer is (see `grow_out`).
+    out_chunk: usize,
     /// When the oldest byte in `out` was queued: the commit timer runs from here.
     out_since: Option<Instant>,
     /// Scratch space for headers and sealed frames, reused so steady state does not allocate.
@@ -221,6 +226,7 @@ impl PacketConnection {
             queue: VecDeque::new(),
             out: BytesMut::new(),
             out_spare: BytesMut::new(),
+            out_chunk: OUT_CHUNK_MIN,
             out_since: None,
             scratch: BytesMut::new(),
             headers: BytesMut::new(),
@@ -494,16 +500,19 @@ impl PacketConnection {
     /// Two allocations take turns: when one is full, its chunks are usually still being
     /// written, so `out` moves to the other, taken back once everything cut from it has been
     /// written. Freeing each full buffer and allocating the next instead makes the allocator
-    /// return the pages and fault them in again, a page fault per few frames.
+    /// return the pages and fault them in again, a page fault per few frames. Each buffer that
+    /// cannot be taken back doubles the next one's size, up to OUT (at most 64 KiB): a
+    /// connection that sends little keeps small buffers.
     fn grow_out(&mut self, len: usize) {
-        let chunk = match self.config.max_out {
+        let cap = match self.config.max_out {
             0 => OUT_CHUNK,
             max => max.min(OUT_CHUNK),
         };
-        let want = self.out.len() + len.max(chunk);
+        let want = self.out.len() + len.max(self.out_chunk.min(cap));
         let mut next = core::mem::take(&mut self.out_spare);
         if !next.try_reclaim(want) {
             next = BytesMut::with_capacity(want);
+            self.out_chunk = (self.out_chunk * 2).min(cap);
         }
         // Usually nothing: a flush came first unless OUT is larger than the buffer.
         next.extend_from_slice(&self.out.split());
@@ -610,6 +619,25 @@ mod tests {
             }
         }
         assert!(expected.is_empty());
+    }
+
+    #[test]
+    fn coalescing_buffers_start_small_and_grow_only_for_bursts() {
+        let mut conn = PacketConnection::new(FramingConfig::packet(1 << 20, 0));
+        let now = Instant::from_millis(1);
+        for _ in 0..100 {
+            conn.handle_input(now, Input::Command(Command::SendBody(Bytes::from_static(b"hello")))).unwrap();
+            drop(drain(&mut conn, now)); // written at once
+        }
+        assert_eq!(conn.out_chunk, 2 * OUT_CHUNK_MIN, "one small buffer was enough");
+        assert!(conn.out.capacity() + conn.out_spare.capacity() <= 2 * OUT_CHUNK_MIN);
+        // A burst whose chunks are still being written when the next are cut grows them.
+        let mut writing = alloc::vec::Vec::new();
+        for _ in 0..200 {
+            conn.handle_input(now, Input::Command(Command::SendBody(Bytes::from(alloc::vec![1u8; 1000])))).unwrap();
+            writing.push(drain(&mut conn, now));
+        }
+        assert_eq!(conn.out_chunk, OUT_CHUNK);
     }
 
     #[test]

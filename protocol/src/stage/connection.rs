@@ -9,7 +9,7 @@
 //! | Open     | `Stream` with a bad header (length < 4 or > IN, bit 31 without a cipher; refused as soon as its 4 bytes are in), a line over IN, or a frame the cipher rejects | frames before it delivered, output flushed | Ending(Err) |
 //! | Open     | `Eof`, nothing partial buffered       | output flushed                             | Ending(Ok) |
 //! | Open     | `Eof` inside a frame or line          | output flushed                             | Ending(Err `Truncated`) |
-//! | Open     | `Command::Send` / `SendBody`          | frame coalesced into OUT (or transmitted at once when OUT = 0) | Open |
+//! | Open     | `Command::Send` / `SendBody`          | frame coalesced into OUT (OUT = 0: transmitted at the next `poll_output`, small frames copied together, larger bodies uncopied) | Open |
 //! | Open     | a send larger than OUT, or a malformed whole frame | refused (caller's fault)       | Open     |
 //! | Open     | `Command::Flush`, or the commit timer | coalesced output transmitted               | Open     |
 //! | Open     | `Command::Close`                      | output flushed                             | Ending(Ok) |

@@ -203,8 +203,6 @@ pub struct PacketConnection {
     out_since: Option<Instant>,
     /// Scratch space for headers and sealed frames, reused so steady state does not allocate.
     scratch: BytesMut,
-    /// OUT = 0: the headers sent ahead of large bodies, cut from one buffer (an allocation per 256).
-    headers: BytesMut,
     /// When bytes last arrived (or the connection was first driven): the expire timer.
     last_inbound: Option<Instant>,
     /// The `now` the timers were last checked at.
@@ -229,7 +227,6 @@ impl PacketConnection {
             out_chunk: OUT_CHUNK_MIN,
             out_since: None,
             scratch: BytesMut::new(),
-            headers: BytesMut::new(),
             last_inbound: None,
             timers_checked_at: None,
             partial: 0,
@@ -435,20 +432,17 @@ impl PacketConnection {
             return Ok(());
         }
         if self.config.max_out == 0 {
-            // Written at once: header and body go out as separate buffers (a vectored write),
-            // so the body is never copied. Small frames copied before it go first.
-            self.flush();
-            if whole {
-                self.queue.push_back(Queued::Transmit(data));
-            } else {
-                // Headers are cut from one shared buffer: no allocation per frame.
-                if self.headers.capacity() < HEADER_LEN {
-                    self.headers.reserve(HEADER_LEN * 256);
+            // Written at once: the header goes out with the small frames copied before it
+            // (one buffer, cut from the coalescing buffer: no allocation per frame) and the body
+            // as a buffer of its own (a vectored write), so the body is never copied.
+            if !whole {
+                if self.out.capacity() - self.out.len() < HEADER_LEN {
+                    self.grow_out(HEADER_LEN);
                 }
-                self.headers.put_slice(&Header { len, encrypted: false }.to_bytes());
-                self.queue.push_back(Queued::Transmit(self.headers.split().freeze()));
-                self.queue.push_back(Queued::Transmit(data));
+                self.out.put_slice(&Header { len, encrypted: false }.to_bytes());
             }
+            self.flush();
+            self.queue.push_back(Queued::Transmit(data));
             return Ok(());
         }
         self.make_room(now, len);

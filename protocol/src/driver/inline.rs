@@ -148,11 +148,13 @@ impl<M: Machine> Inline<M> {
         self.is_running() && self.pump.queued() >= self.pump.machine().write_budget()
     }
 
-    /// Whether the write queue holds half the budget: time to write what the socket takes now,
-    /// without waiting, so the peer is kept busy while the sender fills the other half (waiting
+    /// Whether the write queue holds 7/8 of the budget: time to write what the socket takes
+    /// now, without waiting, so the peer is kept busy while the sender fills the rest (waiting
     /// for the whole budget would alternate filling and draining instead of overlapping them).
+    /// Why 7/8 and not less: each write then carries nearly a full budget, so fewer, larger
+    /// writes wake the peer fewer times (at half, async 1 KiB framing ran 13% slower).
     pub fn should_write(&self) -> bool {
-        self.is_running() && self.pump.queued() >= self.pump.machine().write_budget() / 2
+        self.is_running() && self.pump.queued() >= self.pump.machine().write_budget() / 8 * 7
     }
 
     /// Whether anything is waiting to be written (drains pending commands first).

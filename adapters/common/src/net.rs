@@ -8,7 +8,7 @@
 //!
 //! Two seed-000 broker calls that need the operating system live here too: [`aton`] (the
 //! seed's `broker.aton`, resolving host names that
-//! [`stage::aton`](switchboard_proto::stage::aton) leaves alone) and [`interfaces`] (the seed's
+//! [`stage::aton`] leaves alone) and [`interfaces`] (the seed's
 //! `broker.ifaddr`).
 
 use std::io;
@@ -68,7 +68,7 @@ impl Blame for AtonError {
 
 /// The socket addresses in `text`, with `overrides` applied to each: the seed's
 /// `broker.aton(s, t)`, which answers with a list. Takes what
-/// [`stage::aton`](switchboard_proto::stage::aton) takes (a spec, `IP:PORT`, a bare IP) and
+/// [`stage::aton`] takes (a spec, `IP:PORT`, a bare IP) and
 /// also host names (`tcp://localhost:8081`, `example.org:80`), resolved here, blocking, in the
 /// resolver's order; a literal address gives a list of one. Async adapters call it on a
 /// blocking thread.

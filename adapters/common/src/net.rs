@@ -5,11 +5,18 @@
 //! the socket with `socket2`, apply the options, and only then bind or connect. They return std
 //! sockets in blocking mode; every async runtime can adopt those (`set_nonblocking(true)` and its
 //! own `from_std`), so the same helpers serve every adapter.
+//!
+//! Two seed-000 broker calls that need the operating system live here too: [`aton`] (the
+//! seed's `broker.aton`, resolving host names that
+//! [`stage::aton`] leaves alone) and [`interfaces`] (the seed's
+//! `broker.ifaddr`).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use switchboard_proto::stage::{self, AddrError, Overrides};
+use switchboard_proto::{Blame, Fault};
 
 use crate::SocketOptions;
 
@@ -29,6 +36,102 @@ pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
         return Err(io::Error::new(io::ErrorKind::NotFound, format!("{host} resolved to no address")));
     }
     Ok(addrs)
+}
+
+/// Why [`aton`] found no address.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AtonError {
+    /// The text or an override is malformed (the caller's fault; the inner error names the part).
+    #[error(transparent)]
+    Addr(AddrError),
+    /// The text names a host the resolver could not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host name, as written.
+        host: String,
+        /// What the resolver said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Blame for AtonError {
+    fn fault(&self) -> Fault {
+        match self {
+            AtonError::Addr(e) => e.fault(),
+            // The name may be fine and the resolver or the network down.
+            AtonError::Resolve { .. } => Fault::Peer,
+        }
+    }
+}
+
+/// The socket addresses in `text`, with `overrides` applied to each: the seed's
+/// `broker.aton(s, t)`, which answers with a list. Takes what
+/// [`stage::aton`] takes (a spec, `IP:PORT`, a bare IP) and
+/// also host names (`tcp://localhost:8081`, `example.org:80`), resolved here, blocking, in the
+/// resolver's order; a literal address gives a list of one. Async adapters call it on a
+/// blocking thread.
+///
+/// ```
+/// use switchboard_proto::stage::Overrides;
+/// use switchboard_rt::net::aton;
+///
+/// let addrs = aton("udp://224.0.0.1:8082", &Overrides::new()).unwrap();
+/// assert_eq!(addrs, ["224.0.0.1:8082".parse().unwrap()]);
+/// let local = aton("tcp://localhost:8081?packet=10k,40k", &Overrides::new().port(9000)).unwrap();
+/// assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 9000));
+/// ```
+pub fn aton(text: &str, overrides: &Overrides) -> Result<Vec<SocketAddr>, AtonError> {
+    let addrs = match stage::aton(text) {
+        Ok(addr) => vec![addr],
+        Err(AddrError::NeedsResolving { host, port }) => match resolve(&host, port) {
+            Ok(addrs) => addrs,
+            Err(source) => return Err(AtonError::Resolve { host, source }),
+        },
+        Err(e) => return Err(AtonError::Addr(e)),
+    };
+    addrs.into_iter().map(|addr| overrides.apply(addr).map_err(AtonError::Addr)).collect()
+}
+
+/// One network interface and the IP addresses assigned to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// The device name (`lo`, `eth0`, …).
+    pub name: String,
+    /// The interface index: the scope id of its IPv6 link-local addresses (`None` where the
+    /// system does not say).
+    pub index: Option<u32>,
+    /// Its addresses, IPv4 and IPv6 (link-local ones included), in the order the system lists
+    /// them.
+    pub addrs: Vec<IpAddr>,
+}
+
+/// The interfaces whose name contains `name_contains` (all of them for `""`), each with its
+/// addresses: the seed's `broker.ifaddr(s)`. Interfaces come in the order the system first lists
+/// them; one without an IP address is not listed.
+///
+/// ```
+/// let all = switchboard_rt::net::interfaces("").unwrap();
+/// assert!(all.iter().all(|i| !i.addrs.is_empty()));
+/// ```
+pub fn interfaces(name_contains: &str) -> io::Result<Vec<Interface>> {
+    let mut found: Vec<Interface> = Vec::new();
+    for entry in if_addrs::get_if_addrs()? {
+        if !entry.name.contains(name_contains) {
+            continue;
+        }
+        let ip = entry.ip();
+        match found.iter_mut().find(|i| i.name == entry.name) {
+            Some(interface) => {
+                if !interface.addrs.contains(&ip) {
+                    interface.addrs.push(ip);
+                }
+            }
+            None => found.push(Interface { name: entry.name, index: entry.index, addrs: vec![ip] }),
+        }
+    }
+    Ok(found)
 }
 
 /// A TCP listener on `addr` with `options` applied before `bind` (so `reuseaddr` and `reuseport`
@@ -293,6 +396,39 @@ mod tests {
     fn resolve_accepts_literals_and_brackets() {
         assert_eq!(resolve("127.0.0.1", 80).unwrap(), ["127.0.0.1:80".parse::<SocketAddr>().unwrap()]);
         assert_eq!(resolve("[::1]", 81).unwrap(), ["[::1]:81".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn aton_resolves_names_and_passes_literals_through() {
+        let none = Overrides::new();
+        assert_eq!(aton("[::1]:81", &none).unwrap(), ["[::1]:81".parse::<SocketAddr>().unwrap()]);
+        let local = aton("tcp://localhost:8081", &Overrides::new().port(7)).unwrap();
+        assert!(!local.is_empty());
+        assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 7), "{local:?}");
+        let bad = aton("tcp://127.0.0.1:1?bogus", &none).unwrap_err();
+        assert!(matches!(bad, AtonError::Addr(AddrError::Spec(_))));
+        assert_eq!(bad.fault(), Fault::Caller);
+        let scope = aton("127.0.0.1:1", &Overrides::new().scope_id(3)).unwrap_err();
+        assert!(matches!(scope, AtonError::Addr(AddrError::ScopeOnIpv4 { scope_id: 3 })));
+        // `.invalid` never resolves (RFC 6761).
+        let unknown = aton("udp://no-such-host.invalid:1", &none).unwrap_err();
+        assert!(matches!(&unknown, AtonError::Resolve { host, .. } if host == "no-such-host.invalid"));
+        assert_eq!(unknown.fault(), Fault::Peer);
+    }
+
+    #[test]
+    fn loopback_interface_has_127_0_0_1() {
+        let all = interfaces("").unwrap();
+        let Some(lo) = all.iter().find(|i| i.name == "lo") else {
+            println!("skipped: this machine has no interface named lo ({all:?})");
+            return;
+        };
+        assert!(lo.addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{lo:?}");
+        // The filter is a substring of the name.
+        let filtered = interfaces("lo").unwrap();
+        assert!(filtered.iter().any(|i| i.name == "lo"));
+        assert!(filtered.iter().all(|i| i.name.contains("lo")));
+        assert!(interfaces("no such device, surely").unwrap().is_empty());
     }
 
     #[test]

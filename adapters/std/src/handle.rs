@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -165,6 +165,8 @@ pub(crate) struct Shared {
     pub(crate) events: AtomicU64,
     /// Wakes a driver that waits for socket news only (over budget), so it sees a close.
     pub(crate) nudge: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    /// The connection's id in its [`Server`](crate::Server), set once before the driver starts.
+    pub(crate) id: OnceLock<u64>,
 }
 
 impl Shared {
@@ -286,6 +288,11 @@ impl<C> Handle<C> {
         Handle { inner: Arc::new(HandleInner { tx, shared }) }
     }
 
+    /// Record the connection's server id, for [`Control::id`].
+    pub(crate) fn set_id(&self, id: u64) {
+        let _ = self.inner.shared.id.set(id);
+    }
+
     pub(crate) fn downgrade(&self) -> Weak<HandleInner<C>> {
         Arc::downgrade(&self.inner)
     }
@@ -369,6 +376,14 @@ impl<C> Control<C> {
                 None => Handle::new(tx.clone(), self.shared.clone()),
             },
         }
+    }
+
+    /// This connection's id in its [`Server`](crate::Server) (the seed's `socket.id`): pass it
+    /// around and get the connection back with [`Server::connection`](crate::Server::connection),
+    /// or close it with [`Server::close`](crate::Server::close). `None` for a connection that
+    /// no server accepted. Ids count up from 0 and are never reused by a server.
+    pub fn id(&self) -> Option<u64> {
+        self.shared.id.get().copied()
     }
 
     /// The peer's address, when the transport has one (TCP; the sender for datagrams is in the

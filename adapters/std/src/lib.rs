@@ -9,7 +9,7 @@
 //! | [`Direct`] (Unix) | on this thread, no extra threads or channels: the fastest | [`Direct::recv`] / iteration; commands via [`Direct::send`] |
 //! | [`spawn`] / [`connect`] / [`spawn_datagram`] | on a new thread | [`Events`] (an iterator); commands via [`Handle`] |
 //! | [`run`] / [`run_datagram`] | on this thread | a callback `FnMut(Notice, &mut Control)` |
-//! | [`serve`] (TCP, Unix: any [`BlockingListener`]) / [`serve_spec`] | one thread per accepted connection | a [`Session`] per connection |
+//! | [`serve`] (TCP, Unix: any [`BlockingListener`]) / [`serve_spec`] | one thread per accepted connection | a [`Session`] per connection; by id ([`Control::id`]) through [`Server::connection`] / [`Server::close`] |
 //!
 //! ## Design
 //!
@@ -54,7 +54,9 @@
 //!
 //! The datagram driver has a reader thread and a driver thread that sends itself (UDP sends
 //! do not wait for the peer). Socket helpers for binding with options and joining IPv4/IPv6
-//! multicast groups are in [`switchboard_rt::net`].
+//! multicast groups are in [`switchboard_rt::net`], re-exported as [`net`], with the seed's
+//! `broker.aton` that resolves host names ([`net::aton`]) and `broker.ifaddr`
+//! ([`net::interfaces`]).
 //!
 //! ## Example: a STAGE packet echo over TCP on loopback
 //!
@@ -167,5 +169,6 @@ pub use switchboard_rt::SpecConnectError;
 pub use transport::socketpair;
 pub use transport::{Addr, BlockingListener, BlockingStream};
 
-/// The shared runtime glue, re-exported: socket options and the socket helpers.
+/// The shared runtime glue, re-exported: socket options, the socket helpers, name resolution
+/// ([`net::aton`]) and interface addresses ([`net::interfaces`]).
 pub use switchboard_rt::{net, Multicast, MulticastInterface, SocketOptions};

@@ -1,6 +1,5 @@
 //! The accept loop: one stream driver per accepted connection, and a graceful shutdown.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -10,9 +9,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use switchboard_proto::Machine;
+use switchboard_proto::{stage, Machine};
 
-use crate::handle::{Control, Notice, Settings};
+use crate::handle::{Control, Handle, Notice, Settings};
 use crate::stream::{spawn_named, StreamCore};
 use crate::transport::{BlockingListener, BlockingStream};
 use crate::DriverError;
@@ -44,25 +43,32 @@ where
     }
 }
 
-#[derive(Default)]
-struct Registry {
-    /// Each live connection's handle, type-erased: dropping it asks that connection to close.
-    handles: Mutex<BTreeMap<u64, Box<dyn Any + Send>>>,
+struct Registry<C> {
+    /// Each live connection's handle by id: dropping it asks that connection to close.
+    handles: Mutex<BTreeMap<u64, Handle<C>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     accepted: AtomicU64,
 }
 
+impl<C> Default for Registry<C> {
+    fn default() -> Self {
+        Registry { handles: Mutex::default(), threads: Mutex::default(), accepted: AtomicU64::new(0) }
+    }
+}
+
 /// A running accept loop. [`Server::shutdown`] (or dropping it) stops accepting, closes every
-/// connection gracefully and waits for them. `A` is the listener's address type.
-pub struct Server<A = SocketAddr> {
+/// connection gracefully and waits for them. `A` is the listener's address type; `C` the
+/// machines' command type (STAGE's [`stage::Command`] unless said otherwise), so
+/// [`Server::connection`] hands out typed handles.
+pub struct Server<A = SocketAddr, C = stage::Command> {
     local_addr: A,
     /// Dropping it (the accept loop polls the other end) stops the accept loop.
     wake: Option<WakeSocket>,
     accept: Option<JoinHandle<()>>,
-    registry: Arc<Registry>,
+    registry: Arc<Registry<C>>,
 }
 
-impl<A: std::fmt::Debug> std::fmt::Debug for Server<A> {
+impl<A: std::fmt::Debug, C> std::fmt::Debug for Server<A, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
@@ -83,7 +89,7 @@ pub fn serve<L, M, MK, OC, H>(
     settings: Settings<M::Command>,
     make_machine: MK,
     on_connection: OC,
-) -> io::Result<Server<L::Addr>>
+) -> io::Result<Server<L::Addr, M::Command>>
 where
     L: BlockingListener,
     M: Machine + Send + 'static,
@@ -103,7 +109,7 @@ pub(crate) fn serve_as<L, A, M, MK, OC, H>(
     settings: Settings<M::Command>,
     mut make_machine: MK,
     mut on_connection: OC,
-) -> io::Result<Server<A>>
+) -> io::Result<Server<A, M::Command>>
 where
     L: BlockingListener,
     A: Clone + Send + 'static,
@@ -146,7 +152,8 @@ where
                 let mut session = on_connection(peer.clone());
                 let handle = core.link.handle();
                 let source = core.link.weak_source(&handle);
-                lock(&registry.handles).insert(id, Box::new(handle));
+                handle.set_id(id);
+                lock(&registry.handles).insert(id, handle);
                 let conn_registry = registry.clone();
                 let spawned = spawn_named("switchboard-conn", move || {
                     let result = core.run(machine, source, |n, c| session.on_notice(n, c));
@@ -226,14 +233,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<A: Clone> Server<A> {
+impl<A: Clone, C> Server<A, C> {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> A {
         self.local_addr.clone()
     }
 }
 
-impl<A> Server<A> {
+impl<A, C> Server<A, C> {
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.registry.accepted.load(Ordering::Relaxed)
@@ -242,6 +249,28 @@ impl<A> Server<A> {
     /// Connections still running.
     pub fn active(&self) -> usize {
         lock(&self.registry.handles).len()
+    }
+
+    /// A handle to the live connection with this id ([`Control::id`]), to send it commands
+    /// from anywhere: the seed's `broker.f(id)`. `None` once that connection has ended (or for
+    /// an id never given out). Holding the handle does not keep the connection from closing by
+    /// [`Server::close`] or [`Server::shutdown`].
+    pub fn connection(&self, id: u64) -> Option<Handle<C>> {
+        lock(&self.registry.handles).get(&id).cloned()
+    }
+
+    /// Ask the connection with this id to close gracefully, after the commands already sent to
+    /// it (the seed's `broker.close(id)`, as [`Handle::close`]). Never blocks. `false` when no
+    /// live connection has that id. The connection counts as [active](Server::active) until its
+    /// driver has finished.
+    pub fn close(&self, id: u64) -> bool {
+        match lock(&self.registry.handles).get(&id) {
+            Some(handle) => {
+                handle.close();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stop accepting, close every connection gracefully (each machine flushes what it
@@ -259,6 +288,10 @@ impl<A> Server<A> {
         }
         let _ = accept.join();
         let handles = std::mem::take(&mut *lock(&self.registry.handles));
+        // Close explicitly: handles given out by `connection` may still be alive.
+        for handle in handles.values() {
+            handle.close();
+        }
         drop(handles);
         let threads = std::mem::take(&mut *lock(&self.registry.threads));
         for thread in threads {
@@ -267,7 +300,7 @@ impl<A> Server<A> {
     }
 }
 
-impl<A> Drop for Server<A> {
+impl<A, C> Drop for Server<A, C> {
     fn drop(&mut self) {
         self.stop_all();
     }

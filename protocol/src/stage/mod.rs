@@ -7,6 +7,7 @@
 //! | [`connection`] | [`PacketConnection`]: TCP / Unix / QUIC-stream framing with packet, text or raw filters, OUT coalescing, commit and expire timers | Open → Ending → Done |
 //! | [`datagram`]   | [`PacketDatagram`]: UDP (and multicast), one frame per datagram; bad datagrams are dropped, not fatal | Open → Ending → Done |
 //! | [`spec`]       | [`ConnectionSpec`]: `tcp://0.0.0.0:8081?packet=10k,40k&expire=30000` and friends | —  |
+//! | [`addr`]       | [`ntoa`] / [`aton`]: socket addresses to text and back (the seed's `broker.ntoa` / `broker.aton`) | — |
 //!
 //! A frame is a little-endian `u32` header (bits 0..30 = total length including the header,
 //! bit 31 = encrypted) followed by its body. A BSON document is already a valid plain frame.
@@ -19,12 +20,14 @@
 //! assert_eq!(conn.config().max_in, 1024 * 1024);
 //! ```
 
+pub mod addr;
 pub mod codec;
 pub mod connection;
 pub mod datagram;
 mod error;
 pub mod spec;
 
+pub use addr::{aton, aton_with, ntoa, AddrError, AddrParts, Family, Overrides};
 pub use codec::{encode_frame, FrameDecoder, Header, HEADER_LEN, MAX_FRAME_LEN};
 pub use connection::{Command, Event, Filter, FramingConfig, PacketConnection, DEFAULT_LIMIT};
 pub use datagram::{DatagramCommand, DatagramEvent, PacketDatagram};

@@ -413,7 +413,7 @@ fn bad_host(host: &str, why: &'static str) -> SpecError {
 }
 
 /// `host:port`, `[v6]:port` or `[v6%scope]:port`.
-fn parse_inet(text: &str) -> Result<Address, SpecError> {
+pub(crate) fn parse_inet(text: &str) -> Result<Address, SpecError> {
     if text.is_empty() {
         return Err(SpecError::MissingHost);
     }

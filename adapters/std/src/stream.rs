@@ -30,6 +30,10 @@ use crate::{BlockingStream, DriverError};
 /// At most this many buffers go into one vectored write.
 const MAX_IOVECS: usize = 64;
 
+/// At most this many waiting commands are taken in one turn of the driver loop, so a sender
+/// that keeps the channel full cannot keep the driver from its socket news.
+const COMMANDS_PER_TURN: usize = 256;
+
 /// The channel every message to a driver thread travels on, and the counters it shares.
 pub(crate) struct Link<C> {
     pub(crate) tx: SyncSender<Msg<C>>,
@@ -473,6 +477,24 @@ where
         }
     }
 
+    /// Take the commands already waiting, up to [`COMMANDS_PER_TURN`], while under budget: one
+    /// turn of the loop (one hand-over to the writer, one look at the socket news) then serves
+    /// the whole burst instead of one command each. Each command is still drained at once, so
+    /// the budget check stays exact. Anything but a command ends the burst (a close must not
+    /// overtake the commands after it).
+    fn take_ready_commands(&mut self) {
+        for _ in 0..COMMANDS_PER_TURN {
+            if !self.can_take() {
+                return;
+            }
+            match self.rx.try_recv() {
+                Ok(Msg::Command(c)) => self.command(c),
+                Ok(other) => return self.on_msg(other),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Wait for the next thing that can make progress, at most until the deadline.
     fn wait(&mut self) {
         let deadline = match self.ended() {
@@ -498,6 +520,7 @@ where
             };
             if let Some(msg) = msg {
                 self.on_msg(msg);
+                self.take_ready_commands();
             }
             return;
         }

@@ -346,10 +346,13 @@ impl Gate {
 /// How the application tells the driver that the event channel has room again. The channel
 /// itself is unbounded, so it allocates only as events arrive (a bounded one preallocates every
 /// slot, kilobytes per idle connection); the driver keeps it within `DriverConfig::events`.
-#[derive(Default)]
 struct Room {
     waiting: AtomicBool,
     waker: Mutex<Option<Waker>>,
+    /// The application wakes a waiting driver once the channel holds at most this many events
+    /// (half its capacity): waking it at every event taken would have it deliver one event and
+    /// wait again, a wake-up per event.
+    low_water: usize,
 }
 
 impl Room {
@@ -365,8 +368,14 @@ impl Room {
         fence(Ordering::SeqCst);
     }
 
-    /// The application took an event.
-    fn taken(&self) {
+    /// The application took an event; `left` are still in the channel. A driver waiting for
+    /// room is woken once `left` is down to the low-water mark (it is at the latest when the
+    /// application waits on an empty channel, so a driver never waits on an application that
+    /// waits on it).
+    fn taken(&self, left: usize) {
+        if left > self.low_water {
+            return;
+        }
         fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::SeqCst) {
             let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -381,14 +390,14 @@ impl<M: Machine> Events<M> {
     /// The next event; `None` once the driver has stopped and everything was received.
     pub async fn recv(&self) -> Option<Delivery<M>> {
         let next = self.rx.recv().await.ok();
-        self.room.taken();
+        self.room.taken(self.rx.len());
         next
     }
 
     /// The next event if one is waiting.
     pub fn try_recv(&self) -> Option<Delivery<M>> {
         let next = self.rx.try_recv().ok();
-        self.room.taken();
+        self.room.taken(self.rx.len());
         next
     }
 }
@@ -398,7 +407,7 @@ impl<M: Machine> Stream for Events<M> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = self.rx.as_mut().poll_next(cx);
         if next.is_ready() {
-            self.room.taken();
+            self.room.taken(self.rx.len());
         }
         next
     }
@@ -582,8 +591,9 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             return false;
         }
         match self.commands.as_mut().poll_next(cx) {
+            // The gate is opened by the caller once per batch of takes: waking a waiting
+            // sender per command taken makes it send one and wait again, a wake-up per command.
             Poll::Ready(Some(command)) => {
-                self.gate.open();
                 self.feed(now, Input::Command(command));
             }
             Poll::Ready(None) => {
@@ -662,7 +672,11 @@ fn core<R: Runtime, M: Drivable>(
     let (command_tx, command_rx) = async_channel::unbounded();
     let gate = Arc::new(Gate::default());
     let (event_tx, event_rx) = async_channel::unbounded();
-    let room = Arc::new(Room::default());
+    let room = Arc::new(Room {
+        waiting: AtomicBool::new(false),
+        waker: Mutex::new(None),
+        low_water: config.events.max(1) / 2,
+    });
     let (done_tx, done_rx) = async_channel::bounded(1);
     let stats = Arc::new(DriverStats::default());
     let connection = Connection {
@@ -859,6 +873,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
             taken += 1;
         }
         if taken > 0 {
+            self.core.gate.open();
             self.core.stats.note_queued(self.core.pump.writes().len());
             progress = true;
         }
@@ -1034,6 +1049,7 @@ impl<R: Runtime, M: Drivable, U: DatagramSocket> DatagramDriver<R, M, U> {
         }
         let now = self.core.clock.now();
         if self.accepting() && self.core.poll_command(cx, now) {
+            self.core.gate.open();
             self.collect()?;
             progress = true;
         }

@@ -1862,6 +1862,11 @@ macro_rules! direct_suite {
             fn connect_options_and_refusal() {
                 $crate::testing::direct_connect_options_and_refusal::<$adapter>();
             }
+            // The channel driver's event room, which only the async adapters have.
+            #[test]
+            fn driver_event_room() {
+                $crate::testing::driver_event_room::<$adapter>();
+            }
         }
     };
 }
@@ -2065,6 +2070,66 @@ pub fn direct_backpressure<A: Adapter>() {
         }
         let bound = 64 * 1024 + 16 * 1024 + SIZE + 4;
         assert!(max_queued <= bound, "queued {max_queued} bytes, bound {bound}");
+    });
+}
+
+/// The channel driver (`connect_with`) holds at most `DriverConfig::events` events for an
+/// application that stops taking them, stops reading meanwhile (the peer's bytes back up in
+/// the kernel), and goes on once the application takes events again (it is woken when half the
+/// channel is free): every frame arrives, in order.
+pub fn driver_event_room<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        const FRAMES: usize = 3000;
+        const SIZE: usize = 200;
+        const ROOM: usize = 8;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = thread::spawn(move || {
+            use std::io::Write;
+            let (mut stream, _) = listener.accept().unwrap();
+            for i in 0..FRAMES {
+                let body = payload(i, SIZE);
+                stream.write_all(&((SIZE + 4) as u32).to_le_bytes()).unwrap();
+                stream.write_all(&body).unwrap();
+            }
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest);
+        });
+        let small = SocketOptions::new().recv_buffer(16 * 1024);
+        let config = DriverConfig::default().with_events(ROOM).with_read_chunk(4096);
+        let conn = rt
+            .clone()
+            .connect_with(addr, small, config, PacketConnection::new(FramingConfig::packet(1 << 16, 0)))
+            .await
+            .unwrap();
+        let stats = conn.stats().clone();
+        // Keep `commands`: dropping every sender would close the connection.
+        let (_commands, events, done) = conn.split();
+        let mut next = 0;
+        let take = |next: &mut usize, event: Option<Result<Event, stage::Error>>| {
+            let body = direct_frame_body(event.expect("an event").unwrap());
+            assert_eq!(body, payload(*next, SIZE), "frame {next} in order");
+            *next += 1;
+        };
+        for _ in 0..10 {
+            take(&mut next, events.recv().await);
+        }
+        // Not taking for a while: the driver fills the room and stops reading.
+        crate::runtime::sleep_until(&rt, StdInstant::now() + Duration::from_millis(150)).await;
+        let read_while_full = stats.bytes_read();
+        crate::runtime::sleep_until(&rt, StdInstant::now() + Duration::from_millis(100)).await;
+        assert_eq!(stats.bytes_read(), read_while_full, "no reads while the event room is full");
+        // What was read: the events taken, the room, and at most one read (4 KiB) past it.
+        let bound = ((10 + ROOM) * (SIZE + 4) + 4096) as u64;
+        assert!(read_while_full <= bound, "read {read_while_full} bytes for a full room, bound {bound}");
+        // Taking again: the rest arrives.
+        while next < FRAMES {
+            take(&mut next, events.recv().await);
+        }
+        assert!(events.recv().await.is_none(), "the peer's EOF ends the connection");
+        done.wait().await.unwrap();
+        writer.join().unwrap();
     });
 }
 

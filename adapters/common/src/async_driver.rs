@@ -592,7 +592,8 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
         }
         match self.commands.as_mut().poll_next(cx) {
             // The gate is opened by the caller once per batch of takes: waking a waiting
-            // sender per command taken makes it send one and wait again, a wake-up per command.
+            // sender per command taken makes it send one and wait again, a wake-up per command
+            // (measured: tokio 1 KiB framing through `connect_with` ran at half the speed).
             Poll::Ready(Some(command)) => {
                 self.feed(now, Input::Command(command));
             }

@@ -1862,6 +1862,10 @@ macro_rules! direct_suite {
             fn connect_options_and_refusal() {
                 $crate::testing::direct_connect_options_and_refusal::<$adapter>();
             }
+            #[test]
+            fn send_takes_the_command_at_once() {
+                $crate::testing::direct_send_takes_the_command_at_once::<$adapter>();
+            }
             // The channel driver's event room, which only the async adapters have.
             #[test]
             fn driver_event_room() {
@@ -2070,6 +2074,31 @@ pub fn direct_backpressure<A: Adapter>() {
         }
         let bound = 64 * 1024 + 16 * 1024 + SIZE + 4;
         assert!(max_queued <= bound, "queued {max_queued} bytes, bound {bound}");
+    });
+}
+
+/// `Direct::send` hands the command to the machine when called: a future dropped unpolled
+/// has still sent it (the future never holds the command).
+pub fn direct_send_takes_the_command_at_once<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).unwrap();
+            received
+        });
+        let mut conn =
+            direct_client(&rt, addr, SocketOptions::new(), DriverConfig::default(), FramingConfig::packet(1024, 0))
+                .await;
+        drop(conn.send(Command::SendBody(payload(0, 10))));
+        conn.send(Command::SendBody(payload(1, 10))).await.unwrap();
+        conn.close_and_join().await.unwrap();
+        let received = reader.join().unwrap();
+        assert_eq!(received.len(), 2 * 14, "both frames were sent");
+        assert_eq!(&received[4..14], &payload(0, 10)[..]);
+        assert_eq!(&received[18..], &payload(1, 10)[..]);
     });
 }
 

@@ -519,6 +519,10 @@ impl Machine for PacketConnection {
     type Event = Event;
     type Error = Error;
 
+    // Inlined into the drivers' feed, so a command reaches `on_command` without first being
+    // written into an `Input` on the stack and read back (measured, 64 B frames: the async
+    // `Direct` drivers 15-16M -> 18-21M msg/s, std `Direct` a few percent).
+    #[inline(always)]
     fn handle_input(&mut self, now: Instant, input: Input<'_, Command>) -> Result<(), Error> {
         self.on_time(now);
         if !self.state.admit(&input)? {

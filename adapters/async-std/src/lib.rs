@@ -123,9 +123,9 @@ pub use switchboard_proto as proto;
 /// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
 pub use switchboard_rt::kcom;
 pub use switchboard_rt::{
-    multicast, Commands, Connection, DatagramSocket, Delivery, Direct, Drivable, DriverConfig, DriverError,
-    DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef, SpecConnectError,
-    SpecListener,
+    multicast, Commands, Connection, Connections, DatagramSocket, Delivery, Direct, Drivable, DriverConfig,
+    DriverError, DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,
+    SpecConnectError, SpecListener,
 };
 
 /// async-std, as a [`Runtime`].

@@ -6,10 +6,10 @@
 //!
 //! Runs any Switchboard machine on async-std. This crate only plugs async-std (its tasks, its
 //! timer, its TCP and Unix types) into the runtime-neutral driver of [`switchboard_rt`]:
-//! [`AsyncStd`] implements [`Runtime`], and connect, listen, serve, UDP, multicast and the driver
-//! itself come from [`RuntimeExt`], the same code every adapter runs. async-std's `UdpSocket`
-//! offers no poll-based readiness, so UDP goes through async-io's `Async` — the reactor
-//! async-std itself runs on.
+//! [`AsyncStd`] implements [`Runtime`], and connect, listen, serve (also with connections by
+//! id: [`Connections`]), UDP, multicast and the driver itself come from [`RuntimeExt`], the same
+//! code every adapter runs. async-std's `UdpSocket` offers no poll-based readiness, so UDP goes
+//! through async-io's `Async` — the reactor async-std itself runs on.
 //!
 //! A packet-frame echo over TCP on loopback:
 //!

@@ -1876,6 +1876,10 @@ macro_rules! direct_suite {
             fn connections_by_id() {
                 $crate::testing::connections_by_id::<$adapter>();
             }
+            #[test]
+            fn spec_connections_by_id() {
+                $crate::testing::spec_connections_by_id::<$adapter>();
+            }
         }
     };
 }
@@ -2253,6 +2257,39 @@ pub fn connections_by_id<A: Adapter>() {
         eventually(&rt, "every ended connection leaves the registry", || connections.is_empty()).await;
         assert!(connections.get(id_b).is_none() && connections.get(id_c).is_none());
         assert_eq!(connections.accepted(), 3);
+    });
+}
+
+/// `SpecListener::serve_tracked`: a `connect_spec` client is reached by id and closed by id
+/// (with the spec's cipher on both ends), and its entry goes.
+pub fn spec_connections_by_id<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let spec = "tcp://127.0.0.1:0?packet=64k,0&crypto=AES/CFB/NoPadding=secret";
+        let listener = rt.listen_spec(spec).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = crate::Connections::new();
+        let (ids_tx, ids_rx) = async_channel::unbounded();
+        let server = listener.serve_tracked(connections.clone(), move |id, conn| {
+            let ids_tx = ids_tx.clone();
+            async move {
+                ids_tx.send(id).await.unwrap();
+                while conn.recv().await.is_some() {}
+            }
+        });
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let client_spec = format!("tcp://{addr}?packet=64k,0&crypto=AES/CFB/NoPadding=secret");
+        let client = rt.clone().connect_spec(&client_spec).await.unwrap();
+        let id = ids_rx.recv().await.unwrap();
+        assert_eq!((id, connections.len()), (0, 1));
+        connections.get(id).unwrap().send(Command::SendBody(payload(3, 50))).await.unwrap();
+        assert_eq!(direct_frame_body(client.recv().await.unwrap().unwrap()), payload(3, 50));
+        assert!(connections.close(id));
+        assert!(client.recv().await.is_none(), "closed by id");
+        client.join().await.unwrap();
+        eventually(&rt, "the closed connection leaves the registry", || connections.is_empty()).await;
+        assert!(connections.get(id).is_none() && !connections.close(id));
     });
 }
 

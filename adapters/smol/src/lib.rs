@@ -2,8 +2,9 @@
 //!
 //! Runs any Switchboard machine on smol. This crate only plugs smol (async-io's `Async<T>` and
 //! `Timer`, smol's global executor) into the runtime-neutral driver of [`switchboard_rt`]:
-//! [`Smol`] implements [`Runtime`], and connect, listen, serve, UDP, multicast and the driver
-//! itself come from [`RuntimeExt`], the same code every adapter runs.
+//! [`Smol`] implements [`Runtime`], and connect, listen, serve (also with connections by id:
+//! [`Connections`]), UDP, multicast and the driver itself come from [`RuntimeExt`], the same code
+//! every adapter runs.
 //!
 //! A packet-frame echo over TCP on loopback:
 //!

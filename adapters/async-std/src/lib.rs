@@ -6,10 +6,10 @@
 //!
 //! Runs any Switchboard machine on async-std. This crate only plugs async-std (its tasks, its
 //! timer, its TCP and Unix types) into the runtime-neutral driver of [`switchboard_rt`]:
-//! [`AsyncStd`] implements [`Runtime`], and connect, listen, serve, UDP, multicast and the driver
-//! itself come from [`RuntimeExt`], the same code every adapter runs. async-std's `UdpSocket`
-//! offers no poll-based readiness, so UDP goes through async-io's `Async` — the reactor
-//! async-std itself runs on.
+//! [`AsyncStd`] implements [`Runtime`], and connect, listen, serve (also with connections by
+//! id: [`Connections`]), UDP, multicast and the driver itself come from [`RuntimeExt`], the same
+//! code every adapter runs. async-std's `UdpSocket` offers no poll-based readiness, so UDP goes
+//! through async-io's `Async` — the reactor async-std itself runs on.
 //!
 //! A packet-frame echo over TCP on loopback:
 //!
@@ -123,9 +123,9 @@ pub use switchboard_proto as proto;
 /// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
 pub use switchboard_rt::kcom;
 pub use switchboard_rt::{
-    multicast, Commands, Connection, DatagramSocket, Delivery, Direct, Drivable, DriverConfig, DriverError,
-    DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef, SpecConnectError,
-    SpecListener,
+    multicast, Commands, Connection, Connections, DatagramSocket, Delivery, Direct, Drivable, DriverConfig,
+    DriverError, DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,
+    SpecConnectError, SpecListener,
 };
 
 /// async-std, as a [`Runtime`].

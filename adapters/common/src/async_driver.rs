@@ -298,10 +298,43 @@ impl<M: Machine> Commands<M> {
     }
 }
 
+impl<M: Machine> Commands<M> {
+    /// A sender that does not keep the connection open (for the [`Connections`] registry).
+    ///
+    /// [`Connections`]: crate::Connections
+    pub(crate) fn downgrade(&self) -> WeakCommands<M> {
+        WeakCommands { tx: self.tx.downgrade(), capacity: self.capacity, gate: self.gate.clone() }
+    }
+}
+
 impl<M: Drivable> Commands<M> {
     /// Ask the machine to finish cleanly, after every command queued before.
     pub async fn close(&self) -> Result<(), SendError<M::Command>> {
         self.tx.send(M::close_command()).await
+    }
+
+    /// [`close`](Self::close) without waiting. The command channel is unbounded (the cap is
+    /// kept by `send` and `try_send`, which the close command skips), so this only fails once
+    /// the driver has stopped taking commands: `false` then.
+    pub(crate) fn close_now(&self) -> bool {
+        self.tx.try_send(M::close_command()).is_ok()
+    }
+}
+
+/// A [`Commands`] that does not count as a sender: the connection still closes once every
+/// [`Commands`] is dropped.
+pub(crate) struct WeakCommands<M: Machine> {
+    tx: async_channel::WeakSender<M::Command>,
+    capacity: usize,
+    gate: Arc<Gate>,
+}
+
+impl<M: Machine> WeakCommands<M> {
+    /// A sender again, unless every sender is gone (the connection is closing) or the driver
+    /// stopped.
+    pub(crate) fn upgrade(&self) -> Option<Commands<M>> {
+        let tx = self.tx.upgrade()?;
+        Some(Commands { tx, capacity: self.capacity, gate: self.gate.clone() })
     }
 }
 

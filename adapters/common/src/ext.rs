@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::async_driver::{datagram_driver, stream_driver, Connection, Drivable, DriverConfig};
 use crate::runtime::{sleep_until, ByteStream, DatagramSocket, Listener, Runtime, SocketRef};
 use crate::spec::{SpecConnectError, SpecListener};
-use crate::{sockets, Direct, SocketOptions};
+use crate::{sockets, Connections, Direct, SocketOptions};
 use switchboard_proto::stage::{Address, PacketConnection, PacketDatagram, Scheme};
 
 /// Accept errors that end one connection attempt, not the server.
@@ -120,7 +120,8 @@ pub trait RuntimeExt: Runtime {
 
     /// Accept connections for ever: for each, `make` a machine, spawn its driver, and spawn
     /// `handler` with the [`Connection`]. Returns only on a listener error that is not about
-    /// one connection.
+    /// one connection. To reach connections by id from elsewhere, use
+    /// [`serve_tracked`](Self::serve_tracked).
     fn serve<L, M, F, H, Fut>(self, listener: L, make: F, handler: H) -> impl Future<Output = io::Result<()>> + Send
     where
         L: Listener,
@@ -153,6 +154,41 @@ pub trait RuntimeExt: Runtime {
         accept_each(rt.clone(), listener, options, move |stream, addr| {
             let connection = rt.drive(make(&addr), stream, &config);
             rt.spawn(handler(connection));
+        })
+    }
+
+    /// [`serve_with`](Self::serve_with), keeping every connection reachable by id in
+    /// `connections` (the seed's `broker.f(id)` / `broker.close(id)`): each accepted connection
+    /// gets the registry's next id, which `handler` receives with it. The entry goes when that
+    /// connection's driver finishes. The registry holds no sender that would keep a connection
+    /// open: when `handler` drops the connection (and every [`Commands`](crate::Commands) clone
+    /// is gone) it closes, as with `serve_with`. See [`Connections`].
+    fn serve_tracked<L, M, F, H, Fut>(
+        self,
+        listener: L,
+        connections: Connections<M>,
+        options: SocketOptions,
+        config: DriverConfig,
+        mut make: F,
+        mut handler: H,
+    ) -> impl Future<Output = io::Result<()>> + Send
+    where
+        L: Listener,
+        M: Drivable,
+        F: FnMut(&L::Addr) -> M + Send + 'static,
+        H: FnMut(u64, Connection<M>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let rt = self;
+        accept_each(rt.clone(), listener, options, move |stream, addr| {
+            let (connection, driver) = stream_driver(rt.clone(), make(&addr), stream, &config);
+            // Registered before the driver runs, so it cannot finish unregistered.
+            let (id, registered) = connections.insert(&connection.commands());
+            rt.spawn(async move {
+                driver.await;
+                drop(registered);
+            });
+            rt.spawn(handler(id, connection));
         })
     }
 
@@ -191,7 +227,9 @@ pub trait RuntimeExt: Runtime {
     /// Accept connections for ever, with one task per connection: for each, `make` a machine
     /// and spawn `handler` with it driven [directly](Direct) in that task. The lightest way to
     /// serve many connections (one task and no channels each). `options` are applied to every
-    /// accepted socket; a socket they cannot be applied to is dropped.
+    /// accepted socket; a socket they cannot be applied to is dropped. Its connections cannot be
+    /// reached from outside their task, so there is no by-id registry for them: use
+    /// [`serve_tracked`](Self::serve_tracked) for that.
     fn serve_direct<L, M, F, H, Fut>(
         self,
         listener: L,

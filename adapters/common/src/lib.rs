@@ -29,7 +29,8 @@
 //! (a re-armable [`Timer`], `spawn`, and its TCP, Unix and UDP socket types behind
 //! `futures-io` streams, [`Listener`] and [`DatagramSocket`]). Everything else is generic and
 //! lives here: the stream and datagram drivers ([`async_driver`]), connect / listen / serve /
-//! bind ([`RuntimeExt`]), `socket2` constructors with [`SocketOptions`] applied ([`sockets`]),
+//! bind ([`RuntimeExt`]), served connections by id ([`Connections`], filled by
+//! [`RuntimeExt::serve_tracked`]), `socket2` constructors with [`SocketOptions`] applied ([`sockets`]),
 //! multicast membership ([`multicast`]), and the conformance matrix every adapter runs
 //! (`testing`, behind the `testing` feature). `switchboard-tokio`, `switchboard-smol` and
 //! `switchboard-async-std` hold only their runtime's trait impls.
@@ -47,6 +48,7 @@ pub mod async_io_udp;
 mod ext;
 pub mod kcom;
 pub mod multicast;
+mod registry;
 pub mod runtime;
 pub mod sockets;
 pub mod spec;
@@ -62,5 +64,6 @@ pub use direct::{Direct, SendError};
 pub use ext::RuntimeExt;
 pub use net::{Multicast, MulticastInterface};
 pub use options::{Keepalive, SocketOptions};
+pub use registry::Connections;
 pub use runtime::{ByteStream, DatagramSocket, Listener, Runtime, SocketRef, Timer};
 pub use spec::{SpecConnectError, SpecListener};

@@ -16,7 +16,7 @@ use switchboard_proto::{Blame, Fault};
 
 use crate::async_driver::{Connection, DriverConfig};
 use crate::runtime::{Listener, Runtime};
-use crate::{OsEntropy, RuntimeExt};
+use crate::{Connections, OsEntropy, RuntimeExt, SocketOptions};
 
 /// Why a spec could not be opened: a bad spec or `crypto` option (the caller's), a scheme this
 /// call does not handle, or the socket.
@@ -133,6 +133,30 @@ impl<R: Runtime> SpecListener<R> {
                 Inner::Tcp(l) => rt.serve(l, move |_| make(), handler).await,
                 #[cfg(unix)]
                 Inner::Unix(l) => rt.serve(l, move |_| make(), handler).await,
+            }
+        }
+    }
+
+    /// [`serve`](Self::serve), keeping every connection reachable by id in `connections` (the
+    /// seed's `broker.f(id)` / `broker.close(id)`; see [`RuntimeExt::serve_tracked`]).
+    pub fn serve_tracked<H, Fut>(
+        self,
+        connections: Connections<PacketConnection>,
+        handler: H,
+    ) -> impl Future<Output = io::Result<()>> + Send
+    where
+        H: FnMut(u64, Connection<PacketConnection>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let SpecListener { rt, spec, inner } = self;
+        // Checked in `open`: the spec builds a machine, so this closure cannot fail.
+        let make = move || spec.packet_connection(Box::new(OsEntropy)).expect("checked when the listener opened");
+        let (options, config) = (SocketOptions::new(), DriverConfig::default());
+        async move {
+            match inner {
+                Inner::Tcp(l) => rt.serve_tracked(l, connections, options, config, move |_| make(), handler).await,
+                #[cfg(unix)]
+                Inner::Unix(l) => rt.serve_tracked(l, connections, options, config, move |_| make(), handler).await,
             }
         }
     }

@@ -1871,6 +1871,15 @@ macro_rules! direct_suite {
             fn driver_event_room() {
                 $crate::testing::driver_event_room::<$adapter>();
             }
+            // Served connections by id (`serve_tracked` and `Connections`), channel driver only.
+            #[test]
+            fn connections_by_id() {
+                $crate::testing::connections_by_id::<$adapter>();
+            }
+            #[test]
+            fn spec_connections_by_id() {
+                $crate::testing::spec_connections_by_id::<$adapter>();
+            }
         }
     };
 }
@@ -2159,6 +2168,128 @@ pub fn driver_event_room<A: Adapter>() {
         assert!(events.recv().await.is_none(), "the peer's EOF ends the connection");
         done.wait().await.unwrap();
         writer.join().unwrap();
+    });
+}
+
+/// Wait (bounded by [`GUARD`]) until `done` holds, looking again every few milliseconds.
+async fn eventually<R: Runtime>(rt: &R, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = StdInstant::now() + GUARD;
+    while !done() {
+        assert!(StdInstant::now() < deadline, "{what}: not within {GUARD:?}");
+        crate::runtime::sleep_until(rt, StdInstant::now() + Duration::from_millis(5)).await;
+    }
+}
+
+/// `serve_tracked` fills a [`Connections`](crate::Connections): each accepted connection gets
+/// the next id (0, 1, 2), the server side sends to each by id and each client gets its own
+/// frame; `close(id)` ends that client's connection while another goes on echoing; an ended
+/// connection's id is gone. A handler that drops its connection still closes it: the registry
+/// keeps none open.
+pub fn connections_by_id<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = Listener::local_addr(&listener).unwrap();
+        let framing = FramingConfig::packet(1 << 16, 0);
+        let connections = crate::Connections::<PacketConnection>::new();
+        let (ids_tx, ids_rx) = async_channel::unbounded();
+        let server = rt.clone().serve_tracked(
+            listener,
+            connections.clone(),
+            SocketOptions::new(),
+            DriverConfig::default(),
+            move |_| PacketConnection::new(framing),
+            move |id, conn| {
+                let ids_tx = ids_tx.clone();
+                async move {
+                    ids_tx.send(id).await.unwrap();
+                    while let Some(Ok(Event::Frame(frame))) = conn.recv().await {
+                        if frame.slice(stage::HEADER_LEN..) == Bytes::from_static(b"bye") {
+                            return; // drops the only sender: the connection closes
+                        }
+                        if conn.send(Command::Send(frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            },
+        );
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let connect = || rt.clone().connect(addr, PacketConnection::new(framing));
+        let body = |conn_event: Option<Delivery<PacketConnection>>| direct_frame_body(conn_event.unwrap().unwrap());
+
+        // Ids count up in accept order (each client is accepted before the next connects).
+        let a = connect().await.unwrap();
+        let id_a = ids_rx.recv().await.unwrap();
+        let b = connect().await.unwrap();
+        let id_b = ids_rx.recv().await.unwrap();
+        assert_eq!((id_a, id_b), (0, 1));
+        assert_eq!((connections.len(), connections.accepted()), (2, 2));
+        assert!(connections.get(7).is_none() && !connections.close(7), "an id never given out");
+
+        // The server side reaches each connection by id.
+        connections.get(id_a).unwrap().send(Command::SendBody(Bytes::from_static(b"to a"))).await.unwrap();
+        connections.get(id_b).unwrap().send(Command::SendBody(Bytes::from_static(b"to b"))).await.unwrap();
+        assert_eq!(body(a.recv().await), Bytes::from_static(b"to a"));
+        assert_eq!(body(b.recv().await), Bytes::from_static(b"to b"));
+
+        // Closing one by id ends it for its client; the other still echoes.
+        assert!(connections.close(id_a));
+        assert!(a.recv().await.is_none(), "the client sees the end of the closed connection");
+        a.join().await.unwrap();
+        b.send(Command::SendBody(payload(1, 300))).await.unwrap();
+        assert_eq!(body(b.recv().await), payload(1, 300));
+        eventually(&rt, "the closed connection leaves the registry", || connections.len() == 1).await;
+        assert!(connections.get(id_a).is_none() && !connections.close(id_a), "an ended id is gone");
+        assert!(connections.get(id_b).is_some());
+
+        // The registry keeps no connection open: a handler that drops its connection closes it.
+        let c = connect().await.unwrap();
+        let id_c = ids_rx.recv().await.unwrap();
+        assert_eq!(id_c, 2);
+        c.send(Command::SendBody(Bytes::from_static(b"bye"))).await.unwrap();
+        assert!(c.recv().await.is_none(), "the handler's drop closed the connection");
+        c.join().await.unwrap();
+
+        // A client closing ends its entry too.
+        b.join().await.unwrap();
+        eventually(&rt, "every ended connection leaves the registry", || connections.is_empty()).await;
+        assert!(connections.get(id_b).is_none() && connections.get(id_c).is_none());
+        assert_eq!(connections.accepted(), 3);
+    });
+}
+
+/// `SpecListener::serve_tracked`: a `connect_spec` client is reached by id and closed by id
+/// (with the spec's cipher on both ends), and its entry goes.
+pub fn spec_connections_by_id<A: Adapter>() {
+    run_direct::<A, _>(|rt| async move {
+        let spec = "tcp://127.0.0.1:0?packet=64k,0&crypto=AES/CFB/NoPadding=secret";
+        let listener = rt.listen_spec(spec).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = crate::Connections::new();
+        let (ids_tx, ids_rx) = async_channel::unbounded();
+        let server = listener.serve_tracked(connections.clone(), move |id, conn| {
+            let ids_tx = ids_tx.clone();
+            async move {
+                ids_tx.send(id).await.unwrap();
+                while conn.recv().await.is_some() {}
+            }
+        });
+        rt.spawn(async move {
+            let _ = server.await;
+        });
+        let client_spec = format!("tcp://{addr}?packet=64k,0&crypto=AES/CFB/NoPadding=secret");
+        let client = rt.clone().connect_spec(&client_spec).await.unwrap();
+        let id = ids_rx.recv().await.unwrap();
+        assert_eq!((id, connections.len()), (0, 1));
+        connections.get(id).unwrap().send(Command::SendBody(payload(3, 50))).await.unwrap();
+        assert_eq!(direct_frame_body(client.recv().await.unwrap().unwrap()), payload(3, 50));
+        assert!(connections.close(id));
+        assert!(client.recv().await.is_none(), "closed by id");
+        client.join().await.unwrap();
+        eventually(&rt, "the closed connection leaves the registry", || connections.is_empty()).await;
+        assert!(connections.get(id).is_none() && !connections.close(id));
     });
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Runs any Switchboard machine on smol. This crate only plugs smol (async-io's `Async<T>` and
 //! `Timer`, smol's global executor) into the runtime-neutral driver of [`switchboard_rt`]:
-//! [`Smol`] implements [`Runtime`], and connect, listen, serve, UDP, multicast and the driver
-//! itself come from [`RuntimeExt`], the same code every adapter runs.
+//! [`Smol`] implements [`Runtime`], and connect, listen, serve (also with connections by id:
+//! [`Connections`]), UDP, multicast and the driver itself come from [`RuntimeExt`], the same code
+//! every adapter runs.
 //!
 //! A packet-frame echo over TCP on loopback:
 //!
@@ -124,9 +125,9 @@ pub use switchboard_proto as proto;
 /// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
 pub use switchboard_rt::kcom;
 pub use switchboard_rt::{
-    multicast, Commands, Connection, DatagramSocket, Delivery, Direct, Drivable, DriverConfig, DriverError,
-    DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef, SpecConnectError,
-    SpecListener,
+    multicast, Commands, Connection, Connections, DatagramSocket, Delivery, Direct, Drivable, DriverConfig,
+    DriverError, DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,
+    SpecConnectError, SpecListener,
 };
 
 /// smol, as a [`Runtime`]: tasks go to smol's global executor, sockets to async-io's reactor.

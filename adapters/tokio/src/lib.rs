@@ -2,8 +2,9 @@
 //!
 //! Runs any Switchboard machine on tokio. This crate only plugs tokio into the runtime-neutral
 //! driver of [`switchboard_rt`]: [`Tokio`] implements [`Runtime`] (timer, spawn, sockets) and
-//! everything else — connect, listen, serve, UDP, multicast, the driver itself — comes from
-//! [`RuntimeExt`], the same code every adapter runs.
+//! everything else — connect, listen, serve (also with connections by id: [`Connections`]),
+//! UDP, multicast, the driver itself — comes from [`RuntimeExt`], the same code every adapter
+//! runs.
 //!
 //! A packet-frame echo over TCP on loopback:
 //!
@@ -90,6 +91,39 @@
 //! }
 //! ```
 //!
+//! The seed broker's `f(id)` and `close(id)`: `serve_tracked` gives every connection an id and
+//! keeps it reachable through a [`Connections`] registry until its driver finishes:
+//!
+//! ```
+//! use switchboard_tokio::proto::stage::{Command, Event, FramingConfig, PacketConnection};
+//! use switchboard_tokio::{Connections, DriverConfig, RuntimeExt, SocketOptions, Tokio};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let packets = || PacketConnection::new(FramingConfig::default());
+//!     let listener = Tokio.listen("127.0.0.1:0")?;
+//!     let addr = listener.local_addr()?;
+//!     let broker = Connections::new();
+//!     let (options, config) = (SocketOptions::new(), DriverConfig::default());
+//!     tokio::spawn(Tokio.serve_tracked(listener, broker.clone(), options, config, move |_| packets(), |id, conn| async move {
+//!         println!("connection {id}");
+//!         while conn.recv().await.is_some() {} // hold the connection open until it ends
+//!     }));
+//!
+//!     let conn = Tokio.connect(addr, packets()).await?;
+//!     while broker.get(0).is_none() {
+//!         tokio::task::yield_now().await; // until the server has accepted it
+//!     }
+//!     broker.get(0).unwrap().send(Command::SendBody("from the broker".into())).await?;
+//!     let Some(Ok(Event::Frame(frame))) = conn.recv().await else { panic!("nothing sent") };
+//!     assert_eq!(&frame[4..], b"from the broker");
+//!     assert!(broker.close(0));
+//!     assert!(conn.recv().await.is_none(), "closed by id");
+//!     conn.join().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Typed message frames, request/response:
 //!
 //! ```
@@ -151,9 +185,9 @@ pub use switchboard_proto as proto;
 /// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
 pub use switchboard_rt::kcom;
 pub use switchboard_rt::{
-    multicast, Commands, Connection, DatagramSocket, Delivery, Direct, Drivable, DriverConfig, DriverError,
-    DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef, SpecConnectError,
-    SpecListener,
+    multicast, Commands, Connection, Connections, DatagramSocket, Delivery, Direct, Drivable, DriverConfig,
+    DriverError, DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,
+    SpecConnectError, SpecListener,
 };
 
 /// The tokio runtime, as a [`Runtime`]. Use it inside a tokio runtime (it spawns with

@@ -104,20 +104,20 @@
 //!     let listener = Tokio.listen("127.0.0.1:0")?;
 //!     let addr = listener.local_addr()?;
 //!     let broker = Connections::new();
+//!     // Each new connection's id, for whoever addresses connections by id.
+//!     let (ids_tx, mut ids) = tokio::sync::mpsc::unbounded_channel();
 //!     let (options, config) = (SocketOptions::new(), DriverConfig::default());
-//!     tokio::spawn(Tokio.serve_tracked(listener, broker.clone(), options, config, move |_| packets(), |id, conn| async move {
-//!         println!("connection {id}");
-//!         while conn.recv().await.is_some() {} // hold the connection open until it ends
+//!     tokio::spawn(Tokio.serve_tracked(listener, broker.clone(), options, config, move |_| packets(), move |id, conn| {
+//!         let _ = ids_tx.send(id);
+//!         async move { while conn.recv().await.is_some() {} } // hold the connection until it ends
 //!     }));
 //!
 //!     let conn = Tokio.connect(addr, packets()).await?;
-//!     while broker.get(0).is_none() {
-//!         tokio::task::yield_now().await; // until the server has accepted it
-//!     }
-//!     broker.get(0).unwrap().send(Command::SendBody("from the broker".into())).await?;
+//!     let id = ids.recv().await.expect("the server accepted it");
+//!     broker.get(id).expect("registered").send(Command::SendBody("from the broker".into())).await?;
 //!     let Some(Ok(Event::Frame(frame))) = conn.recv().await else { panic!("nothing sent") };
 //!     assert_eq!(&frame[4..], b"from the broker");
-//!     assert!(broker.close(0));
+//!     assert!(broker.close(id));
 //!     assert!(conn.recv().await.is_none(), "closed by id");
 //!     conn.join().await?;
 //!     Ok(())

@@ -464,6 +464,9 @@ pub struct Connection<M: Machine> {
     events: Events<M>,
     done: Done<M>,
     stats: Arc<DriverStats>,
+    /// Puts an event into the application's stream as if the machine had reported it (the
+    /// broker's `signal`); weak, so it never keeps the event stream open.
+    signals: async_channel::WeakSender<Delivery<M>>,
 }
 
 impl<M: Machine> Connection<M> {
@@ -490,6 +493,11 @@ impl<M: Machine> Connection<M> {
     /// The driver's live figures.
     pub fn stats(&self) -> &Arc<DriverStats> {
         &self.stats
+    }
+
+    /// What [`Connections::signal`](crate::Connections::signal) sends through.
+    pub(crate) fn signals(&self) -> async_channel::WeakSender<Delivery<M>> {
+        self.signals.clone()
     }
 
     /// Take the connection apart.
@@ -718,6 +726,7 @@ fn core<R: Runtime, M: Drivable>(
         events: Events { rx: Box::pin(event_rx), room: room.clone() },
         done: Done { rx: done_rx },
         stats: stats.clone(),
+        signals: event_tx.downgrade(),
     };
     let core = Core {
         pump: Pump::new(machine),

@@ -183,7 +183,7 @@ pub trait RuntimeExt: Runtime {
         accept_each(rt.clone(), listener, options, move |stream, addr| {
             let (connection, driver) = stream_driver(rt.clone(), make(&addr), stream, &config);
             // Registered before the driver runs, so it cannot finish unregistered.
-            let (id, registered) = connections.insert(&connection.commands());
+            let (id, registered) = connections.insert(&connection);
             rt.spawn(async move {
                 driver.await;
                 drop(registered);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use switchboard_proto::Machine;
 
-use crate::async_driver::{Commands, Drivable, WeakCommands};
+use crate::async_driver::{Commands, Connection, Delivery, Drivable, WeakCommands};
 
 /// Served connections by id: the seed broker's `broker.f(id)` ([`get`](Self::get)) and
 /// `broker.close(id)` ([`close`](Self::close)) for the async adapters.
@@ -43,8 +43,14 @@ pub struct Connections<M: Machine> {
 }
 
 struct Inner<M: Machine> {
-    live: Mutex<BTreeMap<u64, WeakCommands<M>>>,
+    live: Mutex<BTreeMap<u64, Entry<M>>>,
     next: AtomicU64,
+}
+
+/// One live connection: weak ways to its command channel and to its event stream.
+struct Entry<M: Machine> {
+    commands: WeakCommands<M>,
+    signals: async_channel::WeakSender<Delivery<M>>,
 }
 
 impl<M: Machine> Clone for Connections<M> {
@@ -76,7 +82,7 @@ impl<M: Machine> Connections<M> {
     /// every other sender was dropped (the connection is closing). Holding it keeps the
     /// connection open, as any [`Commands`] does.
     pub fn get(&self, id: u64) -> Option<Commands<M>> {
-        self.live().get(&id)?.upgrade()
+        self.live().get(&id)?.commands.upgrade()
     }
 
     /// Connections whose driver has not finished yet (closing ones included).
@@ -96,13 +102,26 @@ impl<M: Machine> Connections<M> {
 
     /// Register a new connection; the id it got, and the guard that removes it again when the
     /// driver is done with it.
-    pub(crate) fn insert(&self, commands: &Commands<M>) -> (u64, Deregister<M>) {
+    pub(crate) fn insert(&self, connection: &Connection<M>) -> (u64, Deregister<M>) {
         let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        self.live().insert(id, commands.downgrade());
+        let entry = Entry { commands: connection.commands().downgrade(), signals: connection.signals() };
+        self.live().insert(id, entry);
         (id, Deregister { inner: self.inner.clone(), id })
     }
 
-    fn live(&self) -> MutexGuard<'_, BTreeMap<u64, WeakCommands<M>>> {
+    /// Put `event` into the event stream of the connection with this id, as if its machine
+    /// had reported it (the seed's `broker.signal(id, v)`: the handler reading that
+    /// connection's events handles it like one that arrived). It comes after the events
+    /// already delivered and does not pass through the machine. `false` when no running
+    /// connection has that id or nobody reads its events any more.
+    pub fn signal(&self, id: u64, event: M::Event) -> bool {
+        let Some(events) = self.live().get(&id).and_then(|entry| entry.signals.upgrade()) else {
+            return false;
+        };
+        events.try_send(Ok(event)).is_ok()
+    }
+
+    fn live(&self) -> MutexGuard<'_, BTreeMap<u64, Entry<M>>> {
         lock(&self.inner.live)
     }
 }
@@ -114,8 +133,8 @@ impl<M: Drivable> Connections<M> {
     /// and stays in [`len`](Self::len) until its driver has finished).
     pub fn close(&self, id: u64) -> bool {
         let live = self.live();
-        let Some(weak) = live.get(&id) else { return false };
-        if let Some(commands) = weak.upgrade() {
+        let Some(entry) = live.get(&id) else { return false };
+        if let Some(commands) = entry.commands.upgrade() {
             // Refused only by a driver that stopped taking commands: it is finishing anyway.
             commands.close_now();
         }

@@ -2234,6 +2234,17 @@ pub fn connections_by_id<A: Adapter>() {
         assert_eq!(body(a.recv().await), Bytes::from_static(b"to a"));
         assert_eq!(body(b.recv().await), Bytes::from_static(b"to b"));
 
+        // A signal is handled as if it had arrived on that connection: the echo handler sends
+        // it back to b's client.
+        let whole = |body: &[u8]| {
+            let mut frame = ((stage::HEADER_LEN + body.len()) as u32).to_le_bytes().to_vec();
+            frame.extend_from_slice(body);
+            Event::Frame(Bytes::from(frame))
+        };
+        assert!(connections.signal(id_b, whole(b"signalled")));
+        assert_eq!(body(b.recv().await), Bytes::from_static(b"signalled"));
+        assert!(!connections.signal(7, whole(b"nobody")), "an id never given out");
+
         // Closing one by id ends it for its client; the other still echoes.
         assert!(connections.close(id_a));
         assert!(a.recv().await.is_none(), "the client sees the end of the closed connection");
@@ -2242,6 +2253,7 @@ pub fn connections_by_id<A: Adapter>() {
         assert_eq!(body(b.recv().await), payload(1, 300));
         eventually(&rt, "the closed connection leaves the registry", || connections.len() == 1).await;
         assert!(connections.get(id_a).is_none() && !connections.close(id_a), "an ended id is gone");
+        assert!(!connections.signal(id_a, whole(b"late")), "an ended id takes no signal");
         assert!(connections.get(id_b).is_some());
 
         // The registry keeps no connection open: a handler that drops its connection closes it.

@@ -328,6 +328,15 @@ impl<C> Handle<C> {
     pub fn stats(&self) -> Stats {
         self.inner.shared.snapshot()
     }
+
+    /// Wake the driver wherever it waits (for commands, or for socket news only while over
+    /// budget), so it looks at what was posted for it elsewhere (signalled events).
+    pub(crate) fn wake(&self) {
+        let _ = self.inner.tx.try_send(Msg::Wake);
+        if let Some(nudge) = self.inner.shared.nudge.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            nudge();
+        }
+    }
 }
 
 /// Where a [`Control`] gets a [`Handle`] from.

@@ -9,7 +9,7 @@
 //! | [`Direct`] (Unix) | on this thread, no extra threads or channels: the fastest | [`Direct::recv`] / iteration; commands via [`Direct::send`] |
 //! | [`spawn`] / [`connect`] / [`spawn_datagram`] | on a new thread | [`Events`] (an iterator); commands via [`Handle`] |
 //! | [`run`] / [`run_datagram`] | on this thread | a callback `FnMut(Notice, &mut Control)` |
-//! | [`serve`] (TCP, Unix: any [`BlockingListener`]) / [`serve_spec`] | one thread per accepted connection | a [`Session`] per connection; by id ([`Control::id`]) through [`Server::connection`] / [`Server::close`] |
+//! | [`serve`] (TCP, Unix: any [`BlockingListener`]) / [`serve_spec`] | one thread per accepted connection | a [`Session`] per connection; by id ([`Control::id`]) through [`Server::connection`] / [`Server::close`] / [`Server::signal`] |
 //!
 //! ## Design
 //!

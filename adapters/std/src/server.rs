@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -43,32 +43,39 @@ where
     }
 }
 
-struct Registry<C> {
-    /// Each live connection's handle by id: dropping it asks that connection to close.
-    handles: Mutex<BTreeMap<u64, Handle<C>>>,
+struct Registry<C, E> {
+    /// Each live connection by id: dropping its entry asks that connection to close.
+    handles: Mutex<BTreeMap<u64, Live<C, E>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     accepted: AtomicU64,
 }
 
-impl<C> Default for Registry<C> {
+/// One live connection: its handle, and where events signalled to it go.
+struct Live<C, E> {
+    handle: Handle<C>,
+    signals: mpsc::Sender<E>,
+}
+
+impl<C, E> Default for Registry<C, E> {
     fn default() -> Self {
         Registry { handles: Mutex::default(), threads: Mutex::default(), accepted: AtomicU64::new(0) }
     }
 }
 
 /// A running accept loop. [`Server::shutdown`] (or dropping it) stops accepting, closes every
-/// connection gracefully and waits for them. `A` is the listener's address type; `C` the
-/// machines' command type (STAGE's [`stage::Command`] unless said otherwise), so
-/// [`Server::connection`] hands out typed handles.
-pub struct Server<A = SocketAddr, C = stage::Command> {
+/// connection gracefully and waits for them. `A` is the listener's address type; `C` and `E`
+/// the machines' command and event types (STAGE's [`stage::Command`] and [`stage::Event`]
+/// unless said otherwise), so [`Server::connection`] hands out typed handles and
+/// [`Server::signal`] takes typed events.
+pub struct Server<A = SocketAddr, C = stage::Command, E = stage::Event> {
     local_addr: A,
     /// Dropping it (the accept loop polls the other end) stops the accept loop.
     wake: Option<WakeSocket>,
     accept: Option<JoinHandle<()>>,
-    registry: Arc<Registry<C>>,
+    registry: Arc<Registry<C, E>>,
 }
 
-impl<A: std::fmt::Debug, C> std::fmt::Debug for Server<A, C> {
+impl<A: std::fmt::Debug, C, E> std::fmt::Debug for Server<A, C, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
@@ -89,11 +96,12 @@ pub fn serve<L, M, MK, OC, H>(
     settings: Settings<M::Command>,
     make_machine: MK,
     on_connection: OC,
-) -> io::Result<Server<L::Addr, M::Command>>
+) -> io::Result<Server<L::Addr, M::Command, M::Event>>
 where
     L: BlockingListener,
     M: Machine + Send + 'static,
     M::Command: Send + 'static,
+    M::Event: Send + 'static,
     MK: FnMut(L::Addr) -> M + Send + 'static,
     OC: FnMut(L::Addr) -> H + Send + 'static,
     H: Session<M, L::Addr>,
@@ -109,12 +117,13 @@ pub(crate) fn serve_as<L, A, M, MK, OC, H>(
     settings: Settings<M::Command>,
     mut make_machine: MK,
     mut on_connection: OC,
-) -> io::Result<Server<A, M::Command>>
+) -> io::Result<Server<A, M::Command, M::Event>>
 where
     L: BlockingListener,
     A: Clone + Send + 'static,
     M: Machine + Send + 'static,
     M::Command: Send + 'static,
+    M::Event: Send + 'static,
     MK: FnMut(A) -> M + Send + 'static,
     OC: FnMut(A) -> H + Send + 'static,
     H: Session<M, A>,
@@ -153,10 +162,11 @@ where
                 let handle = core.link.handle();
                 let source = core.link.weak_source(&handle);
                 handle.set_id(id);
-                lock(&registry.handles).insert(id, handle);
+                let (signals, signalled) = mpsc::channel();
+                lock(&registry.handles).insert(id, Live { handle, signals });
                 let conn_registry = registry.clone();
                 let spawned = spawn_named("switchboard-conn", move || {
-                    let result = core.run(machine, source, |n, c| session.on_notice(n, c));
+                    let result = core.run(machine, source, Some(signalled), |n, c| session.on_notice(n, c));
                     let handle = lock(&conn_registry.handles).remove(&id);
                     drop(handle);
                     session.on_finished(peer, result);
@@ -233,14 +243,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<A: Clone, C> Server<A, C> {
+impl<A: Clone, C, E> Server<A, C, E> {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> A {
         self.local_addr.clone()
     }
 }
 
-impl<A, C> Server<A, C> {
+impl<A, C, E> Server<A, C, E> {
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.registry.accepted.load(Ordering::Relaxed)
@@ -256,7 +266,22 @@ impl<A, C> Server<A, C> {
     /// an id never given out). Holding the handle does not keep the connection from closing by
     /// [`Server::close`] or [`Server::shutdown`].
     pub fn connection(&self, id: u64) -> Option<Handle<C>> {
-        lock(&self.registry.handles).get(&id).cloned()
+        lock(&self.registry.handles).get(&id).map(|live| live.handle.clone())
+    }
+
+    /// Hand `event` to the session of the connection with this id as if its machine had
+    /// reported it (the seed's `broker.signal(id, v)`): it arrives on that connection's driver
+    /// thread as a [`Notice::Event`], after what the driver is handling now, without passing
+    /// through the machine. Never blocks. `false` when no live connection has that id; an
+    /// event signalled to a connection that ends first is dropped.
+    pub fn signal(&self, id: u64, event: E) -> bool {
+        let handles = lock(&self.registry.handles);
+        let Some(live) = handles.get(&id) else { return false };
+        if live.signals.send(event).is_err() {
+            return false;
+        }
+        live.handle.wake();
+        true
     }
 
     /// Ask the connection with this id to close gracefully, after the commands already sent to
@@ -265,8 +290,8 @@ impl<A, C> Server<A, C> {
     /// driver has finished.
     pub fn close(&self, id: u64) -> bool {
         match lock(&self.registry.handles).get(&id) {
-            Some(handle) => {
-                handle.close();
+            Some(live) => {
+                live.handle.close();
                 true
             }
             None => false,
@@ -289,8 +314,8 @@ impl<A, C> Server<A, C> {
         let _ = accept.join();
         let handles = std::mem::take(&mut *lock(&self.registry.handles));
         // Close explicitly: handles given out by `connection` may still be alive.
-        for handle in handles.values() {
-            handle.close();
+        for live in handles.values() {
+            live.handle.close();
         }
         drop(handles);
         let threads = std::mem::take(&mut *lock(&self.registry.threads));
@@ -300,7 +325,7 @@ impl<A, C> Server<A, C> {
     }
 }
 
-impl<A, C> Drop for Server<A, C> {
+impl<A, C, E> Drop for Server<A, C, E> {
     fn drop(&mut self) {
         self.stop_all();
     }

@@ -84,8 +84,15 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         Ok(StreamCore { stream, reader, writer, settings, link, peer })
     }
 
-    /// Drive `machine` on this thread until it finishes and the socket is closed.
-    pub(crate) fn run<M, H>(self, machine: M, source: HandleSource<C>, handler: H) -> Result<(), DriverError<M::Error>>
+    /// Drive `machine` on this thread until it finishes and the socket is closed. Events sent on
+    /// `signals` reach `handler` as if the machine had reported them (a server's `signal`).
+    pub(crate) fn run<M, H>(
+        self,
+        machine: M,
+        source: HandleSource<C>,
+        signals: Option<Receiver<M::Event>>,
+        handler: H,
+    ) -> Result<(), DriverError<M::Error>>
     where
         M: Machine<Command = C>,
         H: FnMut(Notice<M::Event, M::Error>, &mut Control<C>),
@@ -152,6 +159,7 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
             linger_until: None,
             close_grace: None,
             failure: None,
+            signals,
         };
         driver.run();
         let result = driver.result();
@@ -187,7 +195,7 @@ where
 {
     let core = StreamCore::new(stream, settings)?;
     let handle = core.link.handle();
-    core.run(machine, HandleSource::Strong(handle), handler)
+    core.run(machine, HandleSource::Strong(handle), None, handler)
 }
 
 /// Run `machine` over `stream` on a new thread. Send commands through the returned
@@ -206,7 +214,7 @@ where
     let source = core.link.weak_source(&handle);
     let (events_tx, events_rx) = mpsc::channel();
     let thread = spawn_named("switchboard-conn", move || {
-        core.run(machine, source, move |notice, _| {
+        core.run(machine, source, None, move |notice, _| {
             // Nobody listening is fine: the application dropped its events on purpose.
             let _ = events_tx.send(notice);
         })
@@ -278,6 +286,8 @@ struct StreamLoop<'s, M: Machine, H, S> {
     /// When a close asked for while over budget stops waiting for the peer to make room.
     close_grace: Option<StdInstant>,
     failure: Option<DriverError<M::Error>>,
+    /// Events to hand the application as if the machine had reported them.
+    signals: Option<Receiver<M::Event>>,
 }
 
 impl<M, H, S> StreamLoop<'_, M, H, S>
@@ -295,6 +305,7 @@ where
             if self.failure.is_some() {
                 return;
             }
+            self.deliver_signals();
             self.on_time();
             self.feed_pending();
             self.on_close();
@@ -325,6 +336,17 @@ where
 
     fn ended(&self) -> bool {
         self.pump.is_finished() || self.abandoned
+    }
+
+    /// Hand signalled events to the application like the machine's own; once the machine has
+    /// ended, none are delivered (nothing arrives on a finished connection either).
+    fn deliver_signals(&mut self) {
+        let Some(signals) = self.signals.as_ref() else { return };
+        while let Ok(event) = signals.try_recv() {
+            if !(self.pump.is_finished() || self.abandoned) {
+                (self.handler)(Notice::Event(event), &mut self.control);
+            }
+        }
     }
 
     fn queued(&mut self) -> usize {

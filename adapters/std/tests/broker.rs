@@ -1,6 +1,8 @@
-//! The seed's `broker.f(id)` and `broker.close(id)` on a real loopback server: every served
-//! connection has an id its session sees ([`Control::id`]); the server hands out a typed handle
-//! by id ([`Server::connection`]) and closes one by id ([`Server::close`]) while the others go on.
+//! The seed's `broker.f(id)`, `broker.close(id)` and `broker.signal(id, v)` on a real loopback
+//! server: every served connection has an id its session sees ([`Control::id`]); the server
+//! hands out a typed handle by id ([`Server::connection`]), closes one by id ([`Server::close`])
+//! while the others go on, and hands a session an event as if it had arrived
+//! ([`Server::signal`]).
 
 mod common;
 
@@ -138,4 +140,38 @@ fn ids_count_up_and_are_not_reused() {
     assert!(id_second > id_first);
     assert!(server.connection(id_first).is_none());
     second.close_and_join().unwrap();
+}
+
+/// A whole STAGE frame (header and body), as a received `Event::Frame` carries it.
+fn whole(body: &[u8]) -> Event {
+    let mut frame = ((stage::HEADER_LEN + body.len()) as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(body);
+    Event::Frame(Bytes::from(frame))
+}
+
+#[test]
+fn a_signal_reaches_the_session_as_if_it_had_arrived() {
+    let (server, frames, ended) = tagged_server();
+    let a = client(&server);
+    let id_a = hello(&a, &frames, "a");
+    let b = client(&server);
+    let id_b = hello(&b, &frames, "b");
+
+    // broker.signal(id, v): the session of b sees the event like one from its peer (it reports
+    // it with b's id and echoes it to b's client); a sees nothing.
+    assert!(server.signal(id_b, whole(b"signalled")));
+    assert_eq!(frames.recv_timeout(GUARD).unwrap(), (id_b, Bytes::from_static(b"signalled")));
+    assert_eq!(next_body(&b), &b"signalled"[..]);
+    assert!(!server.signal(u64::MAX, whole(b"nobody")), "an id never given out");
+
+    // Several signals arrive in the order they were sent.
+    assert!(server.signal(id_a, whole(b"one")));
+    assert!(server.signal(id_a, whole(b"two")));
+    assert_eq!(next_body(&a), &b"one"[..]);
+    assert_eq!(next_body(&a), &b"two"[..]);
+
+    a.close_and_join().unwrap();
+    assert_eq!(ended.recv_timeout(GUARD).unwrap(), id_a);
+    assert!(!server.signal(id_a, whole(b"late")), "an ended connection takes no signal");
+    b.close_and_join().unwrap();
 }

@@ -343,7 +343,7 @@ where
     fn deliver_signals(&mut self) {
         let Some(signals) = self.signals.as_ref() else { return };
         while let Ok(event) = signals.try_recv() {
-            if !(self.pump.is_finished() || self.abandoned) {
+            if !self.ended() {
                 (self.handler)(Notice::Event(event), &mut self.control);
             }
         }

@@ -176,6 +176,11 @@ impl Shared {
         // it has taken every command sent before (the channel is FIFO).
         self.close_asked.store(true, Ordering::SeqCst);
         let _ = tx.try_send(msg);
+        self.nudge_driver();
+    }
+
+    /// Wake a stream driver that waits for socket news only (over budget).
+    pub(crate) fn nudge_driver(&self) {
         if let Some(nudge) = self.nudge.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             nudge();
         }
@@ -333,9 +338,7 @@ impl<C> Handle<C> {
     /// budget), so it looks at what was posted for it elsewhere (signalled events).
     pub(crate) fn wake(&self) {
         let _ = self.inner.tx.try_send(Msg::Wake);
-        if let Some(nudge) = self.inner.shared.nudge.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            nudge();
-        }
+        self.inner.shared.nudge_driver();
     }
 }
 

@@ -167,8 +167,8 @@ where
                 let conn_registry = registry.clone();
                 let spawned = spawn_named("switchboard-conn", move || {
                     let result = core.run(machine, source, Some(signalled), |n, c| session.on_notice(n, c));
-                    let handle = lock(&conn_registry.handles).remove(&id);
-                    drop(handle);
+                    let live = lock(&conn_registry.handles).remove(&id);
+                    drop(live);
                     session.on_finished(peer, result);
                 });
                 let mut threads = lock(&registry.threads);

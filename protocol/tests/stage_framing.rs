@@ -35,6 +35,67 @@ fn qc_any_chunking_decodes_to_the_same_frames() {
     qc(1, 300).quickcheck(prop as fn(Vec<Vec<u8>>, Vec<usize>) -> bool);
 }
 
+/// The sender's paths (small bodies copied in place, large ones queued whole, flushes when OUT
+/// would overflow) together put every frame on the wire in order; with OUT set no write carries
+/// more than OUT, and the commit deadline is the oldest unwritten frame's time + commit.
+#[test]
+fn qc_sent_bodies_reach_the_wire_in_order_within_out() {
+    fn prop(bodies: Vec<Vec<u8>>, drains: Vec<bool>, out_pick: u8) -> bool {
+        use switchboard_proto::stage::Command;
+        use switchboard_proto::Duration;
+        let max_out = [0, 64, 300, 4096, 1 << 17][out_pick as usize % 5];
+        let mut config = FramingConfig::packet(1 << 16, max_out);
+        if max_out != 0 {
+            config = config.with_commit(Duration::from_millis(5));
+        }
+        let mut conn = PacketConnection::new(config);
+        // Each accepted frame's wire bytes and the time it was sent.
+        let mut sent: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut wire = Vec::new();
+        let within_out = |out: &[Bytes]| max_out == 0 || out.iter().all(|t| t.len() <= max_out);
+        for (i, body) in bodies.iter().enumerate() {
+            let ms = i as u64 / 4;
+            let now = Instant::from_millis(ms);
+            let result = conn.handle_input(now, Input::Command(Command::SendBody(Bytes::from(body.clone()))));
+            if max_out != 0 && body.len() + HEADER_LEN > max_out {
+                // Over OUT: refused, and the connection goes on.
+                if !matches!(result, Err(Error::OutgoingTooLarge { .. })) {
+                    return false;
+                }
+                continue;
+            }
+            if result.is_err() {
+                return false;
+            }
+            sent.push((frame(body), ms));
+            if !drains.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let out = drain(&mut conn, now);
+            if !within_out(&out.transmits) {
+                return false;
+            }
+            wire.extend(out.wire());
+            // Writes end on frame boundaries; the first frame not yet written sets the deadline.
+            let mut written = 0;
+            let oldest_held = sent.iter().find(|(f, _)| {
+                written += f.len();
+                written > wire.len()
+            });
+            let expected = oldest_held.map(|&(_, t)| Instant::from_millis(t + 5));
+            if max_out == 0 && oldest_held.is_some() || out.deadline != expected {
+                return false;
+            }
+        }
+        let end = Instant::from_millis(60_000);
+        conn.handle_input(end, Input::Command(Command::Flush)).unwrap();
+        let out = drain(&mut conn, end);
+        wire.extend(out.wire());
+        within_out(&out.transmits) && wire == sent.iter().flat_map(|(f, _)| f.clone()).collect::<Vec<u8>>()
+    }
+    qc(7, 300).quickcheck(prop as fn(Vec<Vec<u8>>, Vec<bool>, u8) -> bool);
+}
+
 #[test]
 fn qc_any_chunking_of_encrypted_frames_decodes_to_the_plain_frames() {
     fn prop(bodies: Vec<Vec<u8>>, cuts: Vec<usize>, key: u8) -> bool {

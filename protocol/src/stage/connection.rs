@@ -371,6 +371,12 @@ impl PacketConnection {
 
     fn on_command(&mut self, now: Instant, command: Command) -> Result<(), Error> {
         match command {
+            Command::SendBody(body) if self.config.filter == Filter::Packet => {
+                if self.append_small_body(now, &body) {
+                    return Ok(());
+                }
+                self.send_frame(now, body, false)
+            }
             Command::Send(frame) if self.config.filter == Filter::Packet => {
                 let announced = frame.first_chunk::<HEADER_LEN>().map(|h| u32::from_le_bytes(*h));
                 match announced {
@@ -379,7 +385,6 @@ impl PacketConnection {
                     _ => Err(Error::MalformedOutgoing { announced: announced.unwrap_or(0), actual: frame.len() }),
                 }
             }
-            Command::SendBody(body) if self.config.filter == Filter::Packet => self.send_frame(now, body, false),
             Command::Send(bytes) | Command::SendBody(bytes) => self.send_raw(now, bytes),
             Command::Flush => {
                 self.flush();
@@ -390,6 +395,30 @@ impl PacketConnection {
                 Ok(())
             }
         }
+    }
+
+    /// The common case of [`send_frame`](Self::send_frame), small enough to inline into the
+    /// drivers' feed: a plain body that fits the coalescing buffer as it stands and needs no
+    /// check that could fail. Anything else (a cipher, a body over 1 KiB with OUT = 0, a flush or
+    /// a fresh buffer first) takes the full path. Returns whether it took the body.
+    #[inline(always)]
+    fn append_small_body(&mut self, now: Instant, body: &[u8]) -> bool {
+        let len = body.len() + HEADER_LEN;
+        let fits = match self.config.max_out {
+            // As `send_frame` with OUT = 0: copied if small, written at the next drain.
+            0 => len <= SMALL_FRAME,
+            // Within OUT, so `check_outgoing` cannot refuse it and no flush is due.
+            max => self.out.len() + len <= max,
+        };
+        if self.cipher.is_some() || !fits || self.out.capacity() - self.out.len() < len {
+            return false;
+        }
+        self.out.put_slice(&Header { len, encrypted: false }.to_bytes());
+        self.out.put_slice(body);
+        if self.config.max_out != 0 {
+            self.out_since.get_or_insert(now);
+        }
+        true
     }
 
     /// Queue one packet frame. `data` is the complete plain frame when `whole`, else its body;

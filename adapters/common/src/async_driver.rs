@@ -26,6 +26,13 @@
 //!   machine its close command after every command already accepted; everything it transmits is
 //!   written, the write side is shut down, and the driver waits a short linger for the peer's
 //!   end of stream so nothing it sent is reset away.
+//! * **The peer's end of stream waits for the answers.** An application answers events as it
+//!   takes them, on its own task, so the driver feeds the peer's EOF to the machine only once
+//!   the application has taken every event before it and asked for the next one (or dropped
+//!   its events, or every command sender), and takes the commands sent meanwhile first. A
+//!   machine that finishes at EOF then still writes the answers to the last requests before a
+//!   peer's half-close (found by the conformance suite; tested in the matrix). An application
+//!   that keeps its events but never asks for the next one keeps the connection open.
 //! * **Errors say who was wrong.** The result is `Ok`, or a [`DriverError`] whose
 //!   [`Blame::fault`] tells a peer's protocol fault or transport failure from a local one. A
 //!   command the machine refused comes back on the event channel as `Err` and the connection
@@ -382,6 +389,12 @@ impl Gate {
 struct Room {
     waiting: AtomicBool,
     waker: Mutex<Option<Waker>>,
+    /// Events the application has taken.
+    taken: AtomicU64,
+    /// 1 + what `taken` was when the application last found the channel empty (0: never).
+    /// Once it exceeds the events the driver has put in, the application has taken them all
+    /// and asked for more, so it has done whatever it does in answer to them.
+    idle_after: AtomicU64,
     /// The application wakes a waiting driver once the channel holds at most this many events
     /// (half its capacity): waking it at every event taken would have it deliver one event and
     /// wait again, a wake-up per event.
@@ -389,6 +402,30 @@ struct Room {
 }
 
 impl Room {
+    /// The application took an event.
+    fn took(&self) {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The application found the channel empty: a driver holding the peer's EOF back until then
+    /// may go on.
+    fn found_empty(&self) {
+        let taken = self.taken.load(Ordering::SeqCst);
+        self.idle_after.store(taken + 1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::SeqCst) {
+            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Whether the application has found the channel empty after taking at least `put` events.
+    fn idle_after(&self, put: u64) -> bool {
+        self.idle_after.load(Ordering::SeqCst) > put
+    }
+
     /// The driver found the channel full: wake it after the next take. The caller checks the
     /// channel again afterwards, so a take in between is not missed.
     fn register(&self, waker: &Waker) {
@@ -421,17 +458,39 @@ impl Room {
 
 impl<M: Machine> Events<M> {
     /// The next event; `None` once the driver has stopped and everything was received.
+    ///
+    /// Asking for the next event also tells the driver that the application is done with the
+    /// ones before: the peer's end of stream reaches the machine only then, so answers sent
+    /// to the last frames before it still go out (see [`stream_driver`]).
     pub async fn recv(&self) -> Option<Delivery<M>> {
-        let next = self.rx.recv().await.ok();
-        self.room.taken(self.rx.len());
+        let next = match self.rx.try_recv() {
+            Ok(next) => Some(next),
+            Err(async_channel::TryRecvError::Closed) => None,
+            Err(async_channel::TryRecvError::Empty) => {
+                self.room.found_empty();
+                self.rx.recv().await.ok()
+            }
+        };
+        self.took(next.is_some());
         next
     }
 
     /// The next event if one is waiting.
     pub fn try_recv(&self) -> Option<Delivery<M>> {
-        let next = self.rx.try_recv().ok();
-        self.room.taken(self.rx.len());
+        let next = self.rx.try_recv();
+        if let Err(async_channel::TryRecvError::Empty) = next {
+            self.room.found_empty();
+        }
+        let next = next.ok();
+        self.took(next.is_some());
         next
+    }
+
+    fn took(&self, some: bool) {
+        if some {
+            self.room.took();
+        }
+        self.room.taken(self.rx.len());
     }
 }
 
@@ -439,8 +498,9 @@ impl<M: Machine> Stream for Events<M> {
     type Item = Delivery<M>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = self.rx.as_mut().poll_next(cx);
-        if next.is_ready() {
-            self.room.taken(self.rx.len());
+        match &next {
+            Poll::Ready(item) => self.took(item.is_some()),
+            Poll::Pending => self.room.found_empty(),
         }
         next
     }
@@ -562,6 +622,10 @@ struct Core<R: Runtime, M: Drivable> {
     /// The channel was full with events still pending: the driver waits for room.
     full: bool,
     events_open: bool,
+    /// Events put into the channel so far (see [`Room::idle_after`]).
+    put: u64,
+    /// The peer's end of stream, not yet fed to the machine (see [`Core::release_eof`]).
+    held_eof: bool,
     stats: Arc<DriverStats>,
     started: bool,
 }
@@ -604,12 +668,54 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             }
             if let Some(next) = self.pending.pop_front() {
                 match self.events.try_send(next) {
-                    Ok(()) => progress = true,
+                    Ok(()) => {
+                        self.put += 1;
+                        progress = true;
+                    }
                     Err(_) => self.events_open = false,
                 }
             }
         }
         progress || was_full
+    }
+
+    /// Feed the peer's end of stream held back since it was read, once the application has
+    /// taken every event before it and asked for the next (or can no longer take or answer
+    /// any): answers to the last frames before the end are then already in the machine. Feeding
+    /// it at once would let the machine finish while the application is still answering, and
+    /// the answers would be refused. True if it was fed.
+    fn release_eof(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        if !self.held_eof || !self.pending.is_empty() {
+            return false;
+        }
+        let nobody_listens = !self.events_open || self.events.receiver_count() == 0;
+        if !nobody_listens && !self.room.idle_after(self.put) {
+            self.room.register(cx.waker());
+            // The application may have found the channel empty just before the registration.
+            if !self.room.idle_after(self.put) {
+                return false;
+            }
+        }
+        // The application sent its answers before it asked again: they are in the command
+        // channel now, and go to the machine before the end does.
+        let mut taken = false;
+        while self.held_eof && self.pump.wants_input() && self.poll_command(cx, now) {
+            taken = true;
+        }
+        if taken {
+            self.gate.open();
+        }
+        if !self.held_eof {
+            // Every sender was gone: `poll_command` fed the end and the close.
+            return true;
+        }
+        if !self.commands.is_empty() {
+            // Over the write budget: the rest once the writes made room.
+            return taken;
+        }
+        self.held_eof = false;
+        self.feed(now, Input::Eof);
+        true
     }
 
     /// Whether more than the write budget waits to be written (`queued`: the driver's count).
@@ -640,6 +746,12 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             }
             Poll::Ready(None) => {
                 self.commands_open = false;
+                // Nobody can answer any more: the peer's end first, so the machine judges it
+                // (a frame cut short is still the peer's error), then the close.
+                if self.held_eof {
+                    self.held_eof = false;
+                    self.feed(now, Input::Eof);
+                }
                 self.feed(now, Input::Command(M::close_command()));
             }
             Poll::Pending => return false,
@@ -717,6 +829,8 @@ fn core<R: Runtime, M: Drivable>(
     let room = Arc::new(Room {
         waiting: AtomicBool::new(false),
         waker: Mutex::new(None),
+        taken: AtomicU64::new(0),
+        idle_after: AtomicU64::new(0),
         low_water: config.events.max(1) / 2,
     });
     let (done_tx, done_rx) = async_channel::bounded(1);
@@ -743,6 +857,8 @@ fn core<R: Runtime, M: Drivable>(
         room,
         full: false,
         events_open: true,
+        put: 0,
+        held_eof: false,
         stats,
         started: false,
     };
@@ -827,6 +943,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
                     return Ok(Step::Progress);
                 }
                 progress |= self.poll_input(cx)?;
+                progress |= self.core.release_eof(cx, self.core.clock.now());
                 progress |= self.core.poll_timer(cx);
                 let pump = &self.core.pump;
                 self.core.stats.paused.store(!pump.wants_input() && !pump.is_finished(), Ordering::Relaxed);
@@ -928,8 +1045,10 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
         let read = self.poll_fill(cx);
         match read {
             Poll::Ready(Ok(0)) => {
+                // Held until the application has answered what came before it.
                 self.eof = true;
-                self.core.feed(now, Input::Eof);
+                self.core.held_eof = true;
+                self.core.release_eof(cx, now);
             }
             Poll::Ready(Ok(n)) => {
                 self.core.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);

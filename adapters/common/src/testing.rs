@@ -917,6 +917,14 @@ macro_rules! stage_suite {
             fn refused_command_comes_back_and_the_connection_goes_on() {
                 $crate::testing::stage_refused_command::<$harness>()
             }
+            #[test]
+            fn frames_before_the_peers_eof_are_answered() {
+                $crate::testing::stage_answers_before_peer_eof::<$harness>(false)
+            }
+            #[test]
+            fn frames_before_a_truncating_eof_are_answered() {
+                $crate::testing::stage_answers_before_peer_eof::<$harness>(true)
+            }
         }
     };
 }
@@ -1495,6 +1503,51 @@ pub fn stage_expire<H: Harness>() {
             other => panic!("expected Expired, got {other:?}"),
         }
         assert!(seen.is_empty());
+    })
+}
+
+/// A peer that sends frames and then shuts down its sending side (with or without half a frame
+/// after them) still gets the answers an application sends as it takes each frame: the peer's
+/// EOF reaches the machine only once the application has taken every event before it and asks
+/// for the next. (The seed's broker answers in the same loop turn as the read; a reply racing
+/// the end of the connection would be lost.)
+pub fn stage_answers_before_peer_eof<H: Harness>(truncated: bool) {
+    use std::io::Write;
+    run::<H>(move |h| {
+        let listener = h.listen(localhost(), &SocketOptions::new()).unwrap();
+        let addr = H::local_addr(&listener);
+        let mut peer = std::net::TcpStream::connect(addr).unwrap();
+        peer.set_read_timeout(Some(GUARD)).unwrap();
+        let stream = h.accept(&listener).unwrap();
+        let conn = h.drive(stream, &Setup::new(), PacketConnection::new(FramingConfig::packet(1024, 0))).unwrap();
+        let frames: Vec<Bytes> = (0..3).map(|i| payload(i, 10 + i)).collect();
+        let mut wire: Vec<u8> =
+            frames.iter().flat_map(|body| [&(body.len() as u32 + 4).to_le_bytes()[..], &body[..]].concat()).collect();
+        if truncated {
+            wire.extend_from_slice(&20u32.to_le_bytes()[..]);
+            wire.extend_from_slice(b"half");
+        }
+        peer.write_all(&wire).unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let (answered, result, echoed) = thread::scope(|s| {
+            let reader = s.spawn(move || read_to_end(&mut peer).unwrap());
+            let mut answered = 0;
+            while let Some(delivery) = conn.recv() {
+                if let Ok(Event::Frame(frame)) = delivery {
+                    conn.send(Command::Send(frame)).expect("the connection takes the answer");
+                    answered += 1;
+                }
+            }
+            (answered, conn.join(), reader.join().unwrap())
+        });
+        assert_eq!(answered, 3);
+        let expected: Vec<u8> = wire[..wire.len() - if truncated { 8 } else { 0 }].to_vec();
+        assert_eq!(echoed, expected, "every frame before the EOF was answered, in order");
+        match (truncated, result) {
+            (false, Ok(())) => {}
+            (true, Err(Failure::Protocol(e @ stage::Error::Truncated { .. }))) => assert_eq!(e.fault(), Fault::Peer),
+            (_, other) => panic!("unexpected end: {other:?}"),
+        }
     })
 }
 

@@ -255,11 +255,12 @@ where
     let core = DatagramCore::new(socket, settings)?;
     let handle = core.link.handle();
     let source = core.link.weak_source(&handle);
+    let shared = core.link.shared.clone();
     let (events_tx, events_rx) = mpsc::channel();
     let thread = spawn_named("switchboard-udp", move || {
         core.run(machine, source, move |notice, _| {
             let _ = events_tx.send(notice);
         })
     })?;
-    Ok(Running { handle, events: Events { rx: events_rx }, driver: DriverThread { thread } })
+    Ok(Running { handle, events: Events { rx: events_rx, shared }, driver: DriverThread { thread } })
 }

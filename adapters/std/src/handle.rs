@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -167,6 +167,17 @@ pub(crate) struct Shared {
     pub(crate) nudge: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
     /// The connection's id in its [`Server`](crate::Server), set once before the driver starts.
     pub(crate) id: OnceLock<u64>,
+    /// Notices put into a spawned connection's [`Events`], and taken from it.
+    pub(crate) events_put: AtomicU64,
+    pub(crate) events_taken: AtomicU64,
+    /// 1 + `events_taken` when the application last found [`Events`] empty (0: never).
+    pub(crate) idle_after: AtomicU64,
+    /// The application dropped its [`Events`]: nobody answers events any more.
+    pub(crate) events_gone: AtomicBool,
+    /// The driver holds the peer's EOF until the application is idle: ring when it is.
+    pub(crate) eof_waits: AtomicBool,
+    /// Wakes the driver wherever it waits (set while it runs).
+    pub(crate) doorbell: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Shared {
@@ -177,6 +188,28 @@ impl Shared {
         self.close_asked.store(true, Ordering::SeqCst);
         let _ = tx.try_send(msg);
         self.nudge_driver();
+    }
+
+    /// Whether the application has taken every notice put into its [`Events`] and asked for
+    /// more (or dropped them): it has answered what it will answer.
+    pub(crate) fn app_idle(&self) -> bool {
+        self.events_gone.load(Ordering::SeqCst)
+            || self.idle_after.load(Ordering::SeqCst) > self.events_put.load(Ordering::SeqCst)
+    }
+
+    /// The application found its [`Events`] empty.
+    fn found_empty(&self) {
+        let taken = self.events_taken.load(Ordering::SeqCst);
+        self.idle_after.store(taken + 1, Ordering::SeqCst);
+        self.ring_if_eof_waits();
+    }
+
+    fn ring_if_eof_waits(&self) {
+        if self.eof_waits.load(Ordering::SeqCst) {
+            if let Some(ring) = self.doorbell.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+                ring();
+            }
+        }
     }
 
     /// Wake a stream driver that waits for socket news only (over budget).
@@ -439,15 +472,28 @@ impl<E, X> Notice<E, X> {
 /// The events of a spawned driver. Iterating blocks until the next one and ends when the
 /// driver has stopped. The channel is unbounded so that a thread that sends commands before it
 /// reads events cannot deadlock with the driver: read events promptly.
+///
+/// Asking for the next notice also tells a stream driver that the application is done with
+/// the ones before: the peer's EOF reaches the machine only then, so answers sent to the last
+/// frames before it still go out.
 pub struct Events<E, X> {
     pub(crate) rx: Receiver<Notice<E, X>>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl<E, X> Events<E, X> {
     /// The next notice, waiting at most `timeout`. `Ok(None)`: the driver stopped.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Notice<E, X>>, Duration> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(n) => Ok(Some(n)),
+        let next = match self.rx.try_recv() {
+            Ok(n) => Ok(n),
+            Err(TryRecvError::Disconnected) => return Ok(None),
+            Err(TryRecvError::Empty) => {
+                self.shared.found_empty();
+                self.rx.recv_timeout(timeout)
+            }
+        };
+        match next {
+            Ok(n) => Ok(Some(self.took(n))),
             Err(RecvTimeoutError::Disconnected) => Ok(None),
             Err(RecvTimeoutError::Timeout) => Err(timeout),
         }
@@ -455,7 +501,19 @@ impl<E, X> Events<E, X> {
 
     /// The next notice if one is waiting.
     pub fn try_recv(&self) -> Option<Notice<E, X>> {
-        self.rx.try_recv().ok()
+        match self.rx.try_recv() {
+            Ok(n) => Some(self.took(n)),
+            Err(TryRecvError::Empty) => {
+                self.shared.found_empty();
+                None
+            }
+            Err(TryRecvError::Disconnected) => None,
+        }
+    }
+
+    fn took(&self, notice: Notice<E, X>) -> Notice<E, X> {
+        self.shared.events_taken.fetch_add(1, Ordering::SeqCst);
+        notice
     }
 }
 
@@ -463,7 +521,22 @@ impl<E, X> Iterator for Events<E, X> {
     type Item = Notice<E, X>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.rx.recv().ok()
+        let next = match self.rx.try_recv() {
+            Ok(n) => Some(n),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) => {
+                self.shared.found_empty();
+                self.rx.recv().ok()
+            }
+        };
+        next.map(|n| self.took(n))
+    }
+}
+
+impl<E, X> Drop for Events<E, X> {
+    fn drop(&mut self) {
+        self.shared.events_gone.store(true, Ordering::SeqCst);
+        self.shared.ring_if_eof_waits();
     }
 }
 

@@ -47,6 +47,13 @@
 //! and closes. Nothing the driver accepted is dropped, unless the peer stops reading for the
 //! whole linger time: then [`DriverError::Unflushed`] says how much.
 //!
+//! **The peer's EOF waits for the answers.** With [`spawn`]/[`connect`], events are answered
+//! on the application's thread, so the driver feeds the peer's EOF to the machine only once
+//! the application has taken every notice before it from [`Events`] and asked for the next
+//! (or dropped its events or its handles), and takes the commands sent meanwhile first: the
+//! answers to the last requests before a peer's half-close are written, not refused. With
+//! [`run`]/[`serve`] the handler answers on the driver thread before the EOF is fed anyway.
+//!
 //! **Results.** `run` and [`DriverThread::join`] return `Ok(())` for a clean end, or a
 //! [`DriverError`] saying who was wrong: the machine's own error (its
 //! [`Blame`](switchboard_proto::Blame) tells peer from caller), or the socket's I/O error.

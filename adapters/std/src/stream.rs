@@ -72,6 +72,9 @@ pub(crate) struct StreamCore<S, C> {
     settings: Settings<C>,
     pub(crate) link: Link<C>,
     peer: Option<SocketAddr>,
+    /// Events are answered elsewhere (through [`Events`](crate::Events)), so the peer's EOF
+    /// waits until the application has taken them all and asked for more.
+    hold_eof: bool,
 }
 
 impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
@@ -81,7 +84,13 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         let writer = stream.try_clone()?;
         let peer = stream.peer_addr();
         let link = Link::new(settings.command_capacity);
-        Ok(StreamCore { stream, reader, writer, settings, link, peer })
+        Ok(StreamCore { stream, reader, writer, settings, link, peer, hold_eof: false })
+    }
+
+    /// See [`StreamCore::hold_eof`]'s field.
+    pub(crate) fn hold_eof(mut self) -> Self {
+        self.hold_eof = true;
+        self
     }
 
     /// Drive `machine` on this thread until it finishes and the socket is closed. Events sent on
@@ -97,14 +106,20 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         M: Machine<Command = C>,
         H: FnMut(Notice<M::Event, M::Error>, &mut Control<C>),
     {
-        let StreamCore { stream, reader, writer, settings, link, peer } = self;
+        let StreamCore { stream, reader, writer, settings, link, peer, hold_eof } = self;
         let Link { tx, rx, shared } = link;
         let (buf_tx, buf_rx) = mpsc::channel::<BytesMut>();
         let (batch_tx, batch_rx) = mpsc::channel::<WriteQueue>();
         let (io_tx, io_rx) = mpsc::channel::<IoNews>();
         let nudge = io_tx.clone();
+        let doorbell = (tx.clone(), io_tx.clone());
         *shared.nudge.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(move || {
             let _ = nudge.send(IoNews::Nudge);
+        }));
+        *shared.doorbell.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(move || {
+            // Whichever channel the driver waits on.
+            let _ = doorbell.0.try_send(Msg::Wake);
+            let _ = doorbell.1.send(IoNews::Nudge);
         }));
 
         let reader_thread = {
@@ -160,6 +175,8 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
             close_grace: None,
             failure: None,
             signals,
+            hold_eof,
+            eof_held: false,
         };
         driver.run();
         let result = driver.result();
@@ -169,6 +186,7 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         let _ = stream.shutdown(Shutdown::Both);
         let StreamLoop { rx, io_rx, buf_tx, batch_tx, held, shared, .. } = driver;
         *shared.nudge.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *shared.doorbell.lock().unwrap_or_else(PoisonError::into_inner) = None;
         drop((rx, io_rx, buf_tx, batch_tx, held, tx));
         let _ = writer_thread.join();
         let _ = reader_thread.join();
@@ -212,14 +230,19 @@ where
     let core = StreamCore::new(stream, settings)?;
     let handle = core.link.handle();
     let source = core.link.weak_source(&handle);
+    let shared = core.link.shared.clone();
+    let counted = shared.clone();
     let (events_tx, events_rx) = mpsc::channel();
     let thread = spawn_named("switchboard-conn", move || {
-        core.run(machine, source, None, move |notice, _| {
+        // Events are answered on the application's thread: hold the peer's EOF until then.
+        core.hold_eof().run(machine, source, None, move |notice, _| {
+            // Counted before it can be taken, so the application is never idle "after" it.
+            counted.events_put.fetch_add(1, Ordering::SeqCst);
             // Nobody listening is fine: the application dropped its events on purpose.
             let _ = events_tx.send(notice);
         })
     })?;
-    Ok(Running { handle, events: Events { rx: events_rx }, driver: DriverThread { thread } })
+    Ok(Running { handle, events: Events { rx: events_rx, shared }, driver: DriverThread { thread } })
 }
 
 /// Connect to `addr` over TCP, with `settings.socket` applied before `connect` (so buffer sizes
@@ -288,6 +311,10 @@ struct StreamLoop<'s, M: Machine, H, S> {
     failure: Option<DriverError<M::Error>>,
     /// Events to hand the application as if the machine had reported them.
     signals: Option<Receiver<M::Event>>,
+    /// See [`StreamCore::hold_eof`]'s field.
+    hold_eof: bool,
+    /// The peer's EOF, read but not yet fed (see [`release_eof`](Self::release_eof)).
+    eof_held: bool,
 }
 
 impl<M, H, S> StreamLoop<'_, M, H, S>
@@ -308,6 +335,7 @@ where
             self.deliver_signals();
             self.on_time();
             self.feed_pending();
+            self.release_eof();
             self.on_close();
             self.give_back_buffer();
             self.hand_to_writer();
@@ -390,6 +418,50 @@ where
         }
     }
 
+    /// Feed the peer's EOF held since it was read, once the answers to the events before it
+    /// are in the machine: the handler's commands are all fed, and with [`Events`](crate::Events)
+    /// the application has taken every notice and asked for more (or dropped them, or asked to
+    /// close), and the commands it sent meanwhile are taken. Feeding it at once would let the
+    /// machine finish while the application is still answering, and the answers be refused.
+    fn release_eof(&mut self) {
+        if !self.eof_held {
+            return;
+        }
+        if self.ended() {
+            self.eof_held = false;
+            return;
+        }
+        if !self.control.pending.is_empty() {
+            return; // over budget: fed once writes make room
+        }
+        if self.hold_eof && !self.close_requested && !self.shared.close_asked.load(Ordering::SeqCst) {
+            if !self.shared.app_idle() {
+                self.shared.eof_waits.store(true, Ordering::SeqCst);
+                // The application may have found its events empty just before that.
+                if !self.shared.app_idle() {
+                    return;
+                }
+            }
+            // It sent its answers before it asked again: take them before the end.
+            loop {
+                if !self.can_take() {
+                    return;
+                }
+                match self.rx.try_recv() {
+                    Ok(msg) => self.on_msg(msg),
+                    Err(_) => break,
+                }
+            }
+            if !self.control.pending.is_empty() || self.ended() {
+                self.eof_held = self.eof_held && !self.ended();
+                return;
+            }
+        }
+        self.eof_held = false;
+        self.shared.eof_waits.store(false, Ordering::SeqCst);
+        self.feed(Input::Eof);
+    }
+
     fn feed_pending(&mut self) {
         if self.ended() {
             self.control.pending.clear();
@@ -462,9 +534,8 @@ where
             }
             IoNews::Eof => {
                 self.reader_done = true;
-                if !self.ended() {
-                    self.feed(Input::Eof);
-                }
+                // Fed once what was answered to the frames before it is in the machine.
+                self.eof_held = !self.ended();
             }
             IoNews::ReadFailed(error) => {
                 self.reader_done = true;

@@ -1,27 +1,60 @@
 //! # switchboard-conformance
 //!
-//! Switchboard checked against implementations it did not write: the independent KCOM5 peer
-//! (`shared/peers/kcom_peer.py`, the bytes of the Python and Go originals) and the cipher and
-//! frame vectors computed by `openssl enc` (`shared/vectors/stage-crypto.json`). The tests live
-//! in `tests/`; this library finds the shared material for them and for anyone running the
-//! suite against another implementation.
+//! Switchboard checked against implementations it did not write, and a suite other
+//! implementations can check themselves against.
 //!
-//! The shared directory is looked up beside the checkout (`../shared`), beside a worktree one
-//! level further out, or at `$SWITCHBOARD_SHARED`.
+//! * **Suites over the wire.** [`stage`] (STAGE packet framing, `WIRE.md` §2) and [`message`]
+//!   (typed message frames, §4) run their cases against any TCP server that follows the suite's
+//!   echo contract, with a hand-written client (plain sockets, its own header code, no
+//!   Switchboard machine), and report each case with what the spec asks and what the target
+//!   did. [`reference`] has Switchboard's own targets, so another implementation's *client* can
+//!   be tested against them too. The `switchboard-conformance` binary runs both directions:
+//!
+//!   ```text
+//!   switchboard-conformance stage check 127.0.0.1:8081 --in 8k   # test a server
+//!   switchboard-conformance message check 127.0.0.1:8082
+//!   switchboard-conformance stage echo 127.0.0.1:8081 --in 8k    # serve Switchboard's target
+//!   switchboard-conformance list                                 # every case and its rule
+//!   ```
+//!
+//! * **Shared material.** The independent KCOM5 peer (`shared/peers/kcom_peer.py`, the bytes of
+//!   the Python and Go originals) and the cipher and frame vectors computed by `openssl enc`
+//!   (`shared/vectors/stage-crypto.json`); the tests in `tests/` use them, and this library
+//!   finds them for anyone else. The shared directory is looked up beside the checkout
+//!   (`../shared`), beside a worktree one level further out, or at `$SWITCHBOARD_SHARED`.
 //!
 //! ```
-//! use switchboard_conformance::{shared_dir, kcom_peer_script, stage_crypto_vectors};
+//! use std::net::TcpListener;
+//! use switchboard_conformance::{reference, stage, Target};
 //!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Switchboard's STAGE echo target, checked by the suite.
+//! let server = reference::stage_echo(TcpListener::bind("127.0.0.1:0")?, 8192)?;
+//! let report = stage::run(&Target::new(server.local_addr()).max_in(8192), None);
+//! assert!(report.passed(), "{report}");
+//! server.shutdown();
+//!
+//! // The shared reference material, when the checkout has it beside it.
+//! use switchboard_conformance::{kcom_peer_script, shared_dir, stage_crypto_vectors};
 //! if let Some(dir) = shared_dir() {
 //!     assert!(kcom_peer_script().unwrap().starts_with(&dir));
-//!     let vectors = std::fs::read_to_string(stage_crypto_vectors().unwrap()).unwrap();
+//!     let vectors = std::fs::read_to_string(stage_crypto_vectors().unwrap())?;
 //!     assert!(vectors.contains("\"ciphers\""));
 //! }
+//! # Ok(())
+//! # }
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
+
+pub mod message;
+pub mod reference;
+pub mod stage;
+mod suite;
+
+pub use suite::{Case, Failure, Outcome, Report, Target};
 
 /// The shared reference directory (spec, seeds, vectors, peers), if it can be found.
 pub fn shared_dir() -> Option<PathBuf> {

@@ -32,4 +32,4 @@ pub use codec::{encode_frame, FrameDecoder, Header, HEADER_LEN, MAX_FRAME_LEN};
 pub use connection::{Command, Event, Filter, FramingConfig, PacketConnection, DEFAULT_LIMIT};
 pub use datagram::{DatagramCommand, DatagramEvent, PacketDatagram};
 pub use error::Error;
-pub use spec::{Address, ConnectionSpec, Scheme, SpecError};
+pub use spec::{parse_size, Address, ConnectionSpec, Scheme, SpecError};

@@ -520,8 +520,9 @@ fn parse_limits(filter: Filter, value: Option<&str>) -> Result<(usize, usize), S
     Ok((max_in, max_out))
 }
 
-/// A decimal count with an optional `k`, `m` or `b` suffix (any case), at most 2³¹−1.
-fn parse_size(text: &str) -> Result<usize, SpecError> {
+/// A limit as the spec writes it: a decimal count with an optional `k` (×1024), `m` (×1024²)
+/// or `b` (×1) suffix, any case, at most 2³¹−1 (`"10k"` is 10240).
+pub fn parse_size(text: &str) -> Result<usize, SpecError> {
     let bad = |why| SpecError::BadLimit { text: text.to_string(), why };
     let (digits, unit): (&str, u64) = match text.as_bytes().last() {
         // The suffix is one ASCII byte, so slicing it off stays on a char boundary.

@@ -58,6 +58,7 @@ use switchboard_proto::{Input, Instant, Machine};
 
 pub use async_channel::{SendError, TrySendError};
 
+use crate::event_flow::EventFlow;
 use crate::runtime::{ByteStream, DatagramSocket, Runtime, Timer};
 use crate::Clock;
 
@@ -389,12 +390,8 @@ impl Gate {
 struct Room {
     waiting: AtomicBool,
     waker: Mutex<Option<Waker>>,
-    /// Events the application has taken.
-    taken: AtomicU64,
-    /// 1 + what `taken` was when the application last found the channel empty (0: never).
-    /// Once it exceeds the events the driver has put in, the application has taken them all
-    /// and asked for more, so it has done whatever it does in answer to them.
-    idle_after: AtomicU64,
+    /// Whether the application has answered the events before the peer's EOF.
+    flow: EventFlow,
     /// The application wakes a waiting driver once the channel holds at most this many events
     /// (half its capacity): waking it at every event taken would have it deliver one event and
     /// wait again, a wake-up per event.
@@ -402,16 +399,15 @@ struct Room {
 }
 
 impl Room {
-    /// The application took an event.
-    fn took(&self) {
-        self.taken.fetch_add(1, Ordering::SeqCst);
-    }
-
     /// The application found the channel empty: a driver holding the peer's EOF back until then
     /// may go on.
     fn found_empty(&self) {
-        let taken = self.taken.load(Ordering::SeqCst);
-        self.idle_after.store(taken + 1, Ordering::SeqCst);
+        if self.flow.found_empty() {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
         fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::SeqCst) {
             let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -419,11 +415,6 @@ impl Room {
                 waker.wake();
             }
         }
-    }
-
-    /// Whether the application has found the channel empty after taking at least `put` events.
-    fn idle_after(&self, put: u64) -> bool {
-        self.idle_after.load(Ordering::SeqCst) > put
     }
 
     /// The driver found the channel full: wake it after the next take. The caller checks the
@@ -443,15 +434,8 @@ impl Room {
     /// application waits on an empty channel, so a driver never waits on an application that
     /// waits on it).
     fn taken(&self, left: usize) {
-        if left > self.low_water {
-            return;
-        }
-        fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::SeqCst) {
-            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+        if left <= self.low_water {
+            self.wake();
         }
     }
 }
@@ -488,7 +472,7 @@ impl<M: Machine> Events<M> {
 
     fn took(&self, some: bool) {
         if some {
-            self.room.took();
+            self.room.flow.took();
         }
         self.room.taken(self.rx.len());
     }
@@ -622,8 +606,6 @@ struct Core<R: Runtime, M: Drivable> {
     /// The channel was full with events still pending: the driver waits for room.
     full: bool,
     events_open: bool,
-    /// Events put into the channel so far (see [`Room::idle_after`]).
-    put: u64,
     /// The peer's end of stream, not yet fed to the machine (see [`Core::release_eof`]).
     held_eof: bool,
     stats: Arc<DriverStats>,
@@ -669,7 +651,7 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             if let Some(next) = self.pending.pop_front() {
                 match self.events.try_send(next) {
                     Ok(()) => {
-                        self.put += 1;
+                        self.room.flow.put();
                         progress = true;
                     }
                     Err(_) => self.events_open = false,
@@ -689,10 +671,10 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             return false;
         }
         let nobody_listens = !self.events_open || self.events.receiver_count() == 0;
-        if !nobody_listens && !self.room.idle_after(self.put) {
+        if !nobody_listens {
+            // Woken through the room's waker when the application finds the channel empty.
             self.room.register(cx.waker());
-            // The application may have found the channel empty just before the registration.
-            if !self.room.idle_after(self.put) {
+            if !self.room.flow.idle() {
                 return false;
             }
         }
@@ -829,8 +811,7 @@ fn core<R: Runtime, M: Drivable>(
     let room = Arc::new(Room {
         waiting: AtomicBool::new(false),
         waker: Mutex::new(None),
-        taken: AtomicU64::new(0),
-        idle_after: AtomicU64::new(0),
+        flow: EventFlow::default(),
         low_water: config.events.max(1) / 2,
     });
     let (done_tx, done_rx) = async_channel::bounded(1);
@@ -857,7 +838,6 @@ fn core<R: Runtime, M: Drivable>(
         room,
         full: false,
         events_open: true,
-        put: 0,
         held_eof: false,
         stats,
         started: false,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_proto::Machine;
-use switchboard_rt::SocketOptions;
+use switchboard_rt::{EventFlow, SocketOptions};
 
 use crate::DriverError;
 
@@ -167,15 +167,8 @@ pub(crate) struct Shared {
     pub(crate) nudge: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
     /// The connection's id in its [`Server`](crate::Server), set once before the driver starts.
     pub(crate) id: OnceLock<u64>,
-    /// Notices put into a spawned connection's [`Events`], and taken from it.
-    pub(crate) events_put: AtomicU64,
-    pub(crate) events_taken: AtomicU64,
-    /// 1 + `events_taken` when the application last found [`Events`] empty (0: never).
-    pub(crate) idle_after: AtomicU64,
-    /// The application dropped its [`Events`]: nobody answers events any more.
-    pub(crate) events_gone: AtomicBool,
-    /// The driver holds the peer's EOF until the application is idle: ring when it is.
-    pub(crate) eof_waits: AtomicBool,
+    /// Whether the application has answered the notices before the peer's EOF ([`Events`]).
+    pub(crate) flow: EventFlow,
     /// Wakes the driver wherever it waits (set while it runs).
     pub(crate) doorbell: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
@@ -190,25 +183,10 @@ impl Shared {
         self.nudge_driver();
     }
 
-    /// Whether the application has taken every notice put into its [`Events`] and asked for
-    /// more (or dropped them): it has answered what it will answer.
-    pub(crate) fn app_idle(&self) -> bool {
-        self.events_gone.load(Ordering::SeqCst)
-            || self.idle_after.load(Ordering::SeqCst) > self.events_put.load(Ordering::SeqCst)
-    }
-
-    /// The application found its [`Events`] empty.
-    fn found_empty(&self) {
-        let taken = self.events_taken.load(Ordering::SeqCst);
-        self.idle_after.store(taken + 1, Ordering::SeqCst);
-        self.ring_if_eof_waits();
-    }
-
-    fn ring_if_eof_waits(&self) {
-        if self.eof_waits.load(Ordering::SeqCst) {
-            if let Some(ring) = self.doorbell.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-                ring();
-            }
+    /// Wake the driver wherever it waits.
+    fn ring(&self) {
+        if let Some(ring) = self.doorbell.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            ring();
         }
     }
 
@@ -488,7 +466,7 @@ impl<E, X> Events<E, X> {
             Ok(n) => Ok(n),
             Err(TryRecvError::Disconnected) => return Ok(None),
             Err(TryRecvError::Empty) => {
-                self.shared.found_empty();
+                self.found_empty();
                 self.rx.recv_timeout(timeout)
             }
         };
@@ -504,7 +482,7 @@ impl<E, X> Events<E, X> {
         match self.rx.try_recv() {
             Ok(n) => Some(self.took(n)),
             Err(TryRecvError::Empty) => {
-                self.shared.found_empty();
+                self.found_empty();
                 None
             }
             Err(TryRecvError::Disconnected) => None,
@@ -512,8 +490,14 @@ impl<E, X> Events<E, X> {
     }
 
     fn took(&self, notice: Notice<E, X>) -> Notice<E, X> {
-        self.shared.events_taken.fetch_add(1, Ordering::SeqCst);
+        self.shared.flow.took();
         notice
+    }
+
+    fn found_empty(&self) {
+        if self.shared.flow.found_empty() {
+            self.shared.ring();
+        }
     }
 }
 
@@ -525,7 +509,7 @@ impl<E, X> Iterator for Events<E, X> {
             Ok(n) => Some(n),
             Err(TryRecvError::Disconnected) => None,
             Err(TryRecvError::Empty) => {
-                self.shared.found_empty();
+                self.found_empty();
                 self.rx.recv().ok()
             }
         };
@@ -535,8 +519,9 @@ impl<E, X> Iterator for Events<E, X> {
 
 impl<E, X> Drop for Events<E, X> {
     fn drop(&mut self) {
-        self.shared.events_gone.store(true, Ordering::SeqCst);
-        self.shared.ring_if_eof_waits();
+        if self.shared.flow.receiver_gone() {
+            self.shared.ring();
+        }
     }
 }
 

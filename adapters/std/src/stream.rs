@@ -236,8 +236,7 @@ where
     let thread = spawn_named("switchboard-conn", move || {
         // Events are answered on the application's thread: hold the peer's EOF until then.
         core.hold_eof().run(machine, source, None, move |notice, _| {
-            // Counted before it can be taken, so the application is never idle "after" it.
-            counted.events_put.fetch_add(1, Ordering::SeqCst);
+            counted.flow.put();
             // Nobody listening is fine: the application dropped its events on purpose.
             let _ = events_tx.send(notice);
         })
@@ -435,12 +434,9 @@ where
             return; // over budget: fed once writes make room
         }
         if self.hold_eof && !self.close_requested && !self.shared.close_asked.load(Ordering::SeqCst) {
-            if !self.shared.app_idle() {
-                self.shared.eof_waits.store(true, Ordering::SeqCst);
-                // The application may have found its events empty just before that.
-                if !self.shared.app_idle() {
-                    return;
-                }
+            // Not idle: the application rings the doorbell once it is.
+            if !self.shared.flow.idle() {
+                return;
             }
             // It sent its answers before it asked again: take them before the end.
             loop {
@@ -458,7 +454,6 @@ where
             }
         }
         self.eof_held = false;
-        self.shared.eof_waits.store(false, Ordering::SeqCst);
         self.feed(Input::Eof);
     }
 

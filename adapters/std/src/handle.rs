@@ -21,7 +21,10 @@ pub struct Settings<C> {
     /// Options applied to the socket before the driver starts (and to every accepted stream).
     pub socket: SocketOptions,
     /// How many commands (and reader hand-offs) the handle's channel holds before
-    /// [`Handle::send`] blocks. Default 64.
+    /// [`Handle::send`] blocks. Default 256: as many as the driver takes in one turn, so a
+    /// sender that keeps the channel full wakes it once per 256 commands (64 B frames through
+    /// `spawn`: 1.6–1.9M msg/s at 64, 2.7–3.3M at 256). The slots are allocated when the
+    /// connection starts, about 80 bytes each.
     pub command_capacity: usize,
     /// Bytes the reader asks the socket for at a time (stream driver). Default 64 KiB.
     pub read_chunk: usize,
@@ -37,11 +40,11 @@ pub struct Settings<C> {
 }
 
 impl<C> Settings<C> {
-    /// Defaults: no socket options, 64 commands, 64 KiB reads, 2 s linger, no close command.
+    /// Defaults: no socket options, 256 commands, 64 KiB reads, 2 s linger, no close command.
     pub fn new() -> Self {
         Settings {
             socket: SocketOptions::new(),
-            command_capacity: 64,
+            command_capacity: 256,
             read_chunk: 64 * 1024,
             linger: Duration::from_secs(2),
             default_destination: None,

@@ -96,7 +96,11 @@ pub struct DriverConfig {
     pub read_chunk: usize,
     /// The largest datagram received whole (default 65 535).
     pub max_datagram: usize,
-    /// Commands the application may queue before `send` waits (default 64).
+    /// Commands the application may queue before `send` waits (default 256). The channel
+    /// allocates as commands arrive, so a larger cap costs an idle connection nothing; a
+    /// sender that keeps it full wakes the driver once per this many commands (64 B frames
+    /// through `connect_with`, tokio: 2.2–2.5M msg/s at 64, 2.9–3.2M at 256; smol 0.3–1.1M at
+    /// 64, 2.1–2.8M at 256).
     pub commands: usize,
     /// Events queued for the application before the driver stops reading (default 256).
     pub events: usize,
@@ -116,7 +120,7 @@ impl Default for DriverConfig {
         DriverConfig {
             read_chunk: 16 * 1024,
             max_datagram: 65_535,
-            commands: 64,
+            commands: 256,
             events: 256,
             linger: Duration::from_secs(2),
             peer: None,

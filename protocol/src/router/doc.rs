@@ -119,7 +119,9 @@ fn check_depth(raw: &RawDocument) -> Result<(), DocError> {
         };
         let element = element.map_err(not_bson)?;
         let nested = match element.element_type() {
-            ElementType::EmbeddedDocument => element.value().map_err(not_bson)?.as_document().map(|d| d.iter_elements()),
+            ElementType::EmbeddedDocument => {
+                element.value().map_err(not_bson)?.as_document().map(|d| d.iter_elements())
+            }
             ElementType::Array => element.value().map_err(not_bson)?.as_array().map(|a| a.iter_elements()),
             ElementType::JavaScriptCodeWithScope => match element.value().map_err(not_bson)? {
                 bson::RawBsonRef::JavaScriptCodeWithScope(code) => Some(code.scope.iter_elements()),
@@ -614,7 +616,11 @@ impl FromHub {
             "datastore" => {
                 let key = get_str(&doc, "key", "key")?;
                 check_key(&key, "key")?;
-                FromHub::Datastore { unique: get_str(&doc, "unique", "unique")?, key, value: get_str(&doc, "value", "value")? }
+                FromHub::Datastore {
+                    unique: get_str(&doc, "unique", "unique")?,
+                    key,
+                    value: get_str(&doc, "value", "value")?,
+                }
             }
             "closing" => FromHub::Closing { reason: get_str(&doc, "reason", "reason")? },
             _ => return Err(DocError::UnexpectedOp { t }),
@@ -625,12 +631,169 @@ impl FromHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     #[test]
     fn names() {
-        let c = ClientDoc { name: "bot".into(), game: "g".into(), unique: "u1".into(), ip: "10.0.0.1".into(), ..Default::default() };
+        let c = ClientDoc {
+            name: "bot".into(),
+            game: "g".into(),
+            unique: "u1".into(),
+            ip: "10.0.0.1".into(),
+            ..Default::default()
+        };
         assert_eq!(c.fullname(), "bot[u1@10.0.0.1]");
         assert_eq!(c.uniquename(), "u1@10.0.0.1");
+    }
+
+    fn sample_client() -> ClientDoc {
+        let mut c = ClientDoc {
+            name: "n".into(),
+            game: "g".into(),
+            unique: "u".into(),
+            ip: "::1".into(),
+            ..Default::default()
+        };
+        c.datastore.insert("k".into(), "값".into());
+        c
+    }
+
+    #[test]
+    fn every_payload_round_trips() {
+        let data = bson::doc! { "n": 1, "s": "x", "nested": { "list": [1, 2.5, "3"] }, "1": true };
+        let mut headers = BTreeMap::new();
+        headers.insert("role".to_string(), "dev".to_string());
+        let hellos = [
+            Hello { name: "a".into(), game: "g".into(), unique: Some("u".into()), token: Some("t".into()), headers },
+            Hello { name: "b".into(), game: "".into(), ..Default::default() },
+        ];
+        for hello in hellos {
+            assert_eq!(Hello::from_bytes(&hello.to_bytes().unwrap()), Ok(hello));
+        }
+        let welcome = Welcome {
+            unique: "u".into(),
+            ip: "10.0.0.1".into(),
+            clients: alloc::vec![sample_client(), ClientDoc::default()],
+        };
+        assert_eq!(Welcome::from_bytes(&welcome.to_bytes().unwrap()), Ok(welcome));
+        for code in [RefuseCode::Unauthorized, RefuseCode::UniqueInUse, RefuseCode::Full, RefuseCode::BadRequest] {
+            let refused = Refused { code, reason: "why".into() };
+            assert_eq!(Refused::from_bytes(&refused.to_bytes().unwrap()), Ok(refused));
+            assert_eq!(RefuseCode::parse(code.as_str()), Some(code));
+        }
+        let to_hub = [
+            ToHub::Broadcast { op: "o".into(), data: data.clone() },
+            ToHub::At { to: alloc::vec!["a".into(), "b".into()], op: "o".into(), data: data.clone() },
+            ToHub::Omit { to: alloc::vec![], op: "o".into(), data: data.clone() },
+            ToHub::Datastore { key: "k".into(), value: "v".into() },
+            ToHub::Bye { reason: Some("r".into()) },
+            ToHub::Bye { reason: None },
+        ];
+        for note in to_hub {
+            assert_eq!(ToHub::from_bytes(&note.to_bytes().unwrap()), Ok(note));
+        }
+        let from_hub = [
+            FromHub::Op { from: "a".into(), op: "o".into(), data },
+            FromHub::Connected(sample_client()),
+            FromHub::Disconnected { client: sample_client(), reason: "timeout".into() },
+            FromHub::Datastore { unique: "u".into(), key: "k".into(), value: "v".into() },
+            FromHub::Closing { reason: "replaced".into() },
+        ];
+        for note in from_hub {
+            assert_eq!(FromHub::from_bytes(&note.to_bytes().unwrap()), Ok(note));
+        }
+    }
+
+    #[test]
+    fn the_wire_form_is_the_specs() {
+        let bytes =
+            ToHub::At { to: alloc::vec!["x".into()], op: "o".into(), data: bson::doc! { "a": 1 } }.to_bytes().unwrap();
+        let doc = Document::from_reader(&bytes[..]).unwrap();
+        assert_eq!(doc, bson::doc! { "t": "at", "to": ["x"], "op": "o", "data": { "a": 1 } });
+        let bytes = Refused { code: RefuseCode::UniqueInUse, reason: "r".into() }.to_bytes().unwrap();
+        assert_eq!(
+            Document::from_reader(&bytes[..]).unwrap(),
+            bson::doc! { "t": "refused", "code": "unique_in_use", "reason": "r" }
+        );
+    }
+
+    #[test]
+    fn optional_fields_may_be_null_and_unknown_fields_are_ignored() {
+        let bytes = bson::doc! { "t": "hello", "name": "n", "game": "g", "unique": null, "token": null, "headers": null, "extra": 1 }.to_vec().unwrap();
+        assert_eq!(Hello::from_bytes(&bytes), Ok(Hello { name: "n".into(), game: "g".into(), ..Default::default() }));
+        let bytes = bson::doc! { "t": "bye", "reason": null }.to_vec().unwrap();
+        assert_eq!(ToHub::from_bytes(&bytes), Ok(ToHub::Bye { reason: None }));
+    }
+
+    fn bytes_of(doc: Document) -> Vec<u8> {
+        doc.to_vec().unwrap()
+    }
+
+    #[test]
+    fn malformed_payloads_say_what_is_wrong() {
+        let not_bson: [&[u8]; 4] = [b"", b"garbage", b"\x06\0\0\0\0", b"\x05\0\0\0\0trailing"];
+        for bytes in not_bson {
+            assert!(matches!(ToHub::from_bytes(bytes), Err(DocError::NotBson { .. })), "{bytes:?}");
+        }
+        let cases: [(Vec<u8>, DocError); 9] = [
+            (bytes_of(bson::doc! { "op": "x" }), DocError::MissingField { field: "t" }),
+            (
+                bytes_of(bson::doc! { "t": 1 }),
+                DocError::WrongType { field: "t", expected: "a string", found: "Int32".into() },
+            ),
+            (bytes_of(bson::doc! { "t": "fly" }), DocError::UnexpectedOp { t: "fly".into() }),
+            (
+                bytes_of(bson::doc! { "t": "op", "from": "a", "op": "o", "data": {} }),
+                DocError::UnexpectedOp { t: "op".into() },
+            ),
+            (bytes_of(bson::doc! { "t": "broadcast", "op": "o" }), DocError::MissingField { field: "data" }),
+            (
+                bytes_of(bson::doc! { "t": "broadcast", "op": "o", "data": [1] }),
+                DocError::WrongType { field: "data", expected: "a document", found: "Array".into() },
+            ),
+            (
+                bytes_of(bson::doc! { "t": "omit", "to": ["a", 1], "op": "o", "data": {} }),
+                DocError::WrongType { field: "to", expected: "an array of strings", found: "Int32".into() },
+            ),
+            (
+                bytes_of(bson::doc! { "t": "datastore", "key": "a\0b", "value": "v" }),
+                DocError::BadValue { field: "key", reason: "contains NUL, which a document key cannot hold" },
+            ),
+            (
+                bytes_of(bson::doc! { "t": "bye", "reason": 3 }),
+                DocError::WrongType { field: "reason", expected: "a string", found: "Int32".into() },
+            ),
+        ];
+        for (bytes, error) in cases {
+            assert_eq!(ToHub::from_bytes(&bytes), Err(error.clone()));
+            assert_eq!(error.fault(), Fault::Peer);
+        }
+        let bad_client = bytes_of(
+            bson::doc! { "t": "welcome", "unique": "u", "ip": "i", "clients": [{ "name": "n", "game": "g", "unique": "u", "ip": "i", "datastore": { "k": 1 } }] },
+        );
+        assert_eq!(
+            Welcome::from_bytes(&bad_client),
+            Err(DocError::WrongType {
+                field: "client.datastore",
+                expected: "a document of strings",
+                found: "Int32".into()
+            })
+        );
+        let unknown_code = bytes_of(bson::doc! { "t": "refused", "code": "busy", "reason": "r" });
+        assert_eq!(Refused::from_bytes(&unknown_code), Err(DocError::UnknownCode { code: "busy".into() }));
+        assert_eq!(
+            Hello::from_bytes(&bytes_of(bson::doc! { "t": "welcome" })),
+            Err(DocError::UnexpectedOp { t: "welcome".into() })
+        );
+    }
+
+    #[test]
+    fn a_nul_in_a_key_cannot_be_encoded_and_is_the_callers_fault() {
+        let mut data = Document::new();
+        data.insert("a\0b", 1);
+        let error = ToHub::Broadcast { op: "o".into(), data }.to_bytes().unwrap_err();
+        assert!(matches!(error, DocError::Unencodable { .. }), "{error:?}");
+        assert_eq!(error.fault(), Fault::Caller);
     }
 
     #[test]

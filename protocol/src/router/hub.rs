@@ -379,7 +379,8 @@ impl Hub {
         if let Some(old) = replaces {
             self.replace(old);
         }
-        let doc = ClientDoc { name: hello.name, game: hello.game, unique, ip: ip.to_string(), datastore: BTreeMap::new() };
+        let doc =
+            ClientDoc { name: hello.name, game: hello.game, unique, ip: ip.to_string(), datastore: BTreeMap::new() };
         self.join(conn, id, doc);
     }
 
@@ -414,7 +415,8 @@ impl Hub {
     }
 
     fn join(&mut self, conn: ConnId, id: u64, doc: ClientDoc) {
-        let welcome = Welcome { unique: doc.unique.clone(), ip: doc.ip.clone(), clients: self.clients().cloned().collect() };
+        let welcome =
+            Welcome { unique: doc.unique.clone(), ip: doc.ip.clone(), clients: self.clients().cloned().collect() };
         let payload = match welcome.to_bytes() {
             Ok(payload) => payload,
             // Everything in it was decoded from peers, which guarantees it encodes again.
@@ -466,12 +468,8 @@ impl Hub {
             ToHub::At { to, op, data } => {
                 // By join order, each once; unknown uniques are skipped.
                 let seqs: BTreeSet<u64> = to.iter().filter_map(|u| self.by_unique.get(u).copied()).collect();
-                let targets: Vec<ConnId> = seqs
-                    .iter()
-                    .map(|s| &self.members[s])
-                    .filter(|m| m.leaving.is_none())
-                    .map(|m| m.conn)
-                    .collect();
+                let targets: Vec<ConnId> =
+                    seqs.iter().map(|s| &self.members[s]).filter(|m| m.leaving.is_none()).map(|m| m.conn).collect();
                 self.send_to(targets, &FromHub::Op { from, op, data });
             }
             ToHub::Datastore { key, value } => {
@@ -549,7 +547,8 @@ impl Hub {
         // Everything relayed was decoded from a peer, which guarantees it encodes again.
         let Ok(payload) = note.to_bytes() else { return };
         for conn in targets {
-            self.actions.push_back(HubAction::Send { conn, command: message::Command::Notify { payload: payload.clone() } });
+            self.actions
+                .push_back(HubAction::Send { conn, command: message::Command::Notify { payload: payload.clone() } });
         }
     }
 }

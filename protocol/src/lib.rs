@@ -9,6 +9,14 @@
 //! `switchboard-std`, `switchboard-tokio`, … crates) runs any of them. The poll order is written
 //! down in [`machine`] and in `docs/ARCHITECTURE.md`.
 //!
+//! The protocols, one module each (WIRE.md sections in brackets):
+//! - [`kcom`]: KCOM5 one-shot transfers (§1);
+//! - [`stage`]: STAGE packet, text and raw framing over streams and datagrams (§2);
+//! - [`crypto`]: the cipher streams, STAGE profile and sealed profile (§3);
+//! - [`message`]: typed message frames with request correlation and heartbeats (§4);
+//! - `router` (with the `std` feature, which brings `bson`): the hub and client of the router
+//!   protocol, riding on message frames (§5).
+//!
 //! ```
 //! use bytes::{Bytes, BytesMut};
 //! use switchboard_proto::{Input, Instant, Machine, Output};
@@ -50,6 +58,8 @@ pub mod time;
 pub mod crypto;
 pub mod kcom;
 pub mod message;
+#[cfg(feature = "std")]
+pub mod router;
 pub mod stage;
 
 pub use entropy::{Entropy, SplitMix64};

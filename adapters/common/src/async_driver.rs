@@ -89,6 +89,12 @@ impl Drivable for switchboard_proto::message::MessageConnection {
     }
 }
 
+impl Drivable for switchboard_proto::router::RouterClient {
+    fn close_command() -> switchboard_proto::router::ClientCommand {
+        switchboard_proto::router::ClientCommand::Close
+    }
+}
+
 /// How a driver buffers and waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DriverConfig {

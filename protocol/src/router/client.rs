@@ -1,0 +1,444 @@
+//! The router client: one [`MessageConnection`] speaking WIRE.md §5 to a hub.
+//!
+//! # States and transitions
+//!
+//! | state     | on                                                  | does                                                    | next      |
+//! |-----------|-----------------------------------------------------|---------------------------------------------------------|-----------|
+//! | Start     | the first `handle_input` or `poll_output`           | sends the `hello` request                               | HelloSent |
+//! | HelloSent | the `welcome` response                              | `ClientEvent::Welcome`; the client list filled          | Welcomed  |
+//! | HelloSent | a command other than `Close`                        | refused: [`RouterError::NotWelcomed`] (caller)          | HelloSent |
+//! | HelloSent | a notification from the hub                         | output flushed, connection closed                       | Ending(Err `UnexpectedFrame`) |
+//! | HelloSent | the hello's request timeout                         | output flushed, connection closed                       | Ending(Err `HelloTimedOut`) |
+//! | any open  | a `refused` error frame                             | output flushed, connection closed                       | Ending(Err `Refused`) |
+//! | any open  | a payload that does not decode                      | output flushed, connection closed                       | Ending(Err `Doc`) |
+//! | any open  | a request from the hub                              | output flushed, connection closed                       | Ending(Err `UnexpectedFrame`) |
+//! | Welcomed  | `op` / `connected` / `disconnected` / `datastore` / `closing` | the matching [`ClientEvent`]; the list updated | Welcomed |
+//! | Welcomed  | `Broadcast` / `At` / `Omit` / `Datastore` / `Bye`   | the notification sent                                   | Welcomed  |
+//! | any open  | `Close`, `Eof`, or the message connection ending    | as the message connection does                          | Finished(its result, as `RouterError::Message`) |
+//! | Ending    | output drained                                      | `Finished(Err(..))`                                     | Done      |
+//!
+//! The hub closes the connection after `closing` and after a `bye`, so both normally end with
+//! `Eof` and `Finished(Ok)`. Heartbeats and dead peers are the message connection's business
+//! (configure them in [`MessageConfig`]); a dead hub ends the client with
+//! `RouterError::Message(PeerDead)`.
+//!
+//! # Refusals
+//!
+//! A `refused` answer ends the machine with [`RouterError::Refused`], blamed on the peer: the
+//! connection is over and nothing done to this machine changes that. Whether trying again can
+//! help is for the application to read from the code: `unauthorized` and `unique_in_use` need
+//! another hello, `full` may pass later, and `bad_request` means this client broke the protocol.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use bson::Document;
+use bytes::Bytes;
+
+use super::doc::{ClientDoc, DocError, FromHub, Hello, RefuseCode, Refused, ToHub, Welcome};
+use crate::fault::{Blame, Fault};
+use crate::machine::{Input, Machine, Output};
+use crate::message::{self, Command, ErrorPayload, Event, MessageConfig, MessageConnection};
+use crate::time::Instant;
+
+/// How a [`RouterClient`] connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The message connection underneath (its `error_payload` is forced to
+    /// [`ErrorPayload::Raw`]: the hub's errors are BSON).
+    pub message: MessageConfig,
+    /// The hello to send.
+    pub hello: Hello,
+}
+
+impl ClientConfig {
+    /// A client sending `hello` over messages configured by `message`.
+    pub fn new(message: MessageConfig, hello: Hello) -> Self {
+        ClientConfig { message, hello }
+    }
+}
+
+/// What the application asks of a [`RouterClient`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientCommand {
+    /// Send `op` to every other client.
+    Broadcast {
+        /// The operation's name.
+        op: String,
+        /// Its data.
+        data: Document,
+    },
+    /// Send `op` to exactly the clients listed (yourself too, if listed).
+    At {
+        /// Their uniques.
+        to: Vec<String>,
+        /// The operation's name.
+        op: String,
+        /// Its data.
+        data: Document,
+    },
+    /// Send `op` to every other client but those listed.
+    Omit {
+        /// Their uniques.
+        to: Vec<String>,
+        /// The operation's name.
+        op: String,
+        /// Its data.
+        data: Document,
+    },
+    /// Publish `key = value` on this client's record.
+    Datastore {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Say goodbye; the hub closes the connection.
+    Bye {
+        /// Why, if you say.
+        reason: Option<String>,
+    },
+    /// Flush and close the connection.
+    Close,
+}
+
+/// What a [`RouterClient`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// The hub accepted the hello; [`RouterClient::clients`] now lists the others.
+    Welcome {
+        /// The unique this client goes by.
+        unique: String,
+        /// This client's address as the hub sees it.
+        ip: String,
+    },
+    /// Another client (or this one, through `at`) sent an operation.
+    Op {
+        /// The sender's unique.
+        from: String,
+        /// The operation's name.
+        op: String,
+        /// Its data.
+        data: Document,
+    },
+    /// A client joined.
+    Connected(ClientDoc),
+    /// A client left.
+    Disconnected {
+        /// The client, as last known.
+        client: ClientDoc,
+        /// Why.
+        reason: String,
+    },
+    /// A client published a datastore key.
+    Datastore {
+        /// Whose record.
+        unique: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// The hub is about to close this connection.
+    Closing {
+        /// Why (`"replaced"`, …).
+        reason: String,
+    },
+}
+
+/// Why a router client call was refused or the client ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouterError {
+    /// The message connection refused a call or ended; its own blame applies.
+    #[error("message connection: {0}")]
+    Message(message::Error),
+    /// A payload did not decode (the hub's fault) or a command's payload cannot be encoded (the
+    /// caller's).
+    #[error("router payload: {0}")]
+    Doc(DocError),
+    /// The hub refused this client and closes the connection. Blamed on the peer (see the
+    /// [module docs](self#refusals)).
+    #[error("refused by the hub ({code}): {reason}")]
+    Refused {
+        /// Which rule refused us.
+        code: RefuseCode,
+        /// The hub's explanation.
+        reason: String,
+    },
+    /// The hub did not answer the hello before the request timeout.
+    #[error("the hub did not answer the hello in time")]
+    HelloTimedOut,
+    /// The hub sent a frame the protocol does not allow it to send here.
+    #[error("the hub sent an unexpected {what}")]
+    UnexpectedFrame {
+        /// What it sent.
+        what: &'static str,
+    },
+    /// A command other than `Close` before the hub's welcome.
+    #[error("not welcomed by the hub yet")]
+    NotWelcomed,
+}
+
+impl From<message::Error> for RouterError {
+    fn from(e: message::Error) -> Self {
+        RouterError::Message(e)
+    }
+}
+
+impl From<DocError> for RouterError {
+    fn from(e: DocError) -> Self {
+        RouterError::Doc(e)
+    }
+}
+
+impl Blame for RouterError {
+    fn fault(&self) -> Fault {
+        match self {
+            RouterError::Message(e) => e.fault(),
+            RouterError::Doc(e) => e.fault(),
+            RouterError::Refused { .. } | RouterError::HelloTimedOut | RouterError::UnexpectedFrame { .. } => {
+                Fault::Peer
+            }
+            RouterError::NotWelcomed => Fault::Caller,
+        }
+    }
+}
+
+enum State {
+    /// The hello is encoded and waits for the first call.
+    Start(Bytes),
+    HelloSent(u64),
+    Welcomed,
+    /// This layer decided the end; the message connection is flushing and its frames are dropped.
+    Ending(RouterError),
+    Done,
+}
+
+/// The router client machine. See the [module docs](self) for its transitions.
+pub struct RouterClient {
+    conn: MessageConnection,
+    hello: Hello,
+    state: State,
+    me: Option<ClientDoc>,
+    clients: BTreeMap<String, ClientDoc>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl core::fmt::Debug for RouterClient {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RouterClient").field("me", &self.me).field("clients", &self.clients).finish_non_exhaustive()
+    }
+}
+
+impl RouterClient {
+    /// A client that will send `config.hello`. Refuses a message configuration that cannot
+    /// work, or a hello that cannot be encoded.
+    pub fn new(config: ClientConfig) -> Result<Self, RouterError> {
+        let message = config.message.with_error_payload(ErrorPayload::Raw);
+        let hello = config.hello.to_bytes()?;
+        Ok(RouterClient {
+            conn: MessageConnection::new(message)?,
+            hello: config.hello,
+            state: State::Start(hello),
+            me: None,
+            clients: BTreeMap::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// The other clients on the hub, by unique.
+    pub fn clients(&self) -> &BTreeMap<String, ClientDoc> {
+        &self.clients
+    }
+
+    /// This client as the hub knows it, once welcomed.
+    pub fn me(&self) -> Option<&ClientDoc> {
+        self.me.as_ref()
+    }
+
+    /// Whether the hub has welcomed this client (and it has not ended since).
+    pub fn is_welcomed(&self) -> bool {
+        matches!(self.state, State::Welcomed)
+    }
+
+    /// The message connection underneath (read-only: its state belongs to this machine).
+    pub fn connection(&self) -> &MessageConnection {
+        &self.conn
+    }
+
+    /// Send the hello if it is not sent yet.
+    fn start(&mut self, now: Instant) {
+        let State::Start(hello) = &self.state else { return };
+        let hello = hello.clone();
+        match self.conn.request(now, hello, None) {
+            Ok(id) => self.state = State::HelloSent(id),
+            Err(e) => self.end(now, RouterError::Message(e)),
+        }
+    }
+
+    fn end(&mut self, now: Instant, error: RouterError) {
+        self.state = State::Ending(error);
+        // Refused only if the connection already ended; it flushed then too.
+        let _ = self.conn.handle_input(now, Input::Command(Command::Close));
+    }
+
+    fn on_command(&mut self, now: Instant, command: ClientCommand) -> Result<(), RouterError> {
+        let note = match command {
+            ClientCommand::Close => return Ok(self.conn.handle_input(now, Input::Command(Command::Close))?),
+            _ if !self.is_welcomed() => return Err(RouterError::NotWelcomed),
+            ClientCommand::Broadcast { op, data } => ToHub::Broadcast { op, data },
+            ClientCommand::At { to, op, data } => ToHub::At { to, op, data },
+            ClientCommand::Omit { to, op, data } => ToHub::Omit { to, op, data },
+            ClientCommand::Datastore { key, value } => {
+                if key.contains('\0') {
+                    return Err(DocError::Unencodable { reason: "a datastore key cannot contain NUL".into() }.into());
+                }
+                ToHub::Datastore { key, value }
+            }
+            ClientCommand::Bye { reason } => ToHub::Bye { reason },
+        };
+        let payload = note.to_bytes()?;
+        self.conn.handle_input(now, Input::Command(Command::Notify { payload }))?;
+        // The hub does not echo our own datastore back; keep our record as the others see it.
+        if let (ToHub::Datastore { key, value }, Some(me)) = (note, &mut self.me) {
+            me.datastore.insert(key, value);
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, now: Instant, event: Event) {
+        if let Err(e) = self.try_event(event) {
+            self.end(now, e);
+        }
+    }
+
+    fn try_event(&mut self, event: Event) -> Result<(), RouterError> {
+        match event {
+            Event::Response { id, payload } => match self.state {
+                State::HelloSent(hello) if hello == id => self.on_welcome(Welcome::from_bytes(&payload)?),
+                // Only the hello is ever asked; the message connection refuses answers to
+                // anything else.
+                _ => Err(RouterError::UnexpectedFrame { what: "response" }),
+            },
+            Event::ErrorPayload { payload, .. } => {
+                let Refused { code, reason } = Refused::from_bytes(&payload)?;
+                Err(RouterError::Refused { code, reason })
+            }
+            Event::Notification { payload } => {
+                if !self.is_welcomed() {
+                    return Err(RouterError::UnexpectedFrame { what: "notification before the welcome" });
+                }
+                self.on_note(FromHub::from_bytes(&payload)?);
+                Ok(())
+            }
+            Event::TimedOut { .. } => Err(RouterError::HelloTimedOut),
+            Event::Request { .. } => Err(RouterError::UnexpectedFrame { what: "request" }),
+            Event::Error { .. } => Err(RouterError::UnexpectedFrame { what: "text error" }),
+            Event::Heartbeat { .. } | Event::LateResponse { .. } => Ok(()),
+        }
+    }
+
+    fn on_welcome(&mut self, welcome: Welcome) -> Result<(), RouterError> {
+        self.clients = welcome.clients.into_iter().map(|c| (c.unique.clone(), c)).collect();
+        self.clients.remove(&welcome.unique);
+        self.me = Some(ClientDoc {
+            name: self.hello.name.clone(),
+            game: self.hello.game.clone(),
+            unique: welcome.unique.clone(),
+            ip: welcome.ip.clone(),
+            datastore: BTreeMap::new(),
+        });
+        self.state = State::Welcomed;
+        self.events.push_back(ClientEvent::Welcome { unique: welcome.unique, ip: welcome.ip });
+        Ok(())
+    }
+
+    fn on_note(&mut self, note: FromHub) {
+        let event = match note {
+            FromHub::Op { from, op, data } => ClientEvent::Op { from, op, data },
+            FromHub::Connected(client) => {
+                self.clients.insert(client.unique.clone(), client.clone());
+                ClientEvent::Connected(client)
+            }
+            FromHub::Disconnected { client, reason } => {
+                self.clients.remove(&client.unique);
+                ClientEvent::Disconnected { client, reason }
+            }
+            FromHub::Datastore { unique, key, value } => {
+                let record = match &mut self.me {
+                    Some(me) if me.unique == unique => Some(me),
+                    _ => self.clients.get_mut(&unique),
+                };
+                if let Some(record) = record {
+                    record.datastore.insert(key.clone(), value.clone());
+                }
+                ClientEvent::Datastore { unique, key, value }
+            }
+            FromHub::Closing { reason } => ClientEvent::Closing { reason },
+        };
+        self.events.push_back(event);
+    }
+
+    fn finish(&mut self, inner: Result<(), message::Error>) -> Output<ClientEvent, RouterError> {
+        let result = match core::mem::replace(&mut self.state, State::Done) {
+            State::Ending(ours) => Err(ours),
+            State::Done => Err(RouterError::Message(message::Error::Finished)),
+            _ => inner.map_err(RouterError::Message),
+        };
+        Output::Finished(result)
+    }
+}
+
+impl Machine for RouterClient {
+    type Command = ClientCommand;
+    type Event = ClientEvent;
+    type Error = RouterError;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, ClientCommand>) -> Result<(), RouterError> {
+        if matches!(self.state, State::Ending(_) | State::Done) {
+            return Err(RouterError::Message(message::Error::Finished));
+        }
+        self.start(now);
+        match input {
+            Input::Command(command) => self.on_command(now, command),
+            Input::Stream(buf) => Ok(self.conn.handle_input(now, Input::Stream(buf))?),
+            Input::Datagram { from, data } => Ok(self.conn.handle_input(now, Input::Datagram { from, data })?),
+            Input::Eof => Ok(self.conn.handle_input(now, Input::Eof)?),
+            Input::Timeout => Ok(self.conn.handle_input(now, Input::Timeout)?),
+        }
+    }
+
+    fn poll_output(&mut self, now: Instant) -> Output<ClientEvent, RouterError> {
+        self.start(now);
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Output::Event(event);
+            }
+            if matches!(self.state, State::Done) {
+                return Output::Finished(Err(RouterError::Message(message::Error::Finished)));
+            }
+            match self.conn.poll_output(now) {
+                Output::Transmit(bytes) => return Output::Transmit(bytes),
+                Output::TransmitTo(to, bytes) => return Output::TransmitTo(to, bytes),
+                Output::Event(event) => {
+                    // After this layer's own end, later frames are dropped.
+                    if !matches!(self.state, State::Ending(_)) {
+                        self.on_event(now, event);
+                    }
+                }
+                Output::Timeout(deadline) => {
+                    return match self.state {
+                        State::Ending(_) => self.finish(Ok(())),
+                        _ => Output::Timeout(deadline),
+                    };
+                }
+                Output::Finished(result) => return self.finish(result),
+            }
+        }
+    }
+
+    fn write_budget(&self) -> usize {
+        self.conn.write_budget()
+    }
+}

@@ -25,7 +25,10 @@
 //! * **Graceful shutdown.** Dropping every command sender (or [`Connection::close`]) feeds the
 //!   machine its close command after every command already accepted; everything it transmits is
 //!   written, the write side is shut down, and the driver waits a short linger for the peer's
-//!   end of stream so nothing it sent is reset away.
+//!   end of stream so nothing it sent is reset away. The result (and the end of the event
+//!   stream) comes as soon as it is final, when the write side is shut down: the linger goes on
+//!   behind it, so an application reacting to a connection's end (a hub telling the others a
+//!   client left) does not wait for a peer that never closes its side.
 //! * **The peer's end of stream waits for the answers.** An application answers events as it
 //!   takes them, on its own task, so the driver feeds the peer's EOF to the machine only once
 //!   the application has taken every event before it and asked for the next one (or dropped
@@ -305,6 +308,29 @@ impl<M: Machine> Commands<M> {
         self.tx.try_send(command)
     }
 
+    /// Queue a command even past the cap (never waits; `Err` gives it back once the driver
+    /// stopped). For a sender that must keep its commands in order under a lock and waits for
+    /// [`room`](Self::room) afterwards, as the router hub does.
+    pub(crate) fn push(&self, command: M::Command) -> Result<(), M::Command> {
+        self.tx.try_send(command).map_err(|e| e.into_inner())
+    }
+
+    /// Wait until the channel is under its cap again (or the driver stopped).
+    pub(crate) async fn room(&self) {
+        std::future::poll_fn(|cx| {
+            if self.tx.len() < self.capacity || self.tx.is_closed() {
+                return Poll::Ready(());
+            }
+            self.gate.wait(cx.waker());
+            // A take between the check and the registration would otherwise be missed.
+            if self.tx.len() < self.capacity || self.tx.is_closed() {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Commands queued and not yet taken by the driver.
     pub fn len(&self) -> usize {
         self.tx.len()
@@ -506,7 +532,8 @@ pub struct Done<M: Machine> {
 }
 
 impl<M: Machine> Done<M> {
-    /// Wait for the driver to finish.
+    /// Wait for the connection's result: once everything is written and the write side shut
+    /// down (the linger for the peer's end of stream goes on behind it).
     pub async fn wait(self) -> Result<(), DriverError<M::Error>> {
         self.rx.recv().await.unwrap_or(Err(DriverError::Cancelled))
     }
@@ -873,6 +900,9 @@ struct StreamDriver<R: Runtime, M: Drivable, S: ByteStream> {
     phase: Phase,
     linger: Duration,
     linger_timer: Option<R::Timer>,
+    /// Where the result goes: as soon as it is final (everything written, the write side shut
+    /// down), not after the linger, which only waits for the peer's end of stream.
+    done: Option<Sender<DriverResult<M>>>,
 }
 
 /// Run `machine` over the byte stream `io`: the connection's handles and the driver future to
@@ -897,10 +927,13 @@ pub fn stream_driver<R: Runtime, M: Drivable, S: ByteStream>(
         phase: Phase::Running,
         linger: config.linger,
         linger_timer: None,
+        done: Some(done),
     };
     let future = async move {
         let result = std::future::poll_fn(|cx| driver.poll_run(cx)).await;
-        let _ = done.try_send(result);
+        if let Some(done) = driver.done.take() {
+            let _ = done.try_send(result);
+        }
     };
     (connection, Box::pin(future))
 }
@@ -954,6 +987,15 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
                 }
             }
             Phase::Lingering => {
+                if self.core.delivered() {
+                    // Nothing can change the outcome now, and no event can come: end the event
+                    // stream and report, so the application (a hub telling others that this
+                    // client left) does not wait for the peer's end of stream too.
+                    if let Some(done) = self.done.take() {
+                        self.core.events.close();
+                        let _ = done.try_send(self.core.result());
+                    }
+                }
                 if !self.eof && !self.linger.is_zero() {
                     match self.discard_input(cx) {
                         Poll::Ready(true) => self.eof = true,

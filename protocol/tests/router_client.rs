@@ -176,7 +176,7 @@ fn welcome_and_client_lists_converge() {
     let c = net.join(now, "carol", Some("c"));
 
     let events = net.take_events();
-    assert_eq!(events[a][0], ClientEvent::Welcome { unique: "a".into(), ip: "10.0.0.1".into() });
+    assert_eq!(events[a][0], ClientEvent::Welcome { unique: "a".into(), ip: "10.0.0.1".into(), clients: vec![] });
     let b_unique = net.links[b].client.me().unwrap().unique.clone();
     assert_eq!(b_unique.len(), 16);
     assert_eq!(net.links[b].client.me().unwrap().fullname(), format!("bob[{b_unique}@10.0.0.2]"));
@@ -266,7 +266,10 @@ fn a_refused_client_ends_with_refused() {
     assert_eq!(error.fault(), Fault::Peer);
     // The hub closed the refused connection; the welcomed client never heard of it.
     assert!(net.links[b].server_end.is_some());
-    assert_eq!(net.take_events()[a], [ClientEvent::Welcome { unique: "a".into(), ip: "10.0.0.1".into() }]);
+    assert_eq!(
+        net.take_events()[a],
+        [ClientEvent::Welcome { unique: "a".into(), ip: "10.0.0.1".into(), clients: vec![] }]
+    );
     assert_eq!(net.hub.len(), 1);
 }
 

@@ -122,6 +122,8 @@ use std::time::Instant as StdInstant;
 pub use switchboard_proto as proto;
 /// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
 pub use switchboard_rt::kcom;
+/// The router hub (WIRE §5) and its clients on this runtime (see [`switchboard_rt::router`]).
+pub use switchboard_rt::router;
 pub use switchboard_rt::{
     multicast, Commands, Connection, Connections, DatagramSocket, Delivery, Direct, Drivable, DriverConfig,
     DriverError, DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,

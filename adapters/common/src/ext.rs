@@ -311,7 +311,7 @@ impl<R: Runtime> RuntimeExt for R {}
 
 /// The accept loop `serve_with` and `serve_direct` share: options applied to each accepted
 /// socket, then `on_stream`. Returns only on a listener error that is not about one connection.
-async fn accept_each<R: Runtime, L: Listener>(
+pub(crate) async fn accept_each<R: Runtime, L: Listener>(
     rt: R,
     listener: L,
     options: SocketOptions,

@@ -50,6 +50,7 @@ mod ext;
 pub mod kcom;
 pub mod multicast;
 mod registry;
+pub mod router;
 pub mod runtime;
 pub mod sockets;
 pub mod spec;

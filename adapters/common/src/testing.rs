@@ -1933,6 +1933,19 @@ macro_rules! direct_suite {
             fn spec_connections_by_id() {
                 $crate::testing::spec_connections_by_id::<$adapter>();
             }
+            // The router hub (WIRE §5) and its clients over loopback.
+            #[test]
+            fn router_over_the_wire() {
+                $crate::testing::router_over_the_wire::<$adapter>();
+            }
+            #[test]
+            fn router_drops_a_silent_client() {
+                $crate::testing::router_drops_a_silent_client::<$adapter>();
+            }
+            #[test]
+            fn router_drops_a_slow_client() {
+                $crate::testing::router_drops_a_slow_client::<$adapter>();
+            }
         }
     };
 }
@@ -2435,4 +2448,322 @@ pub fn direct_bad_header_and_refusal<A: Adapter>() {
         assert!(conn.recv().await.is_none());
         assert_eq!(&peer.join().unwrap(), b"\x08\x00\x00\x00fits");
     });
+}
+
+// ---------------------------------------------------------------- router over the wire
+
+/// The next router event of `conn` (failing on the connection's end).
+async fn router_event(
+    conn: &Connection<switchboard_proto::router::RouterClient>,
+) -> switchboard_proto::router::ClientEvent {
+    match conn.recv().await {
+        Some(Ok(event)) => event,
+        other => panic!("expected a router event, got {other:?}"),
+    }
+}
+
+/// The WIRE §5 hub served by [`crate::router::serve_hub`] with router clients on the channel
+/// driver, over loopback: welcome lists, joins, broadcast / at / omit reaching exactly the
+/// right clients, datastore relayed and seen by a late joiner, bye and a dropped client seen
+/// as leaving, replace policy, a refused token, and the hub's own join / leave events.
+pub fn router_over_the_wire<A: Adapter>() {
+    use crate::router::{self, HubEvent, HubSettings};
+    use switchboard_proto::router::{
+        ClientCommand, ClientConfig, ClientEvent, Hello, Hub, HubConfig, RefuseCode, RouterError,
+    };
+    use switchboard_proto::SplitMix64;
+
+    run_direct::<A, _>(|rt| async move {
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = Listener::local_addr(&listener).unwrap();
+        let hub = Hub::new(HubConfig::default().with_token("sesame"), Box::new(SplitMix64::new(7)));
+        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, HubSettings::default());
+        rt.spawn(async move {
+            let _ = accept.await;
+        });
+        let join = |name: &str, unique: Option<&str>| {
+            let mut hello = Hello::new(name, "demo").with_token("sesame");
+            if let Some(unique) = unique {
+                hello = hello.with_unique(unique);
+            }
+            let config = ClientConfig::new(router::message_config(), hello);
+            router::connect(rt.clone(), addr, config, SocketOptions::new(), DriverConfig::default())
+        };
+        let data = |n: i32| bson::doc! { "n": n };
+
+        // a, then b: b's welcome lists a; a hears of b.
+        let a = join("alpha", Some("a")).await.unwrap();
+        let ClientEvent::Welcome { unique, ip, clients } = router_event(&a).await else { panic!("a: no welcome") };
+        assert_eq!((unique.as_str(), ip.as_str(), clients.len()), ("a", "127.0.0.1", 0));
+        let b = join("bravo", None).await.unwrap();
+        let ClientEvent::Welcome { unique: b_unique, clients, .. } = router_event(&b).await else {
+            panic!("b: no welcome")
+        };
+        assert_eq!(b_unique.len(), 16, "assigned from the hub's entropy");
+        assert_eq!(clients.iter().map(|c| c.unique.as_str()).collect::<Vec<_>>(), ["a"]);
+        let ClientEvent::Connected(seen) = router_event(&a).await else { panic!("a: no connected") };
+        assert_eq!(
+            (seen.unique.as_str(), seen.fullname()),
+            (b_unique.as_str(), format!("bravo[{b_unique}@127.0.0.1]"))
+        );
+        let c = join("charlie", Some("c")).await.unwrap();
+        assert!(matches!(router_event(&c).await, ClientEvent::Welcome { .. }));
+        for conn in [&a, &b] {
+            assert!(matches!(router_event(conn).await, ClientEvent::Connected(doc) if doc.unique == "c"));
+        }
+
+        // broadcast: everyone but the sender; at: exactly those listed (unknown skipped); omit:
+        // everyone but the sender and those listed. Each client's next event shows who got what.
+        let op = |from: &str, op: &str, n: i32| ClientEvent::Op { from: from.into(), op: op.into(), data: data(n) };
+        a.send(ClientCommand::Broadcast { op: "hello".into(), data: data(1) }).await.unwrap();
+        assert_eq!(router_event(&b).await, op("a", "hello", 1));
+        assert_eq!(router_event(&c).await, op("a", "hello", 1));
+        a.send(ClientCommand::At { to: vec!["c".into(), "nobody".into()], op: "psst".into(), data: data(2) })
+            .await
+            .unwrap();
+        a.send(ClientCommand::Omit { to: vec!["c".into()], op: "not-c".into(), data: data(3) }).await.unwrap();
+        assert_eq!(router_event(&c).await, op("a", "psst", 2));
+        assert_eq!(router_event(&b).await, op("a", "not-c", 3));
+
+        // datastore: relayed to the others, and in a late joiner's welcome.
+        b.send(ClientCommand::Datastore { key: "score".into(), value: "42".into() }).await.unwrap();
+        let relayed = ClientEvent::Datastore { unique: b_unique.clone(), key: "score".into(), value: "42".into() };
+        assert_eq!(router_event(&a).await, relayed);
+        assert_eq!(router_event(&c).await, relayed);
+        let d = join("delta", Some("d")).await.unwrap();
+        let ClientEvent::Welcome { clients, .. } = router_event(&d).await else { panic!("d: no welcome") };
+        let b_record = clients.iter().find(|c| c.unique == b_unique).expect("b in d's welcome");
+        assert_eq!(b_record.datastore.get("score").map(String::as_str), Some("42"));
+        for conn in [&a, &b, &c] {
+            assert!(matches!(router_event(conn).await, ClientEvent::Connected(doc) if doc.unique == "d"));
+        }
+
+        // bye: the others see it leave with its reason; the client ends cleanly.
+        d.send(ClientCommand::Bye { reason: Some("done".into()) }).await.unwrap();
+        for conn in [&a, &b, &c] {
+            assert!(matches!(router_event(conn).await,
+                ClientEvent::Disconnected { client, reason } if client.unique == "d" && reason == "done"));
+        }
+        d.join().await.unwrap();
+
+        // replace: a second "c" takes over; the old one hears `closing`, the others see it
+        // leave and the new one join.
+        let c2 = join("charlie again", Some("c")).await.unwrap();
+        assert!(matches!(router_event(&c2).await, ClientEvent::Welcome { .. }));
+        assert_eq!(router_event(&c).await, ClientEvent::Closing { reason: "replaced".into() });
+        for conn in [&a, &b] {
+            assert!(matches!(router_event(conn).await,
+                ClientEvent::Disconnected { client, reason } if client.unique == "c" && reason == "replaced"));
+            assert!(matches!(router_event(conn).await, ClientEvent::Connected(doc) if doc.name == "charlie again"));
+        }
+        c.join().await.unwrap();
+
+        // A wrong token is refused, and the client ends with the hub's refusal.
+        let hello = Hello::new("mallory", "demo").with_token("wrong");
+        let config = ClientConfig::new(router::message_config(), hello);
+        let m = router::connect(rt.clone(), addr, config, SocketOptions::new(), DriverConfig::default()).await.unwrap();
+        // Read to the end first: joining at once would close before the refusal arrives.
+        if let Some(event) = m.recv().await {
+            panic!("a refused client got {event:?}");
+        }
+        match m.join().await {
+            Err(DriverError::Protocol(RouterError::Refused { code: RefuseCode::Unauthorized, .. })) => {}
+            other => panic!("expected unauthorized, got {other:?}"),
+        }
+
+        // A client that just drops its connection is seen leaving as "closed".
+        drop(c2);
+        for conn in [&a, &b] {
+            assert!(matches!(router_event(conn).await,
+                ClientEvent::Disconnected { client, reason } if client.unique == "c" && reason == "closed"));
+        }
+
+        // The hub's own view: who is in, and every join and leave in order.
+        let mut uniques: Vec<String> = hub.clients().into_iter().map(|c| c.unique).collect();
+        uniques.sort();
+        let mut expected = vec!["a".to_string(), b_unique.clone()];
+        expected.sort();
+        assert_eq!(uniques, expected);
+        let mut log = Vec::new();
+        while let Some(event) = hub.try_event() {
+            log.push(match event {
+                HubEvent::Joined(c) => format!("+{}", c.name),
+                HubEvent::Left { client, reason } => format!("-{} {reason}", client.name),
+            });
+        }
+        assert_eq!(
+            log,
+            [
+                "+alpha",
+                "+bravo",
+                "+charlie",
+                "+delta",
+                "-delta done",
+                "-charlie replaced",
+                "+charlie again",
+                "-charlie again closed"
+            ]
+        );
+        a.join().await.unwrap();
+        b.join().await.unwrap();
+    });
+}
+
+/// A client that sends its hello and then falls silent is dropped by the hub's heartbeat
+/// (`dead_after`), and the others see it leave with reason `"timeout"`.
+pub fn router_drops_a_silent_client<A: Adapter>() {
+    use crate::router::{self, HubEvent, HubSettings};
+    use std::io::Write;
+    use switchboard_proto::router::{ClientConfig, ClientEvent, Hello, Hub, HubConfig};
+    use switchboard_proto::SplitMix64;
+
+    run_direct::<A, _>(|rt| async move {
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = Listener::local_addr(&listener).unwrap();
+        let mut settings = HubSettings::default();
+        settings.message =
+            settings.message.with_heartbeat(Some(Duration::from_millis(40)), Some(Duration::from_millis(400)));
+        let hub = Hub::new(HubConfig::default(), Box::new(SplitMix64::new(1)));
+        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, settings);
+        rt.spawn(async move {
+            let _ = accept.await;
+        });
+        // The watcher keeps its heartbeat well inside the hub's `dead_after`.
+        let beat = router::message_config().with_heartbeat(Some(Duration::from_millis(40)), None);
+        let watcher = ClientConfig::new(beat, Hello::new("watcher", "demo").with_unique("w"));
+        let watcher =
+            router::connect(rt.clone(), addr, watcher, SocketOptions::new(), DriverConfig::default()).await.unwrap();
+        assert!(matches!(router_event(&watcher).await, ClientEvent::Welcome { .. }));
+
+        // A hand-written hello (type 0 = request, id 1), then silence: no heartbeats, no reads.
+        let hello = Hello::new("sleeper", "demo").with_unique("s").to_bytes().unwrap();
+        let mut frame = ((4 + 1 + 8 + hello.len()) as u32).to_le_bytes().to_vec();
+        frame.push(0);
+        frame.extend_from_slice(&1u64.to_le_bytes());
+        frame.extend_from_slice(&hello);
+        let mut sleeper = std::net::TcpStream::connect(addr).unwrap();
+        sleeper.write_all(&frame).unwrap();
+
+        assert!(matches!(router_event(&watcher).await, ClientEvent::Connected(doc) if doc.unique == "s"));
+        match router_event(&watcher).await {
+            ClientEvent::Disconnected { client, reason } => {
+                assert_eq!((client.unique.as_str(), reason.as_str()), ("s", "timeout"))
+            }
+            other => panic!("expected the sleeper to be dropped, got {other:?}"),
+        }
+        let mut left = None;
+        while let Some(event) = hub.try_event() {
+            if let HubEvent::Left { client, reason } = event {
+                left = Some((client.unique, reason));
+            }
+        }
+        assert_eq!(left, Some(("s".to_string(), "timeout".to_string())));
+        drop(sleeper);
+        watcher.join().await.unwrap();
+    });
+}
+
+/// A client that stops reading while another floods it is dropped as `"slow"` once it has
+/// stayed over its command cap for `slow_after`; the flood goes on reaching everyone else.
+pub fn router_drops_a_slow_client<A: Adapter>() {
+    use crate::router::{self, HubSettings};
+    use std::io::Write;
+    use switchboard_proto::router::{ClientCommand, ClientConfig, ClientEvent, Hello, Hub, HubConfig};
+    use switchboard_proto::SplitMix64;
+
+    run_direct::<A, _>(|rt| async move {
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = Listener::local_addr(&listener).unwrap();
+        let settings = HubSettings {
+            // Generous for a healthy client on a loaded machine; the stalled one is over its
+            // cap after about a thousand operations and stays there.
+            slow_after: Duration::from_millis(500),
+            driver: DriverConfig { commands: 1024, ..DriverConfig::default() },
+            // Small kernel buffers towards the clients: one that does not read fills them soon.
+            options: SocketOptions::new().nodelay(true).send_buffer(16 * 1024),
+            ..HubSettings::default()
+        };
+        let hub = Hub::new(HubConfig::default(), Box::new(SplitMix64::new(3)));
+        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, settings);
+        rt.spawn(async move {
+            let _ = accept.await;
+        });
+        let join = |name: &str| {
+            let config = ClientConfig::new(router::message_config(), Hello::new(name, "demo").with_unique(name));
+            router::connect(rt.clone(), addr, config, SocketOptions::new(), DriverConfig::default())
+        };
+        let sender = join("sender").await.unwrap();
+        assert!(matches!(router_event(&sender).await, ClientEvent::Welcome { .. }));
+        let reader = join("reader").await.unwrap();
+        assert!(matches!(router_event(&reader).await, ClientEvent::Welcome { .. }));
+        assert!(matches!(router_event(&sender).await, ClientEvent::Connected(doc) if doc.unique == "reader"));
+
+        // The stalled client: a hand-written hello, then it never reads.
+        let hello = Hello::new("stalled", "demo").with_unique("stalled").to_bytes().unwrap();
+        let mut frame = ((4 + 1 + 8 + hello.len()) as u32).to_le_bytes().to_vec();
+        frame.push(0);
+        frame.extend_from_slice(&1u64.to_le_bytes());
+        frame.extend_from_slice(&hello);
+        let stalled = std::net::TcpStream::connect(addr).unwrap();
+        SockRef::from(&stalled).set_recv_buffer_size(16 * 1024).unwrap();
+        (&stalled).write_all(&frame).unwrap();
+        for conn in [&sender, &reader] {
+            assert!(matches!(router_event(conn).await, ClientEvent::Connected(doc) if doc.unique == "stalled"));
+        }
+
+        // Flood: far more than the stalled client's buffers and cap hold. The reader takes
+        // everything; the stalled client is dropped on the way.
+        let rounds = 2500;
+        let blob = bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![7; 512] };
+        let flood = async {
+            for k in 0..rounds {
+                let data = bson::doc! { "k": k, "blob": blob.clone() };
+                sender.send(ClientCommand::Broadcast { op: "flood".into(), data }).await.unwrap();
+            }
+        };
+        let read = async {
+            let (mut ops, mut slow) = (0, false);
+            while ops < rounds || !slow {
+                match router_event(&reader).await {
+                    ClientEvent::Op { op, .. } if op == "flood" => ops += 1,
+                    ClientEvent::Disconnected { client, reason } => {
+                        assert_eq!((client.unique.as_str(), reason.as_str()), ("stalled", "slow"));
+                        slow = true;
+                    }
+                    other => panic!("reader got {other:?}"),
+                }
+            }
+            ops
+        };
+        let ((), ops) = join_both(flood, read).await;
+        assert_eq!(ops, rounds);
+        assert_eq!(hub.len(), 2);
+        drop(stalled);
+        sender.join().await.unwrap();
+        reader.join().await.unwrap();
+    });
+}
+
+/// Run two futures to completion concurrently on the current task.
+async fn join_both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if ra.is_some() && rb.is_some() {
+            Poll::Ready((ra.take().unwrap(), rb.take().unwrap()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }

@@ -124,6 +124,8 @@ use smol::Async;
 pub use switchboard_proto as proto;
 /// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
 pub use switchboard_rt::kcom;
+/// The router hub (WIRE §5) and its clients on this runtime (see [`switchboard_rt::router`]).
+pub use switchboard_rt::router;
 pub use switchboard_rt::{
     multicast, Commands, Connection, Connections, DatagramSocket, Delivery, Direct, Drivable, DriverConfig,
     DriverError, DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,

@@ -184,6 +184,8 @@ use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 pub use switchboard_proto as proto;
 /// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
 pub use switchboard_rt::kcom;
+/// The router hub (WIRE §5) and its clients on this runtime (see [`switchboard_rt::router`]).
+pub use switchboard_rt::router;
 pub use switchboard_rt::{
     multicast, Commands, Connection, Connections, DatagramSocket, Delivery, Direct, Drivable, DriverConfig,
     DriverError, DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,

@@ -111,6 +111,9 @@ pub enum ClientEvent {
         unique: String,
         /// This client's address as the hub sees it.
         ip: String,
+        /// The other clients as the welcome listed them, by unique (with their datastores),
+        /// for applications that do not hold the machine (a driver's event stream).
+        clients: Vec<ClientDoc>,
     },
     /// Another client (or this one, through `at`) sent an operation.
     Op {
@@ -350,7 +353,8 @@ impl RouterClient {
             datastore: BTreeMap::new(),
         });
         self.state = State::Welcomed;
-        self.events.push_back(ClientEvent::Welcome { unique: welcome.unique, ip: welcome.ip });
+        let clients = self.clients.values().cloned().collect();
+        self.events.push_back(ClientEvent::Welcome { unique: welcome.unique, ip: welcome.ip, clients });
         Ok(())
     }
 

@@ -317,6 +317,29 @@ pub struct Hello {
 }
 
 impl Hello {
+    /// A hello from `name` in `game`, asking the hub for a unique, with no token or headers.
+    pub fn new(name: impl Into<String>, game: impl Into<String>) -> Self {
+        Hello { name: name.into(), game: game.into(), unique: None, token: None, headers: BTreeMap::new() }
+    }
+
+    /// Ask for this unique (it must not be empty).
+    pub fn with_unique(mut self, unique: impl Into<String>) -> Self {
+        self.unique = Some(unique.into());
+        self
+    }
+
+    /// Carry this access token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Add a header for the hub's verifier.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(key.into(), value.into());
+        self
+    }
+
     /// The payload's bytes.
     pub fn to_bytes(&self) -> Result<Bytes, DocError> {
         let mut doc = bson::doc! { "t": "hello", "name": &self.name, "game": &self.game };

@@ -1,0 +1,346 @@
+//! The router hub on any runtime (`WIRE.md` §5): one [`MessageConnection`] per client, every
+//! one of them feeding the same [`Hub`], and the hub's decisions carried out on the clients'
+//! connections.
+//!
+//! ```text
+//!   client A ──► driver A ──► task A ──┐                     ┌──► commands of B ──► driver B ──► client B
+//!   client B ──► driver B ──► task B ──┼──► lock(Hub) ──► actions ──► commands of C ──► …
+//!   client C ──► driver C ──► task C ──┘   (one decision      └──► Close / Joined / Left
+//!                                           at a time)
+//! ```
+//!
+//! * **Order.** Each task hands its connection's events to the hub under one lock and queues
+//!   the resulting commands on the target connections before letting go of it, so every client
+//!   receives messages in the order the hub decided them (a `connected` before the first `op`
+//!   of the client it announces).
+//! * **Backpressure without reordering.** Commands are queued past a target's command cap
+//!   rather than waited for under the lock; after the lock is released the task whose input
+//!   produced them waits until each target is back under its cap. A client broadcasting faster
+//!   than the others read is slowed down to their pace.
+//! * **Slow clients are dropped.** A target that stays over its cap for
+//!   [`HubSettings::slow_after`] is dropped at once (its driver stopped, the socket closed,
+//!   what was queued for it discarded; the others see it leave with reason `"slow"`), so one
+//!   client that stops reading cannot stall everyone else or pin its connection open.
+//! * **Leaving.** A connection's end reaches the hub with its reason: `"closed"` for a clean
+//!   end, `"timeout"` when the heartbeat's `dead_after` ran out, `"slow"` as above, otherwise
+//!   the error's text.
+//!
+//! Clients connect with [`connect`] (a [`RouterClient`] machine on the generic driver), or any
+//! implementation of §5.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
+use std::time::{Duration, Instant as StdInstant};
+
+use switchboard_proto::message::{self, ErrorPayload, MessageConfig, MessageConnection};
+use switchboard_proto::router::{
+    ClientConfig, ClientDoc, ConnId, Hub, HubAction, HubConfig, HubInput, RouterClient, RouterError,
+};
+use switchboard_proto::stage::FramingConfig;
+use switchboard_proto::{Input, Machine, Output};
+
+use crate::async_driver::{stream_driver, Connection, DriverConfig, DriverError};
+use crate::ext::accept_each;
+use crate::runtime::{Listener, Runtime, Timer};
+use crate::{Clock, Connections, RuntimeExt, SocketOptions};
+
+/// How a hub serves its clients.
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    /// Admission: client limit, unique policy, token.
+    pub hub: HubConfig,
+    /// Each client connection's message layer: limits and heartbeats (`interval`, `dead_after`).
+    /// Its error payload is always raw (§5's are BSON documents).
+    pub message: MessageConfig,
+    /// Options for every accepted socket.
+    pub options: SocketOptions,
+    /// Each client connection's driver. Its `commands` cap is what a client may have queued
+    /// towards it before the clients sending to it wait.
+    pub driver: DriverConfig,
+    /// How long a client may stay over its command cap before it is dropped as slow.
+    pub slow_after: Duration,
+}
+
+impl Default for HubSettings {
+    /// No client limit, `replace` policy, no token; frames up to 1 MiB each way; a heartbeat
+    /// after 5 s of silence and a client silent for 15 s dropped; 4096 commands queued per
+    /// client; a client over that for 5 s dropped as slow.
+    fn default() -> Self {
+        HubSettings {
+            hub: HubConfig::default(),
+            message: message_config(),
+            options: SocketOptions::new().nodelay(true),
+            driver: DriverConfig { commands: 4096, ..DriverConfig::default() },
+            slow_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The message layer the router rides on by default: 1 MiB frames, raw (BSON) error payloads,
+/// a heartbeat after 5 s of silence, a peer silent for 15 s dropped.
+pub fn message_config() -> MessageConfig {
+    MessageConfig::new(FramingConfig::packet(1 << 20, 0))
+        .with_heartbeat(Some(Duration::from_secs(5)), Some(Duration::from_secs(15)))
+        .with_error_payload(ErrorPayload::Raw)
+}
+
+/// What the hub tells the application hosting it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HubEvent {
+    /// A client was welcomed.
+    Joined(ClientDoc),
+    /// A client left (or was replaced, or dropped), and why.
+    Left {
+        /// Its record as it was.
+        client: ClientDoc,
+        /// `"bye"` (or its own reason), `"replaced"`, `"closed"`, `"timeout"`, `"slow"`, …
+        reason: String,
+    },
+}
+
+/// A running hub: its clients, its connections, its joins and leaves. Clones share it.
+#[derive(Clone)]
+pub struct RouterHub {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    hub: Mutex<Hub>,
+    clock: Clock,
+    connections: Connections<MessageConnection>,
+    /// Connections dropped for staying over their cap: they leave with reason `"slow"`, and
+    /// nothing more is queued for them.
+    slow: Mutex<BTreeSet<ConnId>>,
+    /// Each connection's abort switch: its driver is dropped (the socket closed at once, what
+    /// was queued for it discarded) instead of closing gracefully behind a peer that does not
+    /// read.
+    aborts: Mutex<BTreeMap<ConnId, async_channel::Sender<()>>>,
+    events_tx: async_channel::Sender<HubEvent>,
+    events_rx: async_channel::Receiver<HubEvent>,
+    slow_after: Duration,
+}
+
+impl RouterHub {
+    /// The welcomed clients, in the order they joined.
+    pub fn clients(&self) -> Vec<ClientDoc> {
+        self.shared.hub().clients().cloned().collect()
+    }
+
+    /// How many clients are welcomed.
+    pub fn len(&self) -> usize {
+        self.shared.hub().len()
+    }
+
+    /// Whether no client is welcomed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The client connections, by id (welcomed or not yet).
+    pub fn connections(&self) -> &Connections<MessageConnection> {
+        &self.shared.connections
+    }
+
+    /// The next join or leave, waiting for one. They queue until taken.
+    pub async fn next_event(&self) -> Option<HubEvent> {
+        self.shared.events_rx.recv().await.ok()
+    }
+
+    /// The next join or leave, if one is waiting.
+    pub fn try_event(&self) -> Option<HubEvent> {
+        self.shared.events_rx.try_recv().ok()
+    }
+}
+
+impl std::fmt::Debug for RouterHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterHub").field("clients", &self.len()).finish()
+    }
+}
+
+/// Serve `hub` on `listener`: the handle to the running hub, and the accept loop to spawn (it
+/// runs until it fails; each client runs on tasks of its own).
+pub fn serve_hub<R, L>(
+    rt: R,
+    listener: L,
+    hub: Hub,
+    settings: HubSettings,
+) -> (RouterHub, impl Future<Output = io::Result<()>> + Send)
+where
+    R: Runtime,
+    L: Listener<Addr = SocketAddr>,
+{
+    let (events_tx, events_rx) = async_channel::unbounded();
+    let shared = Arc::new(Shared {
+        hub: Mutex::new(hub),
+        clock: Clock::new(),
+        connections: Connections::new(),
+        slow: Mutex::new(BTreeSet::new()),
+        aborts: Mutex::new(BTreeMap::new()),
+        events_tx,
+        events_rx,
+        slow_after: settings.slow_after,
+    });
+    let message = settings.message.with_error_payload(ErrorPayload::Raw);
+    let handle = RouterHub { shared: shared.clone() };
+    let accept = accept_each(rt.clone(), listener, settings.options.clone(), move |stream, peer: SocketAddr| {
+        // A configuration the message layer refuses is refused for every client alike: the
+        // connection is dropped unserved.
+        let Ok(machine) = MessageConnection::new(message) else { return };
+        let (connection, driver) = stream_driver(rt.clone(), machine, stream, &settings.driver);
+        let (id, registered) = shared.connections.insert(&connection);
+        let (abort, aborted) = async_channel::bounded::<()>(1);
+        lock(&shared.aborts).insert(id, abort);
+        rt.spawn(async move {
+            let mut driver = driver;
+            let mut aborted = pin!(aborted.recv());
+            // Whichever comes first: the driver's end, or the hub's abort (then the driver is
+            // dropped here, and with it the socket).
+            std::future::poll_fn(|cx| {
+                if driver.as_mut().poll(cx).is_ready() || aborted.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                Poll::Pending
+            })
+            .await;
+            drop(driver);
+            drop(registered);
+        });
+        rt.spawn(serve_client(rt.clone(), shared.clone(), id, peer, connection));
+    });
+    (handle, accept)
+}
+
+/// One client connection's life at the hub.
+async fn serve_client<R: Runtime>(
+    rt: R,
+    shared: Arc<Shared>,
+    id: ConnId,
+    peer: SocketAddr,
+    connection: Connection<MessageConnection>,
+) {
+    shared.apply(&rt, HubInput::Opened { conn: id, ip: peer.ip() }).await;
+    while let Some(delivery) = connection.recv().await {
+        // A refused command is the hub's own (a send to a connection already ending): no news.
+        if let Ok(event) = delivery {
+            shared.apply(&rt, HubInput::Message { conn: id, event }).await;
+        }
+    }
+    let slow = shared.slow_set().remove(&id);
+    lock(&shared.aborts).remove(&id);
+    let reason = match connection.join().await {
+        _ if slow => "slow".to_string(),
+        Ok(()) => "closed".to_string(),
+        Err(DriverError::Protocol(message::Error::PeerDead { .. })) => "timeout".to_string(),
+        Err(e) => e.to_string(),
+    };
+    shared.apply(&rt, HubInput::Closed { conn: id, reason }).await;
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn hub(&self) -> MutexGuard<'_, Hub> {
+        lock(&self.hub)
+    }
+
+    fn slow_set(&self) -> MutexGuard<'_, BTreeSet<ConnId>> {
+        lock(&self.slow)
+    }
+
+    /// Drop a client that stayed over its cap: no more commands for it, its driver stopped.
+    fn drop_slow(&self, conn: ConnId) {
+        self.slow_set().insert(conn);
+        if let Some(abort) = lock(&self.aborts).get(&conn) {
+            let _ = abort.try_send(());
+        }
+    }
+
+    /// Give the hub one input and carry out what it decides; then wait for every connection
+    /// this queued commands on to be back under its cap (dropping the ones that stay over).
+    async fn apply<R: Runtime>(&self, rt: &R, input: HubInput) {
+        let touched = self.decide(input);
+        for conn in touched {
+            let Some(commands) = self.connections.get(conn) else { continue };
+            let deadline = StdInstant::now() + self.slow_after;
+            let mut timer = rt.timer(deadline);
+            let mut room = pin!(commands.room());
+            let in_time = std::future::poll_fn(|cx| {
+                if room.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(true);
+                }
+                timer.poll_fire(cx).map(|()| false)
+            })
+            .await;
+            if !in_time {
+                self.drop_slow(conn);
+            }
+        }
+    }
+
+    /// The hub's decision on `input`, carried out under its lock so that every connection gets
+    /// its commands in decision order. Returns the connections commands were queued on.
+    fn decide(&self, input: HubInput) -> BTreeSet<ConnId> {
+        let mut touched = BTreeSet::new();
+        let now = self.clock.now();
+        let mut hub = self.hub();
+        // Refused only for an input the glue got wrong (an id opened twice or never): nothing
+        // to carry out.
+        if hub.handle_input(now, Input::Command(input)).is_err() {
+            return touched;
+        }
+        let slow = self.slow_set().clone();
+        while let Output::Event(action) = hub.poll_output(now) {
+            match action {
+                HubAction::Send { conn, .. } if slow.contains(&conn) => {}
+                HubAction::Send { conn, command } => {
+                    if let Some(commands) = self.connections.get(conn) {
+                        if commands.push(command).is_ok() {
+                            touched.insert(conn);
+                        }
+                    }
+                }
+                HubAction::Close { conn } => {
+                    self.connections.close(conn);
+                }
+                HubAction::Joined(client) => {
+                    let _ = self.events_tx.try_send(HubEvent::Joined(client));
+                }
+                HubAction::Left { client, reason } => {
+                    let _ = self.events_tx.try_send(HubEvent::Left { client, reason });
+                }
+            }
+        }
+        touched
+    }
+}
+
+/// Connect a [`RouterClient`] to the hub at `addr` on the generic async driver.
+pub async fn connect<R: Runtime>(
+    rt: R,
+    addr: SocketAddr,
+    config: ClientConfig,
+    options: SocketOptions,
+    driver: DriverConfig,
+) -> Result<Connection<RouterClient>, ConnectError> {
+    let client = RouterClient::new(config).map_err(ConnectError::Config)?;
+    Ok(rt.connect_with(addr, options, driver, client).await?)
+}
+
+/// Why [`connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The client configuration was refused (the caller's).
+    #[error("router client configuration: {0}")]
+    Config(RouterError),
+    /// The connection could not be made.
+    #[error("connecting to the hub: {0}")]
+    Io(#[from] io::Error),
+}

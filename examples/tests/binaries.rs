@@ -10,6 +10,14 @@ fn run(exe: &str) -> String {
 }
 
 #[test]
+fn router_demo_verifies_every_delivery() {
+    let report = run(env!("CARGO_BIN_EXE_router_demo"));
+    assert!(report.contains("56000 operations delivered and verified"), "{report}");
+    assert!(report.contains("welcome lists all 8 players with their datastore"), "{report}");
+    assert!(report.contains("hub: 9 joined, 9 left with bye, 0 still connected"), "{report}");
+}
+
+#[test]
 fn framing_demo_verifies_every_echo() {
     let report = run(env!("CARGO_BIN_EXE_framing_demo"));
     assert!(report.contains("13000 frames"), "{report}");

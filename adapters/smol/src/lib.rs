@@ -128,7 +128,7 @@ pub use switchboard_rt::kcom;
 pub use switchboard_rt::router;
 pub use switchboard_rt::{
     multicast, Commands, Connection, Connections, DatagramSocket, Delivery, Direct, Drivable, DriverConfig,
-    DriverError, DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,
+    DriverError, DriverStats, Events, Listener, OsEntropy, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,
     SpecConnectError, SpecListener,
 };
 

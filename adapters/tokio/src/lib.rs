@@ -169,6 +169,39 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! The router hub (WIRE §5, [`router`]) and two clients: one broadcasts, the other hears it.
+//!
+//! ```
+//! use switchboard_tokio::proto::router::{ClientCommand, ClientConfig, ClientEvent, Hello, Hub, HubConfig};
+//! use switchboard_tokio::router::{self, HubSettings};
+//! use switchboard_tokio::{DriverConfig, OsEntropy, RuntimeExt, SocketOptions, Tokio};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let listener = Tokio.listen("127.0.0.1:0")?;
+//!     let addr = listener.local_addr()?;
+//!     let hub = Hub::new(HubConfig::default(), Box::new(OsEntropy));
+//!     let (hub, accept) = router::serve_hub(Tokio, listener, hub, HubSettings::default());
+//!     tokio::spawn(accept);
+//!
+//!     let join = |name: &str| {
+//!         let config = ClientConfig::new(router::message_config(), Hello::new(name, "demo"));
+//!         router::connect(Tokio, addr, config, SocketOptions::new(), DriverConfig::default())
+//!     };
+//!     let alice = join("alice").await?;
+//!     let Some(Ok(ClientEvent::Welcome { unique, .. })) = alice.recv().await else { panic!("no welcome") };
+//!     let bob = join("bob").await?;
+//!     let Some(Ok(ClientEvent::Welcome { clients, .. })) = bob.recv().await else { panic!("no welcome") };
+//!     assert_eq!(clients[0].name, "alice");
+//!
+//!     alice.send(ClientCommand::Broadcast { op: "hi".into(), data: bson::doc! { "n": 1 } }).await?;
+//!     let Some(Ok(ClientEvent::Op { from, op, .. })) = bob.recv().await else { panic!("no op") };
+//!     assert_eq!((from, op.as_str()), (unique, "hi"));
+//!     assert_eq!(hub.len(), 2);
+//!     Ok(())
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -188,7 +221,7 @@ pub use switchboard_rt::kcom;
 pub use switchboard_rt::router;
 pub use switchboard_rt::{
     multicast, Commands, Connection, Connections, DatagramSocket, Delivery, Direct, Drivable, DriverConfig,
-    DriverError, DriverStats, Events, Listener, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,
+    DriverError, DriverStats, Events, Listener, OsEntropy, Runtime, RuntimeExt, SendError, SocketOptions, SocketRef,
     SpecConnectError, SpecListener,
 };
 

@@ -205,7 +205,7 @@ fn operations_reach_exactly_the_right_clients() {
     net.take_events();
     let data = doc! { "hp": 10, "pos": [1.5, 2.5] };
 
-    net.command(now, 0, ClientCommand::Broadcast { op: "move".into(), data: data.clone() });
+    net.command(now, 0, ClientCommand::broadcast("move", data.clone()));
     net.settle(now);
     let e = net.take_events();
     assert_eq!(e[0], []);
@@ -213,18 +213,18 @@ fn operations_reach_exactly_the_right_clients() {
         assert_eq!(received, &[op("a", "move", &data)]);
     }
 
-    let to = vec!["b".into(), "b".into(), "nobody".into(), "a".into()];
-    net.command(now, 0, ClientCommand::At { to, op: "whisper".into(), data: data.clone() });
+    let to = ["b", "b", "nobody", "a"];
+    net.command(now, 0, ClientCommand::at(to, "whisper", data.clone()));
     net.settle(now);
     let e = net.take_events();
     assert_eq!(e, [vec![op("a", "whisper", &data)], vec![op("a", "whisper", &data)], vec![], vec![]]);
 
-    net.command(now, 3, ClientCommand::Omit { to: vec!["b".into()], op: "shout".into(), data: data.clone() });
+    net.command(now, 3, ClientCommand::omit(["b"], "shout", data.clone()));
     net.settle(now);
     let e = net.take_events();
     assert_eq!(e, [vec![op("d", "shout", &data)], vec![], vec![op("d", "shout", &data)], vec![]]);
 
-    net.command(now, 2, ClientCommand::Datastore { key: "team".into(), value: "red".into() });
+    net.command(now, 2, ClientCommand::datastore("team", "red"));
     net.settle(now);
     let e = net.take_events();
     let stored = ClientEvent::Datastore { unique: "c".into(), key: "team".into(), value: "red".into() };
@@ -243,7 +243,7 @@ fn commands_before_the_welcome_are_refused() {
     let now = Instant::ZERO;
     let mut net = Net::new(HubConfig::new(), MessageConfig::default());
     let a = net.connect(now, MessageConfig::default(), hello("a", Some("a")));
-    let refused = net.links[a].client.handle_input(now, Input::Command(ClientCommand::Bye { reason: None }));
+    let refused = net.links[a].client.handle_input(now, Input::Command(ClientCommand::bye(None)));
     assert_eq!(refused, Err(RouterError::NotWelcomed));
     assert_eq!(RouterError::NotWelcomed.fault(), Fault::Caller);
     net.settle(now);
@@ -281,7 +281,7 @@ fn bye_and_replacement_end_sessions_and_the_others_see_it() {
     let b = net.join(now, "b", Some("b"));
     net.take_events();
 
-    net.command(now, b, ClientCommand::Bye { reason: Some("later".into()) });
+    net.command(now, b, ClientCommand::bye(Some("later")));
     net.settle(now);
     assert_eq!(net.links[b].client_end, Some(Ok(())));
     let e = net.take_events();

@@ -2515,18 +2515,16 @@ pub fn router_over_the_wire<A: Adapter>() {
         // broadcast: everyone but the sender; at: exactly those listed (unknown skipped); omit:
         // everyone but the sender and those listed. Each client's next event shows who got what.
         let op = |from: &str, op: &str, n: i32| ClientEvent::Op { from: from.into(), op: op.into(), data: data(n) };
-        a.send(ClientCommand::Broadcast { op: "hello".into(), data: data(1) }).await.unwrap();
+        a.send(ClientCommand::broadcast("hello", data(1))).await.unwrap();
         assert_eq!(router_event(&b).await, op("a", "hello", 1));
         assert_eq!(router_event(&c).await, op("a", "hello", 1));
-        a.send(ClientCommand::At { to: vec!["c".into(), "nobody".into()], op: "psst".into(), data: data(2) })
-            .await
-            .unwrap();
-        a.send(ClientCommand::Omit { to: vec!["c".into()], op: "not-c".into(), data: data(3) }).await.unwrap();
+        a.send(ClientCommand::at(["c", "nobody"], "psst", data(2))).await.unwrap();
+        a.send(ClientCommand::omit(["c"], "not-c", data(3))).await.unwrap();
         assert_eq!(router_event(&c).await, op("a", "psst", 2));
         assert_eq!(router_event(&b).await, op("a", "not-c", 3));
 
         // datastore: relayed to the others, and in a late joiner's welcome.
-        b.send(ClientCommand::Datastore { key: "score".into(), value: "42".into() }).await.unwrap();
+        b.send(ClientCommand::datastore("score", "42")).await.unwrap();
         let relayed = ClientEvent::Datastore { unique: b_unique.clone(), key: "score".into(), value: "42".into() };
         assert_eq!(router_event(&a).await, relayed);
         assert_eq!(router_event(&c).await, relayed);
@@ -2539,7 +2537,7 @@ pub fn router_over_the_wire<A: Adapter>() {
         }
 
         // bye: the others see it leave with its reason; the client ends cleanly.
-        d.send(ClientCommand::Bye { reason: Some("done".into()) }).await.unwrap();
+        d.send(ClientCommand::bye(Some("done"))).await.unwrap();
         for conn in [&a, &b, &c] {
             assert!(matches!(router_event(conn).await,
                 ClientEvent::Disconnected { client, reason } if client.unique == "d" && reason == "done"));
@@ -2718,7 +2716,7 @@ pub fn router_drops_a_slow_client<A: Adapter>() {
         let flood = async {
             for k in 0..rounds {
                 let data = bson::doc! { "k": k, "blob": blob.clone() };
-                sender.send(ClientCommand::Broadcast { op: "flood".into(), data }).await.unwrap();
+                sender.send(ClientCommand::broadcast("flood", data)).await.unwrap();
             }
         };
         let read = async {

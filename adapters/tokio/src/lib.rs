@@ -195,7 +195,7 @@
 //!     let Some(Ok(ClientEvent::Welcome { clients, .. })) = bob.recv().await else { panic!("no welcome") };
 //!     assert_eq!(clients[0].name, "alice");
 //!
-//!     alice.send(ClientCommand::Broadcast { op: "hi".into(), data: bson::doc! { "n": 1 } }).await?;
+//!     alice.send(ClientCommand::broadcast("hi", bson::doc! { "n": 1 })).await?;
 //!     let Some(Ok(ClientEvent::Op { from, op, .. })) = bob.recv().await else { panic!("no op") };
 //!     assert_eq!((from, op.as_str()), (unique, "hi"));
 //!     assert_eq!(hub.len(), 2);

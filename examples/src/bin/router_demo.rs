@@ -74,12 +74,12 @@ async fn player(
     barriers[0].wait().await;
 
     let right = unique((i + 1) % players);
-    conn.send(ClientCommand::Datastore { key: "level".into(), value: i.to_string() }).await?;
+    conn.send(ClientCommand::datastore("level", i.to_string())).await?;
     for k in 0..rounds as i64 {
         let data = doc! { "from": i as i64, "k": k };
-        conn.send(ClientCommand::Broadcast { op: "chat".into(), data: data.clone() }).await?;
-        conn.send(ClientCommand::At { to: vec![right.clone()], op: "whisper".into(), data: data.clone() }).await?;
-        conn.send(ClientCommand::Omit { to: vec![right.clone()], op: "news".into(), data }).await?;
+        conn.send(ClientCommand::broadcast("chat", data.clone())).await?;
+        conn.send(ClientCommand::at(vec![right.clone()], "whisper", data.clone())).await?;
+        conn.send(ClientCommand::omit(vec![right.clone()], "news", data)).await?;
     }
 
     // What the protocol promises this player: every other's broadcasts and datastore key, the
@@ -112,7 +112,7 @@ async fn player(
     }
     barriers[1].wait().await; // everyone has everything: the observer joins now
     barriers[2].wait().await; // the observer has checked
-    conn.send(ClientCommand::Bye { reason: Some("game over".into()) }).await?;
+    conn.send(ClientCommand::bye(Some("game over"))).await?;
     // The hub closes after the bye; the events left (the observer's arrival) end with it.
     while conn.recv().await.is_some() {}
     conn.join().await?;
@@ -172,7 +172,7 @@ async fn main() -> Result<(), BoxError> {
         total.omit += got.omit;
         total.datastore += got.datastore;
     }
-    observer.send(ClientCommand::Bye { reason: None }).await?;
+    observer.send(ClientCommand::bye(None)).await?;
     while observer.recv().await.is_some() {}
     observer.join().await?;
     let elapsed = start.elapsed();

@@ -58,48 +58,41 @@ impl ClientConfig {
     }
 }
 
-/// What the application asks of a [`RouterClient`].
+/// What the application asks of a [`RouterClient`]: a notification for the hub (the
+/// constructors below name them), or the end.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientCommand {
-    /// Send `op` to every other client.
-    Broadcast {
-        /// The operation's name.
-        op: String,
-        /// Its data.
-        data: Document,
-    },
-    /// Send `op` to exactly the clients listed (yourself too, if listed).
-    At {
-        /// Their uniques.
-        to: Vec<String>,
-        /// The operation's name.
-        op: String,
-        /// Its data.
-        data: Document,
-    },
-    /// Send `op` to every other client but those listed.
-    Omit {
-        /// Their uniques.
-        to: Vec<String>,
-        /// The operation's name.
-        op: String,
-        /// Its data.
-        data: Document,
-    },
-    /// Publish `key = value` on this client's record.
-    Datastore {
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
-    },
-    /// Say goodbye; the hub closes the connection.
-    Bye {
-        /// Why, if you say.
-        reason: Option<String>,
-    },
+    /// Send this notification to the hub (refused before the welcome).
+    Send(ToHub),
     /// Flush and close the connection.
     Close,
+}
+
+impl ClientCommand {
+    /// Send `op` with `data` to every other client.
+    pub fn broadcast(op: impl Into<String>, data: Document) -> Self {
+        ClientCommand::Send(ToHub::Broadcast { op: op.into(), data })
+    }
+
+    /// Send `op` with `data` to exactly the clients listed (yourself too, if listed).
+    pub fn at<U: Into<String>>(to: impl IntoIterator<Item = U>, op: impl Into<String>, data: Document) -> Self {
+        ClientCommand::Send(ToHub::At { to: to.into_iter().map(Into::into).collect(), op: op.into(), data })
+    }
+
+    /// Send `op` with `data` to every other client but those listed.
+    pub fn omit<U: Into<String>>(to: impl IntoIterator<Item = U>, op: impl Into<String>, data: Document) -> Self {
+        ClientCommand::Send(ToHub::Omit { to: to.into_iter().map(Into::into).collect(), op: op.into(), data })
+    }
+
+    /// Publish `key = value` on this client's record.
+    pub fn datastore(key: impl Into<String>, value: impl Into<String>) -> Self {
+        ClientCommand::Send(ToHub::Datastore { key: key.into(), value: value.into() })
+    }
+
+    /// Say goodbye (with a reason, if you give one); the hub closes the connection.
+    pub fn bye(reason: Option<&str>) -> Self {
+        ClientCommand::Send(ToHub::Bye { reason: reason.map(Into::into) })
+    }
 }
 
 /// What a [`RouterClient`] reports.
@@ -290,16 +283,10 @@ impl RouterClient {
         let note = match command {
             ClientCommand::Close => return Ok(self.conn.handle_input(now, Input::Command(Command::Close))?),
             _ if !self.is_welcomed() => return Err(RouterError::NotWelcomed),
-            ClientCommand::Broadcast { op, data } => ToHub::Broadcast { op, data },
-            ClientCommand::At { to, op, data } => ToHub::At { to, op, data },
-            ClientCommand::Omit { to, op, data } => ToHub::Omit { to, op, data },
-            ClientCommand::Datastore { key, value } => {
-                if key.contains('\0') {
-                    return Err(DocError::Unencodable { reason: "a datastore key cannot contain NUL".into() }.into());
-                }
-                ToHub::Datastore { key, value }
+            ClientCommand::Send(ToHub::Datastore { key, .. }) if key.contains('\0') => {
+                return Err(DocError::Unencodable { reason: "a datastore key cannot contain NUL".into() }.into());
             }
-            ClientCommand::Bye { reason } => ToHub::Bye { reason },
+            ClientCommand::Send(note) => note,
         };
         let payload = note.to_bytes()?;
         self.conn.handle_input(now, Input::Command(Command::Notify { payload }))?;

@@ -164,17 +164,20 @@ impl std::fmt::Debug for RouterHub {
 }
 
 /// Serve `hub` on `listener`: the handle to the running hub, and the accept loop to spawn (it
-/// runs until it fails; each client runs on tasks of its own).
+/// runs until it fails; each client runs on tasks of its own). `InvalidInput` if the message
+/// configuration cannot carry messages (the caller's mistake, found before any client comes).
 pub fn serve_hub<R, L>(
     rt: R,
     listener: L,
     hub: Hub,
     settings: HubSettings,
-) -> (RouterHub, impl Future<Output = io::Result<()>> + Send)
+) -> io::Result<(RouterHub, impl Future<Output = io::Result<()>> + Send)>
 where
     R: Runtime,
     L: Listener<Addr = SocketAddr>,
 {
+    let message = settings.message.with_error_payload(ErrorPayload::Raw);
+    MessageConnection::new(message).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let (events_tx, events_rx) = async_channel::unbounded();
     let shared = Arc::new(Shared {
         hub: Mutex::new(hub),
@@ -186,11 +189,9 @@ where
         events_rx,
         slow_after: settings.slow_after,
     });
-    let message = settings.message.with_error_payload(ErrorPayload::Raw);
     let handle = RouterHub { shared: shared.clone() };
     let accept = accept_each(rt.clone(), listener, settings.options.clone(), move |stream, peer: SocketAddr| {
-        // A configuration the message layer refuses is refused for every client alike: the
-        // connection is dropped unserved.
+        // Never refused: the same configuration was accepted above.
         let Ok(machine) = MessageConnection::new(message) else { return };
         let (connection, driver) = stream_driver(rt.clone(), machine, stream, &settings.driver);
         let (id, registered) = shared.connections.insert(&connection);
@@ -213,7 +214,7 @@ where
         });
         rt.spawn(serve_client(rt.clone(), shared.clone(), id, peer, connection));
     });
-    (handle, accept)
+    Ok((handle, accept))
 }
 
 /// One client connection's life at the hub.

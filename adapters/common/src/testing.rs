@@ -2476,8 +2476,21 @@ pub fn router_over_the_wire<A: Adapter>() {
     run_direct::<A, _>(|rt| async move {
         let listener = rt.listen("127.0.0.1:0").unwrap();
         let addr = Listener::local_addr(&listener).unwrap();
+        // A message layer that cannot carry messages is refused before any client comes.
+        let unfit = HubSettings {
+            message: switchboard_proto::message::MessageConfig {
+                framing: FramingConfig::packet(8, 0),
+                ..router::message_config()
+            },
+            ..HubSettings::default()
+        };
+        let other = rt.listen("127.0.0.1:0").unwrap();
+        let refused =
+            router::serve_hub(rt.clone(), other, Hub::new(HubConfig::default(), Box::new(SplitMix64::new(1))), unfit);
+        assert_eq!(refused.err().map(|e| e.kind()), Some(io::ErrorKind::InvalidInput));
+
         let hub = Hub::new(HubConfig::default().with_token("sesame"), Box::new(SplitMix64::new(7)));
-        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, HubSettings::default());
+        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, HubSettings::default()).unwrap();
         rt.spawn(async move {
             let _ = accept.await;
         });
@@ -2622,7 +2635,7 @@ pub fn router_drops_a_silent_client<A: Adapter>() {
         settings.message =
             settings.message.with_heartbeat(Some(Duration::from_millis(40)), Some(Duration::from_millis(400)));
         let hub = Hub::new(HubConfig::default(), Box::new(SplitMix64::new(1)));
-        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, settings);
+        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, settings).unwrap();
         rt.spawn(async move {
             let _ = accept.await;
         });
@@ -2682,7 +2695,7 @@ pub fn router_drops_a_slow_client<A: Adapter>() {
             ..HubSettings::default()
         };
         let hub = Hub::new(HubConfig::default(), Box::new(SplitMix64::new(3)));
-        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, settings);
+        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, settings).unwrap();
         rt.spawn(async move {
             let _ = accept.await;
         });

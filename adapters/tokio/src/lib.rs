@@ -182,7 +182,7 @@
 //!     let listener = Tokio.listen("127.0.0.1:0")?;
 //!     let addr = listener.local_addr()?;
 //!     let hub = Hub::new(HubConfig::default(), Box::new(OsEntropy));
-//!     let (hub, accept) = router::serve_hub(Tokio, listener, hub, HubSettings::default());
+//!     let (hub, accept) = router::serve_hub(Tokio, listener, hub, HubSettings::default())?;
 //!     tokio::spawn(accept);
 //!
 //!     let join = |name: &str| {

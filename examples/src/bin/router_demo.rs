@@ -128,7 +128,7 @@ async fn main() -> Result<(), BoxError> {
     let listener = Tokio.listen("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let hub = Hub::new(HubConfig::default(), Box::new(OsEntropy));
-    let (hub, accept) = router::serve_hub(Tokio, listener, hub, HubSettings::default());
+    let (hub, accept) = router::serve_hub(Tokio, listener, hub, HubSettings::default())?;
     tokio::spawn(accept);
     println!("router_demo: hub on {addr}; {players} players x {rounds} rounds of broadcast, at and omit");
 

@@ -3,9 +3,9 @@
 //! Switchboard checked against implementations it did not write, and a suite other
 //! implementations can check themselves against.
 //!
-//! * **Suites over the wire.** [`stage`] (STAGE packet framing, `WIRE.md` §2) and [`message`]
-//!   (typed message frames, §4) run their cases against any TCP server that follows the suite's
-//!   echo contract, with a hand-written client (plain sockets, its own header code, no
+//! * **Suites over the wire.** [`stage`] (STAGE packet framing, `WIRE.md` §2), [`message`]
+//!   (typed message frames, §4) and [`router`] (the hub, §5) run their cases against any TCP server that follows the suite's
+//!   contract (an echo for the first two, a hub for the third), with a hand-written client (plain sockets, its own header code, no
 //!   Switchboard machine), and report each case with what the spec asks and what the target
 //!   did. [`reference`] has Switchboard's own targets, so another implementation's *client* can
 //!   be tested against them too. The `switchboard-conformance` binary runs both directions:
@@ -13,6 +13,7 @@
 //!   ```text
 //!   switchboard-conformance stage check 127.0.0.1:8081 --in 8k   # test a server
 //!   switchboard-conformance message check 127.0.0.1:8082
+//!   switchboard-conformance router check 127.0.0.1:8083          # a router hub
 //!   switchboard-conformance stage echo 127.0.0.1:8081 --in 8k    # serve Switchboard's target
 //!   switchboard-conformance list                                 # every case and its rule
 //!   ```
@@ -51,6 +52,7 @@ use std::path::PathBuf;
 
 pub mod message;
 pub mod reference;
+pub mod router;
 pub mod stage;
 mod suite;
 

@@ -45,13 +45,14 @@ pub fn run(target: &Target, only: Option<&str>) -> Report {
     crate::suite::run("message", CASES, target, only)
 }
 
-const REQUEST: u8 = 0;
-const RESPONSE: u8 = 1;
-const NOTIFICATION: u8 = 2;
-const HEARTBEAT: u8 = 3;
+pub(crate) const REQUEST: u8 = 0;
+pub(crate) const RESPONSE: u8 = 1;
+pub(crate) const NOTIFICATION: u8 = 2;
+pub(crate) const HEARTBEAT: u8 = 3;
+pub(crate) const ERROR: u8 = 4;
 
 /// A message frame: header, type, id, payload.
-fn message(kind: u8, id: u64, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn message(kind: u8, id: u64, payload: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(9 + payload.len());
     body.push(kind);
     body.extend_from_slice(&id.to_le_bytes());
@@ -60,7 +61,7 @@ fn message(kind: u8, id: u64, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The next message frame that is not a heartbeat, as (type, id, payload).
-fn next_message(wire: &mut Wire, waiting_for: &str) -> Result<(u8, u64, Vec<u8>), Failure> {
+pub(crate) fn next_message(wire: &mut Wire, waiting_for: &str) -> Result<(u8, u64, Vec<u8>), Failure> {
     loop {
         let frame = wire.frame(waiting_for)?;
         if frame.len() < 13 {

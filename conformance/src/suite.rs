@@ -221,6 +221,11 @@ impl Wire {
         Ok(())
     }
 
+    /// This end's address, as the target sees it.
+    pub(crate) fn local_addr(&self) -> Result<std::net::SocketAddr, Failure> {
+        Ok(self.stream.local_addr()?)
+    }
+
     /// A second handle on the socket, for a writer thread.
     pub(crate) fn try_clone(&self) -> Result<TcpStream, Failure> {
         Ok(self.stream.try_clone()?)

@@ -188,3 +188,24 @@ fn a_message_target_with_an_in_too_small_for_a_message_frame_is_refused() {
     let err = reference::message_echo(TcpListener::bind("127.0.0.1:0").unwrap(), 8).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
 }
+
+#[test]
+fn switchboard_passes_the_router_suite() {
+    use switchboard_proto::router::UniquePolicy;
+    let hub = reference::router_hub(TcpListener::bind("127.0.0.1:0").unwrap(), UniquePolicy::Replace).unwrap();
+    let report = switchboard_conformance::router::run(&Target::new(hub.local_addr()), None);
+    assert_eq!(report.outcomes.len(), switchboard_conformance::router::CASES.len());
+    assert_all_pass(&report);
+    hub.shutdown();
+}
+
+#[test]
+fn a_hub_that_rejects_taken_uniques_fails_exactly_the_replace_case() {
+    use switchboard_proto::router::UniquePolicy;
+    let hub = reference::router_hub(TcpListener::bind("127.0.0.1:0").unwrap(), UniquePolicy::Reject).unwrap();
+    let report =
+        switchboard_conformance::router::run(&Target::new(hub.local_addr()).timeout(Duration::from_millis(500)), None);
+    assert_eq!(failed(&report), ["replace"], "{report}");
+    assert!(report.to_string().contains("unique_in_use"), "the failure shows what the hub answered\n{report}");
+    hub.shutdown();
+}

@@ -1,8 +1,8 @@
 //! Run the conformance suites against a server, or serve Switchboard's own targets.
 //!
 //! ```text
-//! switchboard-conformance (stage|message) check ADDR [--in SIZE] [--timeout MS] [--only CASE]
-//! switchboard-conformance (stage|message) echo ADDR [--in SIZE]
+//! switchboard-conformance (stage|message|router) check ADDR [--in SIZE] [--timeout MS] [--only CASE]
+//! switchboard-conformance (stage|message|router) echo ADDR [--in SIZE]
 //! switchboard-conformance list
 //! ```
 //!
@@ -13,11 +13,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use switchboard_conformance::{message, reference, stage, Case, Report, Target};
+use switchboard_conformance::{message, reference, router, stage, Case, Report, Target};
 
 const USAGE: &str = "usage:
-  switchboard-conformance (stage|message) check ADDR [--in SIZE] [--timeout MS] [--only CASE]
-  switchboard-conformance (stage|message) echo ADDR [--in SIZE]
+  switchboard-conformance (stage|message|router) check ADDR [--in SIZE] [--timeout MS] [--only CASE]
+  switchboard-conformance (stage|message|router) echo ADDR [--in SIZE]   (router: a hub; IN unused)
   switchboard-conformance list";
 
 fn main() -> ExitCode {
@@ -35,12 +35,12 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     let positional: Vec<&str> = positional(args);
     match positional.as_slice() {
         ["list"] => {
-            for (suite, cases) in [("stage", stage::CASES), ("message", message::CASES)] {
+            for (suite, cases) in [("stage", stage::CASES), ("message", message::CASES), ("router", router::CASES)] {
                 list(suite, cases);
             }
             Ok(ExitCode::SUCCESS)
         }
-        [suite @ ("stage" | "message"), "check", addr] => {
+        [suite @ ("stage" | "message" | "router"), "check", addr] => {
             let target = Target::new(parse_addr(addr)?)
                 .max_in(option(args, "--in").map(parse_size).transpose()?.unwrap_or(8192))
                 .timeout(Duration::from_millis(
@@ -52,7 +52,8 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let only = option(args, "--only");
             let report: Report = match *suite {
                 "stage" => stage::run(&target, only),
-                _ => message::run(&target, only),
+                "message" => message::run(&target, only),
+                _ => router::run(&target, only),
             };
             if report.outcomes.is_empty() {
                 return Err(format!("no case called {:?} in the {suite} suite", only.unwrap_or("")));
@@ -60,17 +61,18 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             println!("{suite} suite against {} (IN = {}):\n{report}", target.addr, target.max_in);
             Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        [suite @ ("stage" | "message"), "echo", addr] => {
+        [suite @ ("stage" | "message" | "router"), "echo", addr] => {
             let max_in = option(args, "--in").map(parse_size).transpose()?.unwrap_or(8192);
             let listener = TcpListener::bind(parse_addr(addr)?).map_err(|e| format!("bind {addr}: {e}"))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             let serving = |e: std::io::Error| format!("serve {local}: {e}");
             // Held until the process ends: dropping a server stops its accept loop.
-            let (_stage, _message) = match *suite {
-                "stage" => (Some(reference::stage_echo(listener, max_in).map_err(serving)?), None),
-                _ => (None, Some(reference::message_echo(listener, max_in).map_err(serving)?)),
+            let (_stage, _message, _router) = match *suite {
+                "stage" => (Some(reference::stage_echo(listener, max_in).map_err(serving)?), None, None),
+                "message" => (None, Some(reference::message_echo(listener, max_in).map_err(serving)?), None),
+                _ => (None, None, Some(reference::router_hub(listener, Default::default()).map_err(serving)?)),
             };
-            println!("Switchboard's {suite} echo target on {local} (IN = {max_in}); Ctrl-C ends it");
+            println!("Switchboard's {suite} target on {local} (IN = {max_in}); Ctrl-C ends it");
             loop {
                 std::thread::park();
             }

@@ -11,8 +11,8 @@ use bytes::BytesMut;
 use switchboard_proto::machine::drain;
 use switchboard_proto::message::{Command, Error as MessageError, ErrorPayload, MessageConfig, MessageConnection};
 use switchboard_proto::router::{
-    ClientCommand, ClientConfig, ClientDoc, ClientEvent, Hello, Hub, HubAction, HubConfig, HubInput, RefuseCode,
-    RouterClient, RouterError,
+    ClientCommand, ClientConfig, ClientDoc, ClientEvent, FromHub, Hello, Hub, HubAction, HubConfig, HubInput,
+    RefuseCode, RouterClient, RouterError,
 };
 use switchboard_proto::{Blame, Duration, Fault, Input, Instant, Machine, SplitMix64};
 
@@ -164,7 +164,7 @@ fn hello(name: &str, unique: Option<&str>) -> Hello {
 }
 
 fn op(from: &str, name: &str, data: &Document) -> ClientEvent {
-    ClientEvent::Op { from: from.into(), op: name.into(), data: data.clone() }
+    ClientEvent::Hub(FromHub::Op { from: from.into(), op: name.into(), data: data.clone() })
 }
 
 #[test]
@@ -190,7 +190,7 @@ fn welcome_and_client_lists_converge() {
         assert_eq!(net.links[i].client.clients(), &expected);
     }
     assert!(
-        matches!(&events[a][1..], [ClientEvent::Connected(x), ClientEvent::Connected(y)] if x.name == "bob" && y.name == "carol")
+        matches!(&events[a][1..], [ClientEvent::Hub(FromHub::Connected(x)), ClientEvent::Hub(FromHub::Connected(y))] if x.name == "bob" && y.name == "carol")
     );
     assert_eq!(net.roster, [("a".into(), None), (b_unique, None), ("c".into(), None)]);
 }
@@ -227,7 +227,7 @@ fn operations_reach_exactly_the_right_clients() {
     net.command(now, 2, ClientCommand::datastore("team", "red"));
     net.settle(now);
     let e = net.take_events();
-    let stored = ClientEvent::Datastore { unique: "c".into(), key: "team".into(), value: "red".into() };
+    let stored = ClientEvent::Hub(FromHub::Datastore { unique: "c".into(), key: "team".into(), value: "red".into() });
     assert_eq!(e, [vec![stored.clone()], vec![stored.clone()], vec![], vec![stored]]);
     assert_eq!(net.links[0].client.clients()["c"].datastore["team"], "red");
     assert_eq!(net.links[2].client.me().unwrap().datastore["team"], "red");
@@ -286,13 +286,13 @@ fn bye_and_replacement_end_sessions_and_the_others_see_it() {
     assert_eq!(net.links[b].client_end, Some(Ok(())));
     let e = net.take_events();
     assert!(
-        matches!(&e[a][..], [ClientEvent::Disconnected { client, reason }] if client.unique == "b" && reason == "later")
+        matches!(&e[a][..], [ClientEvent::Hub(FromHub::Disconnected { client, reason })] if client.unique == "b" && reason == "later")
     );
     assert_eq!(net.uniques_seen_by(a), Vec::<&str>::new());
 
     let a2 = net.join(now, "a-again", Some("a"));
     let e = net.take_events();
-    assert_eq!(e[a], [ClientEvent::Closing { reason: "replaced".into() }]);
+    assert_eq!(e[a], [ClientEvent::Hub(FromHub::Closing { reason: "replaced".into() })]);
     assert_eq!(net.links[a].client_end, Some(Ok(())));
     assert_eq!(net.links[a2].client.me().unwrap().name, "a-again");
     assert_eq!(net.roster.last(), Some(&("a".to_string(), None)));
@@ -329,7 +329,7 @@ fn a_silent_client_is_dropped_and_the_others_see_a_timeout() {
     let e = net.take_events();
     for i in [a, c] {
         assert!(
-            matches!(&e[i][..], [ClientEvent::Disconnected { client, reason }] if client.unique == "q" && reason == "timeout"),
+            matches!(&e[i][..], [ClientEvent::Hub(FromHub::Disconnected { client, reason })] if client.unique == "q" && reason == "timeout"),
             "{:?}",
             e[i]
         );

@@ -2469,7 +2469,7 @@ async fn router_event(
 pub fn router_over_the_wire<A: Adapter>() {
     use crate::router::{self, HubEvent, HubSettings};
     use switchboard_proto::router::{
-        ClientCommand, ClientConfig, ClientEvent, Hello, Hub, HubConfig, RefuseCode, RouterError,
+        ClientCommand, ClientConfig, ClientEvent, FromHub, Hello, Hub, HubConfig, RefuseCode, RouterError,
     };
     use switchboard_proto::SplitMix64;
 
@@ -2514,7 +2514,7 @@ pub fn router_over_the_wire<A: Adapter>() {
         };
         assert_eq!(b_unique.len(), 16, "assigned from the hub's entropy");
         assert_eq!(clients.iter().map(|c| c.unique.as_str()).collect::<Vec<_>>(), ["a"]);
-        let ClientEvent::Connected(seen) = router_event(&a).await else { panic!("a: no connected") };
+        let ClientEvent::Hub(FromHub::Connected(seen)) = router_event(&a).await else { panic!("a: no connected") };
         assert_eq!(
             (seen.unique.as_str(), seen.fullname()),
             (b_unique.as_str(), format!("bravo[{b_unique}@127.0.0.1]"))
@@ -2522,12 +2522,14 @@ pub fn router_over_the_wire<A: Adapter>() {
         let c = join("charlie", Some("c")).await.unwrap();
         assert!(matches!(router_event(&c).await, ClientEvent::Welcome { .. }));
         for conn in [&a, &b] {
-            assert!(matches!(router_event(conn).await, ClientEvent::Connected(doc) if doc.unique == "c"));
+            assert!(matches!(router_event(conn).await, ClientEvent::Hub(FromHub::Connected(doc)) if doc.unique == "c"));
         }
 
         // broadcast: everyone but the sender; at: exactly those listed (unknown skipped); omit:
         // everyone but the sender and those listed. Each client's next event shows who got what.
-        let op = |from: &str, op: &str, n: i32| ClientEvent::Op { from: from.into(), op: op.into(), data: data(n) };
+        let op = |from: &str, op: &str, n: i32| {
+            ClientEvent::Hub(FromHub::Op { from: from.into(), op: op.into(), data: data(n) })
+        };
         a.send(ClientCommand::broadcast("hello", data(1))).await.unwrap();
         assert_eq!(router_event(&b).await, op("a", "hello", 1));
         assert_eq!(router_event(&c).await, op("a", "hello", 1));
@@ -2538,7 +2540,8 @@ pub fn router_over_the_wire<A: Adapter>() {
 
         // datastore: relayed to the others, and in a late joiner's welcome.
         b.send(ClientCommand::datastore("score", "42")).await.unwrap();
-        let relayed = ClientEvent::Datastore { unique: b_unique.clone(), key: "score".into(), value: "42".into() };
+        let relayed =
+            ClientEvent::Hub(FromHub::Datastore { unique: b_unique.clone(), key: "score".into(), value: "42".into() });
         assert_eq!(router_event(&a).await, relayed);
         assert_eq!(router_event(&c).await, relayed);
         let d = join("delta", Some("d")).await.unwrap();
@@ -2546,14 +2549,14 @@ pub fn router_over_the_wire<A: Adapter>() {
         let b_record = clients.iter().find(|c| c.unique == b_unique).expect("b in d's welcome");
         assert_eq!(b_record.datastore.get("score").map(String::as_str), Some("42"));
         for conn in [&a, &b, &c] {
-            assert!(matches!(router_event(conn).await, ClientEvent::Connected(doc) if doc.unique == "d"));
+            assert!(matches!(router_event(conn).await, ClientEvent::Hub(FromHub::Connected(doc)) if doc.unique == "d"));
         }
 
         // bye: the others see it leave with its reason; the client ends cleanly.
         d.send(ClientCommand::bye(Some("done"))).await.unwrap();
         for conn in [&a, &b, &c] {
             assert!(matches!(router_event(conn).await,
-                ClientEvent::Disconnected { client, reason } if client.unique == "d" && reason == "done"));
+                ClientEvent::Hub(FromHub::Disconnected { client, reason }) if client.unique == "d" && reason == "done"));
         }
         d.join().await.unwrap();
 
@@ -2561,11 +2564,13 @@ pub fn router_over_the_wire<A: Adapter>() {
         // leave and the new one join.
         let c2 = join("charlie again", Some("c")).await.unwrap();
         assert!(matches!(router_event(&c2).await, ClientEvent::Welcome { .. }));
-        assert_eq!(router_event(&c).await, ClientEvent::Closing { reason: "replaced".into() });
+        assert_eq!(router_event(&c).await, ClientEvent::Hub(FromHub::Closing { reason: "replaced".into() }));
         for conn in [&a, &b] {
             assert!(matches!(router_event(conn).await,
-                ClientEvent::Disconnected { client, reason } if client.unique == "c" && reason == "replaced"));
-            assert!(matches!(router_event(conn).await, ClientEvent::Connected(doc) if doc.name == "charlie again"));
+                ClientEvent::Hub(FromHub::Disconnected { client, reason }) if client.unique == "c" && reason == "replaced"));
+            assert!(
+                matches!(router_event(conn).await, ClientEvent::Hub(FromHub::Connected(doc)) if doc.name == "charlie again")
+            );
         }
         c.join().await.unwrap();
 
@@ -2586,7 +2591,7 @@ pub fn router_over_the_wire<A: Adapter>() {
         drop(c2);
         for conn in [&a, &b] {
             assert!(matches!(router_event(conn).await,
-                ClientEvent::Disconnected { client, reason } if client.unique == "c" && reason == "closed"));
+                ClientEvent::Hub(FromHub::Disconnected { client, reason }) if client.unique == "c" && reason == "closed"));
         }
 
         // The hub's own view: who is in, and every join and leave in order.
@@ -2625,7 +2630,7 @@ pub fn router_over_the_wire<A: Adapter>() {
 pub fn router_drops_a_silent_client<A: Adapter>() {
     use crate::router::{self, HubEvent, HubSettings};
     use std::io::Write;
-    use switchboard_proto::router::{ClientConfig, ClientEvent, Hello, Hub, HubConfig};
+    use switchboard_proto::router::{ClientConfig, ClientEvent, FromHub, Hello, Hub, HubConfig};
     use switchboard_proto::SplitMix64;
 
     run_direct::<A, _>(|rt| async move {
@@ -2655,9 +2660,9 @@ pub fn router_drops_a_silent_client<A: Adapter>() {
         let mut sleeper = std::net::TcpStream::connect(addr).unwrap();
         sleeper.write_all(&frame).unwrap();
 
-        assert!(matches!(router_event(&watcher).await, ClientEvent::Connected(doc) if doc.unique == "s"));
+        assert!(matches!(router_event(&watcher).await, ClientEvent::Hub(FromHub::Connected(doc)) if doc.unique == "s"));
         match router_event(&watcher).await {
-            ClientEvent::Disconnected { client, reason } => {
+            ClientEvent::Hub(FromHub::Disconnected { client, reason }) => {
                 assert_eq!((client.unique.as_str(), reason.as_str()), ("s", "timeout"))
             }
             other => panic!("expected the sleeper to be dropped, got {other:?}"),
@@ -2679,7 +2684,7 @@ pub fn router_drops_a_silent_client<A: Adapter>() {
 pub fn router_drops_a_slow_client<A: Adapter>() {
     use crate::router::{self, HubSettings};
     use std::io::Write;
-    use switchboard_proto::router::{ClientCommand, ClientConfig, ClientEvent, Hello, Hub, HubConfig};
+    use switchboard_proto::router::{ClientCommand, ClientConfig, ClientEvent, FromHub, Hello, Hub, HubConfig};
     use switchboard_proto::SplitMix64;
 
     run_direct::<A, _>(|rt| async move {
@@ -2707,7 +2712,9 @@ pub fn router_drops_a_slow_client<A: Adapter>() {
         assert!(matches!(router_event(&sender).await, ClientEvent::Welcome { .. }));
         let reader = join("reader").await.unwrap();
         assert!(matches!(router_event(&reader).await, ClientEvent::Welcome { .. }));
-        assert!(matches!(router_event(&sender).await, ClientEvent::Connected(doc) if doc.unique == "reader"));
+        assert!(
+            matches!(router_event(&sender).await, ClientEvent::Hub(FromHub::Connected(doc)) if doc.unique == "reader")
+        );
 
         // The stalled client: a hand-written hello, then it never reads.
         let hello = Hello::new("stalled", "demo").with_unique("stalled").to_bytes().unwrap();
@@ -2719,7 +2726,9 @@ pub fn router_drops_a_slow_client<A: Adapter>() {
         SockRef::from(&stalled).set_recv_buffer_size(16 * 1024).unwrap();
         (&stalled).write_all(&frame).unwrap();
         for conn in [&sender, &reader] {
-            assert!(matches!(router_event(conn).await, ClientEvent::Connected(doc) if doc.unique == "stalled"));
+            assert!(
+                matches!(router_event(conn).await, ClientEvent::Hub(FromHub::Connected(doc)) if doc.unique == "stalled")
+            );
         }
 
         // Flood: far more than the stalled client's buffers and cap hold. The reader takes
@@ -2736,8 +2745,8 @@ pub fn router_drops_a_slow_client<A: Adapter>() {
             let (mut ops, mut slow) = (0, false);
             while ops < rounds || !slow {
                 match router_event(&reader).await {
-                    ClientEvent::Op { op, .. } if op == "flood" => ops += 1,
-                    ClientEvent::Disconnected { client, reason } => {
+                    ClientEvent::Hub(FromHub::Op { op, .. }) if op == "flood" => ops += 1,
+                    ClientEvent::Hub(FromHub::Disconnected { client, reason }) => {
                         assert_eq!((client.unique.as_str(), reason.as_str()), ("stalled", "slow"));
                         slow = true;
                     }

@@ -173,7 +173,7 @@
 //! The router hub (WIRE §5, [`router`]) and two clients: one broadcasts, the other hears it.
 //!
 //! ```
-//! use switchboard_tokio::proto::router::{ClientCommand, ClientConfig, ClientEvent, Hello, Hub, HubConfig};
+//! use switchboard_tokio::proto::router::{ClientCommand, ClientConfig, ClientEvent, FromHub, Hello, Hub, HubConfig};
 //! use switchboard_tokio::router::{self, HubSettings};
 //! use switchboard_tokio::{DriverConfig, OsEntropy, RuntimeExt, SocketOptions, Tokio};
 //!
@@ -196,7 +196,7 @@
 //!     assert_eq!(clients[0].name, "alice");
 //!
 //!     alice.send(ClientCommand::broadcast("hi", bson::doc! { "n": 1 })).await?;
-//!     let Some(Ok(ClientEvent::Op { from, op, .. })) = bob.recv().await else { panic!("no op") };
+//!     let Some(Ok(ClientEvent::Hub(FromHub::Op { from, op, .. }))) = bob.recv().await else { panic!("no op") };
 //!     assert_eq!((from, op.as_str()), (unique, "hi"));
 //!     assert_eq!(hub.len(), 2);
 //!     Ok(())

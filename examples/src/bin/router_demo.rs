@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::doc;
-use switchboard_proto::router::{ClientCommand, ClientConfig, ClientEvent, Hello, Hub, HubConfig, RouterClient};
+use switchboard_proto::router::{
+    ClientCommand, ClientConfig, ClientEvent, FromHub, Hello, Hub, HubConfig, RouterClient,
+};
 use switchboard_rt::OsEntropy;
 use switchboard_tokio::router::{self, HubEvent, HubSettings};
 use switchboard_tokio::{Connection, DriverConfig, RuntimeExt, SocketOptions, Tokio};
@@ -67,7 +69,7 @@ async fn player(
     let mut present = clients.len();
     while present < players - 1 {
         match next(&conn, &me).await? {
-            ClientEvent::Connected(_) => present += 1,
+            ClientEvent::Hub(FromHub::Connected(_)) => present += 1,
             other => return Err(format!("{me}: unexpected {other:?} while waiting for the others").into()),
         }
     }
@@ -91,7 +93,7 @@ async fn player(
     let mut got = Counts::default();
     while got != expected {
         match next(&conn, &me).await? {
-            ClientEvent::Op { from, op, data } => {
+            ClientEvent::Hub(FromHub::Op { from, op, data }) => {
                 let sender = data.get_i64("from").map_err(|e| format!("{me}: {e}"))?;
                 if from != unique(sender as usize) {
                     return Err(format!("{me}: {op} from {from} says it is from {sender}").into());
@@ -103,7 +105,7 @@ async fn player(
                     _ => return Err(format!("{me}: {op} from {from} should not have reached it").into()),
                 }
             }
-            ClientEvent::Datastore { .. } => got.datastore += 1,
+            ClientEvent::Hub(FromHub::Datastore { .. }) => got.datastore += 1,
             other => return Err(format!("{me}: unexpected {other:?}").into()),
         }
         if got.broadcast > expected.broadcast || got.at > expected.at || got.omit > expected.omit {
@@ -160,7 +162,7 @@ async fn main() -> Result<(), BoxError> {
     let mut left = 0;
     while left < players {
         match next(&observer, "observer").await? {
-            ClientEvent::Disconnected { reason, .. } if reason == "game over" => left += 1,
+            ClientEvent::Hub(FromHub::Disconnected { reason, .. }) if reason == "game over" => left += 1,
             other => return Err(format!("observer: unexpected {other:?}").into()),
         }
     }

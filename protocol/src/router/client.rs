@@ -12,7 +12,7 @@
 //! | any open  | a `refused` error frame                             | output flushed, connection closed                       | Ending(Err `Refused`) |
 //! | any open  | a payload that does not decode                      | output flushed, connection closed                       | Ending(Err `Doc`) |
 //! | any open  | a request from the hub                              | output flushed, connection closed                       | Ending(Err `UnexpectedFrame`) |
-//! | Welcomed  | `op` / `connected` / `disconnected` / `datastore` / `closing` | the matching [`ClientEvent`]; the list updated | Welcomed |
+//! | Welcomed  | `op` / `connected` / `disconnected` / `datastore` / `closing` | the list updated, then `ClientEvent::Hub(note)` | Welcomed |
 //! | Welcomed  | `Broadcast` / `At` / `Omit` / `Datastore` / `Bye`   | the notification sent                                   | Welcomed  |
 //! | any open  | `Close`, `Eof`, or the message connection ending    | as the message connection does                          | Finished(its result, as `RouterError::Message`) |
 //! | Ending    | output drained                                      | `Finished(Err(..))`                                     | Done      |
@@ -108,38 +108,9 @@ pub enum ClientEvent {
         /// for applications that do not hold the machine (a driver's event stream).
         clients: Vec<ClientDoc>,
     },
-    /// Another client (or this one, through `at`) sent an operation.
-    Op {
-        /// The sender's unique.
-        from: String,
-        /// The operation's name.
-        op: String,
-        /// Its data.
-        data: Document,
-    },
-    /// A client joined.
-    Connected(ClientDoc),
-    /// A client left.
-    Disconnected {
-        /// The client, as last known.
-        client: ClientDoc,
-        /// Why.
-        reason: String,
-    },
-    /// A client published a datastore key.
-    Datastore {
-        /// Whose record.
-        unique: String,
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
-    },
-    /// The hub is about to close this connection.
-    Closing {
-        /// Why (`"replaced"`, …).
-        reason: String,
-    },
+    /// A notification from the hub: an operation from a client, a join or leave, a datastore
+    /// key, or the hub closing this connection. [`RouterClient::clients`] is already updated.
+    Hub(FromHub),
 }
 
 /// Why a router client call was refused or the client ended.
@@ -346,29 +317,25 @@ impl RouterClient {
     }
 
     fn on_note(&mut self, note: FromHub) {
-        let event = match note {
-            FromHub::Op { from, op, data } => ClientEvent::Op { from, op, data },
+        match &note {
             FromHub::Connected(client) => {
                 self.clients.insert(client.unique.clone(), client.clone());
-                ClientEvent::Connected(client)
             }
-            FromHub::Disconnected { client, reason } => {
+            FromHub::Disconnected { client, .. } => {
                 self.clients.remove(&client.unique);
-                ClientEvent::Disconnected { client, reason }
             }
             FromHub::Datastore { unique, key, value } => {
                 let record = match &mut self.me {
-                    Some(me) if me.unique == unique => Some(me),
-                    _ => self.clients.get_mut(&unique),
+                    Some(me) if &me.unique == unique => Some(me),
+                    _ => self.clients.get_mut(unique),
                 };
                 if let Some(record) = record {
                     record.datastore.insert(key.clone(), value.clone());
                 }
-                ClientEvent::Datastore { unique, key, value }
             }
-            FromHub::Closing { reason } => ClientEvent::Closing { reason },
-        };
-        self.events.push_back(event);
+            FromHub::Op { .. } | FromHub::Closing { .. } => {}
+        }
+        self.events.push_back(ClientEvent::Hub(note));
     }
 
     fn finish(&mut self, inner: Result<(), message::Error>) -> Output<ClientEvent, RouterError> {

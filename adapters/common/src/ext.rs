@@ -181,13 +181,7 @@ pub trait RuntimeExt: Runtime {
     {
         let rt = self;
         accept_each(rt.clone(), listener, options, move |stream, addr| {
-            let (connection, driver) = stream_driver(rt.clone(), make(&addr), stream, &config);
-            // Registered before the driver runs, so it cannot finish unregistered.
-            let (id, registered) = connections.insert(&connection);
-            rt.spawn(async move {
-                driver.await;
-                drop(registered);
-            });
+            let (id, connection) = drive_tracked(&rt, &connections, make(&addr), stream, &config);
             rt.spawn(handler(id, connection));
         })
     }
@@ -311,6 +305,32 @@ impl<R: Runtime> RuntimeExt for R {}
 
 /// The accept loop `serve_with` and `serve_direct` share: options applied to each accepted
 /// socket, then `on_stream`. Returns only on a listener error that is not about one connection.
+/// Drive `machine` over `stream` on a task of its own, registered in `connections` for as long
+/// as that task runs: its id and its connection. The task ends with the driver, or at once when
+/// [`Connections::abort`] rings (the driver, and with it the socket, dropped).
+pub(crate) fn drive_tracked<R: Runtime, M: Drivable, S: ByteStream>(
+    rt: &R,
+    connections: &Connections<M>,
+    machine: M,
+    stream: S,
+    config: &DriverConfig,
+) -> (u64, Connection<M>) {
+    let (connection, mut driver) = stream_driver(rt.clone(), machine, stream, config);
+    // Registered before the driver runs, so it cannot finish unregistered.
+    let (id, registered, aborted) = connections.insert(&connection);
+    rt.spawn(async move {
+        let mut aborted = std::pin::pin!(aborted.recv());
+        std::future::poll_fn(|cx| match driver.as_mut().poll(cx).is_ready() || aborted.as_mut().poll(cx).is_ready() {
+            true => std::task::Poll::Ready(()),
+            false => std::task::Poll::Pending,
+        })
+        .await;
+        drop(driver);
+        drop(registered);
+    });
+    (id, connection)
+}
+
 pub(crate) async fn accept_each<R: Runtime, L: Listener>(
     rt: R,
     listener: L,

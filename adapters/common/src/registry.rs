@@ -47,10 +47,12 @@ struct Inner<M: Machine> {
     next: AtomicU64,
 }
 
-/// One live connection: weak ways to its command channel and to its event stream.
+/// One live connection: weak ways to its command channel and to its event stream, and the
+/// switch that stops its driver at once.
 struct Entry<M: Machine> {
     commands: WeakCommands<M>,
     signals: async_channel::WeakSender<Delivery<M>>,
+    abort: async_channel::Sender<()>,
 }
 
 impl<M: Machine> Clone for Connections<M> {
@@ -100,13 +102,30 @@ impl<M: Machine> Connections<M> {
         self.inner.next.load(Ordering::Relaxed)
     }
 
-    /// Register a new connection; the id it got, and the guard that removes it again when the
-    /// driver is done with it.
-    pub(crate) fn insert(&self, connection: &Connection<M>) -> (u64, Deregister<M>) {
+    /// Register a new connection; the id it got, the guard that removes it again when the
+    /// driver is done with it, and what [`abort`](Self::abort) rings (its driver's task stops
+    /// when it does).
+    pub(crate) fn insert(&self, connection: &Connection<M>) -> (u64, Deregister<M>, async_channel::Receiver<()>) {
         let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        let entry = Entry { commands: connection.commands().downgrade(), signals: connection.signals() };
+        let (abort, aborted) = async_channel::bounded(1);
+        let entry = Entry { commands: connection.commands().downgrade(), signals: connection.signals(), abort };
         self.live().insert(id, entry);
-        (id, Deregister { inner: self.inner.clone(), id })
+        (id, Deregister { inner: self.inner.clone(), id }, aborted)
+    }
+
+    /// Stop the connection with this id at once: its driver is dropped, the socket closed, and
+    /// whatever was queued for it discarded; its [`Connection`](crate::Connection) then sees the
+    /// end and its result is `Cancelled`. For a peer that stopped reading, which
+    /// [`close`](Self::close) would wait behind. Never waits. `false` when no running connection
+    /// has that id.
+    pub fn abort(&self, id: u64) -> bool {
+        match self.live().get(&id) {
+            Some(entry) => {
+                let _ = entry.abort.try_send(());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Put `event` into the event stream of the connection with this id, as if its machine
@@ -157,7 +176,8 @@ impl<M: Machine> Drop for Deregister<M> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding it, but a poisoned map is still a consistent map.
+/// Lock `m`, poisoned or not: nothing here panics while holding a lock, and a poisoned map or
+/// hub is still a consistent one.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -28,12 +28,12 @@
 //! Clients connect with [`connect`] (a [`RouterClient`] machine on the generic driver), or any
 //! implementation of §5.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -44,8 +44,9 @@ use switchboard_proto::router::{
 use switchboard_proto::stage::FramingConfig;
 use switchboard_proto::{Input, Machine, Output};
 
-use crate::async_driver::{stream_driver, Connection, DriverConfig, DriverError};
-use crate::ext::accept_each;
+use crate::async_driver::{Connection, DriverConfig, DriverError};
+use crate::ext::{accept_each, drive_tracked};
+use crate::registry::lock;
 use crate::runtime::{Listener, Runtime, Timer};
 use crate::{Clock, Connections, RuntimeExt, SocketOptions};
 
@@ -116,10 +117,6 @@ struct Shared {
     /// Connections dropped for staying over their cap: they leave with reason `"slow"`, and
     /// nothing more is queued for them.
     slow: Mutex<BTreeSet<ConnId>>,
-    /// Each connection's abort switch: its driver is dropped (the socket closed at once, what
-    /// was queued for it discarded) instead of closing gracefully behind a peer that does not
-    /// read.
-    aborts: Mutex<BTreeMap<ConnId, async_channel::Sender<()>>>,
     events_tx: async_channel::Sender<HubEvent>,
     events_rx: async_channel::Receiver<HubEvent>,
     slow_after: Duration,
@@ -184,7 +181,6 @@ where
         clock: Clock::new(),
         connections: Connections::new(),
         slow: Mutex::new(BTreeSet::new()),
-        aborts: Mutex::new(BTreeMap::new()),
         events_tx,
         events_rx,
         slow_after: settings.slow_after,
@@ -193,25 +189,7 @@ where
     let accept = accept_each(rt.clone(), listener, settings.options.clone(), move |stream, peer: SocketAddr| {
         // Never refused: the same configuration was accepted above.
         let Ok(machine) = MessageConnection::new(message) else { return };
-        let (connection, driver) = stream_driver(rt.clone(), machine, stream, &settings.driver);
-        let (id, registered) = shared.connections.insert(&connection);
-        let (abort, aborted) = async_channel::bounded::<()>(1);
-        lock(&shared.aborts).insert(id, abort);
-        rt.spawn(async move {
-            let mut driver = driver;
-            let mut aborted = pin!(aborted.recv());
-            // Whichever comes first: the driver's end, or the hub's abort (then the driver is
-            // dropped here, and with it the socket).
-            std::future::poll_fn(|cx| {
-                if driver.as_mut().poll(cx).is_ready() || aborted.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-                Poll::Pending
-            })
-            .await;
-            drop(driver);
-            drop(registered);
-        });
+        let (id, connection) = drive_tracked(&rt, &shared.connections, machine, stream, &settings.driver);
         rt.spawn(serve_client(rt.clone(), shared.clone(), id, peer, connection));
     });
     Ok((handle, accept))
@@ -233,7 +211,6 @@ async fn serve_client<R: Runtime>(
         }
     }
     let slow = shared.slow_set().remove(&id);
-    lock(&shared.aborts).remove(&id);
     let reason = match connection.join().await {
         _ if slow => "slow".to_string(),
         Ok(()) => "closed".to_string(),
@@ -241,10 +218,6 @@ async fn serve_client<R: Runtime>(
         Err(e) => e.to_string(),
     };
     shared.apply(&rt, HubInput::Closed { conn: id, reason }).await;
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Shared {
@@ -256,12 +229,11 @@ impl Shared {
         lock(&self.slow)
     }
 
-    /// Drop a client that stayed over its cap: no more commands for it, its driver stopped.
+    /// Drop a client that stayed over its cap: no more commands for it, its driver stopped
+    /// (a graceful close would wait behind what it does not read).
     fn drop_slow(&self, conn: ConnId) {
         self.slow_set().insert(conn);
-        if let Some(abort) = lock(&self.aborts).get(&conn) {
-            let _ = abort.try_send(());
-        }
+        self.connections.abort(conn);
     }
 
     /// Give the hub one input and carry out what it decides; then wait for every connection

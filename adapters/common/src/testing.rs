@@ -2330,11 +2330,19 @@ pub fn connections_by_id<A: Adapter>() {
         assert!(c.recv().await.is_none(), "the handler's drop closed the connection");
         c.join().await.unwrap();
 
+        // Aborting one by id stops its driver at once: its client sees the end.
+        let d = connect().await.unwrap();
+        let id_d = ids_rx.recv().await.unwrap();
+        assert!(connections.abort(id_d));
+        assert!(d.recv().await.is_none(), "the aborted connection ended");
+        let _ = d.join().await; // a reset or an end of stream, whichever the peer saw first
+        assert!(!connections.abort(99), "an id never given out");
+
         // A client closing ends its entry too.
         b.join().await.unwrap();
         eventually(&rt, "every ended connection leaves the registry", || connections.is_empty()).await;
-        assert!(connections.get(id_b).is_none() && connections.get(id_c).is_none());
-        assert_eq!(connections.accepted(), 3);
+        assert!(connections.get(id_b).is_none() && connections.get(id_c).is_none() && connections.get(id_d).is_none());
+        assert_eq!(connections.accepted(), 4);
     });
 }
 

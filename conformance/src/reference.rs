@@ -48,7 +48,7 @@ pub fn message_echo(
     MessageConnection::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     serve(
         listener,
-        Settings::new().close_with(|| message::Command::Close),
+        Settings::new(),
         move |_| MessageConnection::new(config).expect("the configuration was accepted above"),
         |_| {
             |notice: Notice<message::Event, message::Error>, control: &mut Control<message::Command>| {

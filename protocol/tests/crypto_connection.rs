@@ -5,7 +5,7 @@
 use bson::{doc, Document};
 use bytes::{Bytes, BytesMut};
 use switchboard_proto::crypto::{self, CipherSpec, FrameCipher, Mode, Padding, Profile, SealedCipher, StageCipher};
-use switchboard_proto::machine::drain;
+use switchboard_proto::machine::{drain, drain_closing};
 use switchboard_proto::stage::{Command, Error, Event, FramingConfig, PacketConnection};
 use switchboard_proto::{Input, Instant, Machine, SplitMix64};
 
@@ -116,7 +116,7 @@ fn a_sealed_replay_on_the_wire_ends_the_receiver() {
     let mut twice = BytesMut::from(&frame[..]);
     twice.extend_from_slice(&frame);
     b.handle_input(now, Input::Stream(&mut twice)).unwrap();
-    let out = drain(&mut b, now);
+    let out = drain_closing(&mut b, now);
     assert_eq!(out.events, [Event::Frame(Bytes::from_static(b"\x0a\x00\x00\x00pay 10"))]);
     assert_eq!(out.finished, Some(Err(Error::Cipher(crypto::CipherError::Replay { counter: 0 }))));
 }
@@ -136,7 +136,7 @@ fn a_wrong_sealed_key_ends_the_receiver_without_delivering() {
     a.handle_input(now, Input::Command(Command::SendBody(Bytes::from_static(b"secret")))).unwrap();
     let mut wire = BytesMut::from(&drain(&mut a, now).wire()[..]);
     b.handle_input(now, Input::Stream(&mut wire)).unwrap();
-    let out = drain(&mut b, now);
+    let out = drain_closing(&mut b, now);
     assert!(out.events.is_empty());
     assert_eq!(out.finished, Some(Err(Error::Cipher(crypto::CipherError::Authentication))));
 }

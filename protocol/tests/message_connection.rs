@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use quickcheck::{quickcheck, TestResult};
 use switchboard_proto::crypto::{CipherError, FrameCipher};
-use switchboard_proto::machine::{drain, Drained};
+use switchboard_proto::machine::{drain, drain_closing, Drained};
 use switchboard_proto::message::{
     Command, Error, ErrorPayload, Event, Message, MessageConfig, MessageConnection, MessageKind,
 };
@@ -182,8 +182,16 @@ fn unknown_type_byte_finishes_after_earlier_messages() {
         out.events,
         [Event::Notification { payload: b(b"before") }, Event::Request { id: 7, payload: b(b"also before") }]
     );
-    assert_eq!(out.wire(), frame(MessageKind::Notification, 0, b"mine"));
-    let err = out.finished.unwrap().unwrap_err();
+    assert!(out.read_closed && out.finished.is_none(), "only the read side closed: {out:?}");
+    // The request that came before the bad frame is still answered.
+    command(&mut c, now, Command::Respond { id: 7, payload: b(b"ok") });
+    c.handle_input(now, Input::Close).unwrap();
+    let closed = drain(&mut c, now);
+    assert_eq!(
+        [out.wire(), closed.wire()].concat(),
+        [frame(MessageKind::Notification, 0, b"mine"), frame(MessageKind::Response, 7, b"ok")].concat()
+    );
+    let err = closed.finished.unwrap().unwrap_err();
     assert_eq!(err, Error::UnknownKind { byte: 0x2a });
     assert_eq!(err.fault(), Fault::Peer);
     assert!(c.is_finished());
@@ -208,8 +216,9 @@ fn protocol_violations_are_distinct_peer_errors() {
         let mut c = conn(MessageConfig::default());
         feed(&mut c, Instant::ZERO, &wire).unwrap();
         let out = drain(&mut c, Instant::ZERO);
-        assert!(out.events.is_empty());
-        let err = out.finished.unwrap().unwrap_err();
+        assert!(out.events.is_empty() && out.read_closed && out.finished.is_none(), "{out:?}");
+        c.handle_input(Instant::ZERO, Input::Close).unwrap();
+        let err = drain(&mut c, Instant::ZERO).finished.unwrap().unwrap_err();
         assert_eq!(err, expected);
         assert_eq!(err.fault(), Fault::Peer);
     }
@@ -392,7 +401,7 @@ fn packet_layer_expire_and_coalescing_are_reused() {
 fn inbound_limit_is_the_packet_layers() {
     let mut c = conn(MessageConfig::new(FramingConfig::packet(32, 0)));
     feed(&mut c, Instant::ZERO, &frame(MessageKind::Notification, 0, &[0; 20])).unwrap();
-    let out = drain(&mut c, Instant::ZERO);
+    let out = drain_closing(&mut c, Instant::ZERO);
     assert_eq!(out.finished, Some(Err(Error::Stage(stage::Error::FrameTooLarge { len: 33, max: 32 }))));
     // Outgoing frames over OUT are the caller's fault and change nothing.
     let mut c = conn(MessageConfig::new(FramingConfig::packet(1024, 16)));
@@ -412,7 +421,7 @@ fn caller_misuse_is_refused_without_change() {
     let out = drain(&mut c, now);
     assert!(out.transmits.is_empty() && out.finished.is_none());
 
-    command(&mut c, now, Command::Close);
+    c.handle_input(now, Input::Close).unwrap();
     assert_eq!(c.request(now, Bytes::new(), None), Err(Error::Finished));
     let out: Drained<Event, Error> = drain(&mut c, now);
     assert_eq!(out.finished, Some(Ok(())));
@@ -420,16 +429,39 @@ fn caller_misuse_is_refused_without_change() {
 }
 
 #[test]
-fn eof_ends_cleanly_or_truncated() {
-    let mut c = conn(MessageConfig::default());
-    c.handle_input(Instant::ZERO, Input::Eof).unwrap();
-    assert_eq!(drain(&mut c, Instant::ZERO).finished, Some(Ok(())));
+fn eof_is_read_closed_pending_requests_are_unanswered_and_answers_still_go_out() {
+    let now = Instant::ZERO;
+    let mut c = conn(MessageConfig::default().with_heartbeat(None, Some(Duration::from_secs(1))));
+    let asked = c.request(now, b(b"q"), None).unwrap();
+    // The peer asks something, then half-closes before answering ours.
+    let mut wire = frame(MessageKind::Request, 7, b"ask");
+    feed(&mut c, now, &wire).unwrap();
+    c.handle_input(now, Input::Eof).unwrap();
+    let out = drain(&mut c, now);
+    assert_eq!(
+        out.events,
+        [Event::Request { id: 7, payload: b(b"ask") }, Event::Unanswered { id: asked }],
+        "the peer's request first, then ours ends unanswered"
+    );
+    assert!(out.read_closed && out.finished.is_none(), "read-closed, not finished: {out:?}");
+    // The answer to the peer's last request still goes out; a new request cannot be answered.
+    command(&mut c, now, Command::Respond { id: 7, payload: b(b"ok") });
+    let err = c.request(now, b(b"late"), None).unwrap_err();
+    assert_eq!((err.clone(), err.fault()), (Error::PeerClosed, Fault::Caller));
+    // dead_after no longer applies: nothing can arrive, and that is not the peer dying.
+    let later = Instant::from_millis(5_000);
+    let out = drain(&mut c, later);
+    assert_eq!(out.wire(), frame(MessageKind::Response, 7, b"ok"));
+    assert!(out.finished.is_none() && !out.read_closed, "ReadClosed is reported once: {out:?}");
+    c.handle_input(later, Input::Close).unwrap();
+    assert_eq!(drain(&mut c, later).finished, Some(Ok(())));
 
+    // EOF inside a frame is still the peer's error.
     let mut c = conn(MessageConfig::default());
-    let mut buf = BytesMut::from(&frame(MessageKind::Notification, 0, b"x")[..6]);
-    c.handle_input(Instant::ZERO, Input::Stream(&mut buf)).unwrap();
-    c.handle_input(Instant::ZERO, Input::Eof).unwrap();
-    assert_eq!(drain(&mut c, Instant::ZERO).finished, Some(Err(Error::Stage(stage::Error::Truncated { buffered: 6 }))));
+    wire.truncate(6);
+    feed(&mut c, now, &wire).unwrap();
+    c.handle_input(now, Input::Eof).unwrap();
+    assert_eq!(drain_closing(&mut c, now).finished, Some(Err(Error::Stage(stage::Error::Truncated { buffered: 6 }))));
 }
 
 /// A toy cipher (XOR with 0x5a) standing in for a real profile: enough to show encrypted frames
@@ -487,7 +519,8 @@ fn garbage_run(bytes: &[u8], cuts: &[u8], config: MessageConfig) -> bool {
         if c.handle_input(now, Input::Stream(&mut buf)).is_err() {
             return false;
         }
-        let out = drain(&mut c, now);
+        // A fault closes the read side: the driver stops reading and, here, closes.
+        let out = drain_closing(&mut c, now);
         if let Some(result) = out.finished {
             return result.is_ok() || result.unwrap_err().fault() == Fault::Peer;
         }

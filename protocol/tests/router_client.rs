@@ -89,6 +89,11 @@ impl Net {
                     link.to_server.extend_from_slice(&out.wire());
                     link.events.extend(out.events);
                     link.client_end = out.finished;
+                    if out.read_closed {
+                        // The hub is done: so is the application.
+                        link.client.handle_input(now, Input::Close).unwrap();
+                        moved = true;
+                    }
                 }
                 if link.server_end.is_none() {
                     let out = drain(&mut link.server, now);
@@ -97,6 +102,11 @@ impl Net {
                     for event in out.events {
                         let input = HubInput::Message { conn: conn as u64, event };
                         self.hub.handle_input(now, Input::Command(input)).unwrap();
+                    }
+                    if out.read_closed {
+                        // The glue closes a client's connection once the client stopped sending.
+                        link.server.handle_input(now, Input::Close).unwrap();
+                        moved = true;
                     }
                     if let Some(end) = out.finished {
                         // The glue's reading of a message connection's end.
@@ -137,7 +147,7 @@ impl Net {
                     }
                     HubAction::Close { conn } => {
                         let link = &mut self.links[conn as usize];
-                        link.server.handle_input(now, Input::Command(Command::Close)).unwrap();
+                        link.server.handle_input(now, Input::Close).unwrap();
                     }
                     HubAction::Joined(client) => self.roster.push((client.unique, None)),
                     HubAction::Left { client, reason } => self.roster.push((client.unique, Some(reason))),
@@ -361,8 +371,9 @@ fn a_hub_that_breaks_the_protocol_ends_the_client_with_a_peer_fault() {
     let Some(Err(error)) = out.finished else { panic!("{out:?}") };
     assert!(matches!(error, RouterError::Doc(_)), "{error:?}");
     assert_eq!(error.fault(), Fault::Peer);
+    assert_eq!(client.handle_input(now, Input::Close), Ok(()), "closing what has ended is no news");
     assert_eq!(
-        client.handle_input(now, Input::Command(ClientCommand::Close)),
+        client.handle_input(now, Input::Command(ClientCommand::bye(None))),
         Err(RouterError::Message(MessageError::Finished))
     );
 }

@@ -5,7 +5,7 @@ mod stage_common;
 
 use bytes::{Bytes, BytesMut};
 use stage_common::{feed_chunks, frame, XorCipher};
-use switchboard_proto::machine::drain;
+use switchboard_proto::machine::{drain, drain_closing};
 use switchboard_proto::stage::{Command, Error, Event, FramingConfig, PacketConnection};
 use switchboard_proto::{Blame, Duration, Fault, Input, Instant, Machine};
 
@@ -183,7 +183,7 @@ fn output_queued_before_a_peer_error_is_flushed_before_finished() {
     let mut conn = PacketConnection::new(FramingConfig::packet(16, 64).with_commit(Duration::from_millis(50)));
     send_body(&mut conn, ms(0), b"bye").unwrap();
     stream(&mut conn, ms(1), b"\x02\x00\x00\x00");
-    let out = drain(&mut conn, ms(1));
+    let out = drain_closing(&mut conn, ms(1));
     assert_eq!(out.wire(), b"\x07\x00\x00\x00bye");
     assert_eq!(out.finished, Some(Err(Error::LengthTooShort { len: 2 })));
 }
@@ -304,7 +304,7 @@ fn a_datagram_on_a_stream_connection_is_refused() {
 fn close_flushes_then_finishes_and_late_inputs_are_moot() {
     let mut conn = PacketConnection::new(FramingConfig::packet(64, 64).with_commit(Duration::from_secs(1)));
     send_body(&mut conn, ms(0), b"last").unwrap();
-    conn.handle_input(ms(0), Input::Command(Command::Close)).unwrap();
+    conn.handle_input(ms(0), Input::Close).unwrap();
     // Before the driver drains, bytes and EOF are ignored; a command is refused.
     stream(&mut conn, ms(0), &frame(b"ignored"));
     conn.handle_input(ms(0), Input::Eof).unwrap();
@@ -317,6 +317,34 @@ fn close_flushes_then_finishes_and_late_inputs_are_moot() {
     let mut buf = BytesMut::new();
     assert_eq!(conn.handle_input(ms(0), Input::Stream(&mut buf)), Err(Error::Finished));
     assert_eq!(drain(&mut conn, ms(0)).finished, Some(Err(Error::Finished)));
+}
+
+#[test]
+fn eof_reports_read_closed_after_the_frames_and_the_connection_still_sends_until_close() {
+    let mut conn = PacketConnection::new(FramingConfig::packet(64, 0));
+    stream(&mut conn, ms(0), &frame(b"last words"));
+    conn.handle_input(ms(0), Input::Eof).unwrap();
+    let out = drain(&mut conn, ms(0));
+    assert_eq!(out.events, [Event::Frame(Bytes::from(frame(b"last words")))]);
+    assert!(out.read_closed && out.finished.is_none(), "{out:?}");
+    assert!(conn.is_read_closed() && !conn.is_finished());
+    // The answer still goes out.
+    send_body(&mut conn, ms(1), b"reply").unwrap();
+    assert_eq!(drain(&mut conn, ms(1)).wire(), frame(b"reply"));
+    // Bytes after the EOF are the driver's mistake, refused; a second EOF is no news.
+    let mut late = BytesMut::from(&frame(b"x")[..]);
+    let err = conn.handle_input(ms(1), Input::Stream(&mut late)).unwrap_err();
+    assert_eq!(
+        (err.clone(), err.fault()),
+        (Error::UnexpectedInput { input: "bytes after the read side closed" }, Fault::Caller)
+    );
+    conn.handle_input(ms(1), Input::Eof).unwrap();
+    // Close finishes it cleanly, and closing again is a no-op.
+    conn.handle_input(ms(2), Input::Close).unwrap();
+    conn.handle_input(ms(2), Input::Close).unwrap();
+    let out = drain(&mut conn, ms(2));
+    assert!(!out.read_closed, "reported once");
+    assert_eq!(out.finished, Some(Ok(())));
 }
 
 #[test]
@@ -346,7 +374,7 @@ fn text_line_of_exactly_in_is_accepted_one_longer_is_not() {
         let mut buf = fed.buf;
         buf.extend_from_slice(b"d");
         conn.handle_input(ms(0), Input::Stream(&mut buf)).unwrap();
-        drain(&mut conn, ms(0))
+        drain_closing(&mut conn, ms(0))
     };
     assert!(fed2.events.is_empty());
     assert_eq!(fed2.finished, Some(Err(Error::LineTooLong { max: 4 })));

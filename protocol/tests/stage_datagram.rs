@@ -176,7 +176,7 @@ fn expire_counts_only_accepted_frames_and_fires_exactly_on_time() {
 #[test]
 fn close_and_eof_finish_cleanly_and_late_inputs_are_moot() {
     let to = addr("127.0.0.1:3");
-    for end in [Input::Command(DatagramCommand::Close), Input::Eof] {
+    for end in [Input::Close, Input::Eof] {
         let mut ep = PacketDatagram::new(FramingConfig::packet(64, 0), Some(to));
         command(&mut ep, DatagramCommand::SendBody(Bytes::from_static(b"bye"))).unwrap();
         ep.handle_input(ms(0), end).unwrap();

@@ -6,7 +6,7 @@ mod stage_common;
 use bytes::{Bytes, BytesMut};
 use quickcheck::{Gen, QuickCheck, TestResult};
 use stage_common::{cut, feed_chunks, frame, vector_frames, XorCipher};
-use switchboard_proto::machine::drain;
+use switchboard_proto::machine::{drain, drain_closing};
 use switchboard_proto::stage::{
     encode_frame, DatagramEvent, Error, Event, FrameDecoder, FramingConfig, Header, PacketConnection, PacketDatagram,
     HEADER_LEN, MAX_FRAME_LEN,
@@ -190,7 +190,7 @@ fn qc_length_over_in_is_refused_at_the_header_with_nothing_buffered() {
             buf.extend_from_slice(&[*byte]);
             let cap_before = buf.capacity();
             conn.handle_input(now, Input::Stream(&mut buf)).unwrap();
-            let out = drain(&mut conn, now);
+            let out = drain_closing(&mut conn, now);
             if !out.events.is_empty() || buf.capacity() > cap_before {
                 return TestResult::failed();
             }

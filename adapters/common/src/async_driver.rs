@@ -23,19 +23,17 @@
 //!   full kernel buffers cannot deadlock. While the application is not taking events the driver
 //!   stops reading.
 //! * **Graceful shutdown.** Dropping every command sender (or [`Connection::close`]) feeds the
-//!   machine its close command after every command already accepted; everything it transmits is
+//!   machine `Input::Close` after every command already accepted; everything it transmits is
 //!   written, the write side is shut down, and the driver waits a short linger for the peer's
 //!   end of stream so nothing it sent is reset away. The result (and the end of the event
 //!   stream) comes as soon as it is final, when the write side is shut down: the linger goes on
 //!   behind it, so an application reacting to a connection's end (a hub telling the others a
 //!   client left) does not wait for a peer that never closes its side.
-//! * **The peer's end of stream waits for the answers.** An application answers events as it
-//!   takes them, on its own task, so the driver feeds the peer's EOF to the machine only once
-//!   the application has taken every event before it and asked for the next one (or dropped
-//!   its events, or every command sender), and takes the commands sent meanwhile first. A
-//!   machine that finishes at EOF then still writes the answers to the last requests before a
-//!   peer's half-close (found by the conformance suite; tested in the matrix). An application
-//!   that keeps its events but never asks for the next one keeps the connection open.
+//! * **The peer's end of stream ends the events, not the connection.** The driver feeds the
+//!   peer's EOF at once; the machine reports `ReadClosed` after the events before it (contract
+//!   rule 7) and goes on taking commands, so answers to the last requests before a peer's
+//!   half-close still go out. The event stream ends there; the connection closes once the
+//!   application closes it or drops every command sender.
 //! * **Errors say who was wrong.** The result is `Ok`, or a [`DriverError`] whose
 //!   [`Blame::fault`] tells a peer's protocol fault or transport failure from a local one. A
 //!   command the machine refused comes back on the event channel as `Err` and the connection
@@ -61,41 +59,26 @@ use switchboard_proto::{Input, Instant, Machine};
 
 pub use async_channel::{SendError, TrySendError};
 
-use crate::event_flow::EventFlow;
 use crate::runtime::{ByteStream, DatagramSocket, Runtime, Timer};
 use crate::Clock;
 
-/// A machine the async driver can run: `Send`, with `Send` commands, events and errors, and a
-/// command that finishes it cleanly (fed when the application drops its handle).
+/// A machine the async driver can run on another task: `Send`, with `Send` commands, events
+/// and errors. Every such machine is one (a blanket impl); closing is the contract's
+/// `Input::Close`, so no machine needs anything more.
 pub trait Drivable:
     Machine<Command: Send + 'static, Event: Send + 'static, Error: Send + Sync + 'static> + Send + 'static
 {
-    /// The command that flushes and finishes the machine cleanly.
-    fn close_command() -> Self::Command;
 }
 
-impl Drivable for switchboard_proto::stage::PacketConnection {
-    fn close_command() -> switchboard_proto::stage::Command {
-        switchboard_proto::stage::Command::Close
-    }
+impl<M> Drivable for M where
+    M: Machine<Command: Send + 'static, Event: Send + 'static, Error: Send + Sync + 'static> + Send + 'static
+{
 }
 
-impl Drivable for switchboard_proto::stage::PacketDatagram {
-    fn close_command() -> switchboard_proto::stage::DatagramCommand {
-        switchboard_proto::stage::DatagramCommand::Close
-    }
-}
-
-impl Drivable for switchboard_proto::message::MessageConnection {
-    fn close_command() -> switchboard_proto::message::Command {
-        switchboard_proto::message::Command::Close
-    }
-}
-
-impl Drivable for switchboard_proto::router::RouterClient {
-    fn close_command() -> switchboard_proto::router::ClientCommand {
-        switchboard_proto::router::ClientCommand::Close
-    }
+/// What the command channel carries: the application's commands, and its close.
+pub(crate) enum Request<C> {
+    Command(C),
+    Close,
 }
 
 /// How a driver buffers and waits.
@@ -260,7 +243,7 @@ pub type Delivery<M> = Result<<M as Machine>::Event, <M as Machine>::Error>;
 /// The application's sending end; clone it to send from several tasks. The connection closes
 /// gracefully once every clone (and the [`Connection`]) is dropped.
 pub struct Commands<M: Machine> {
-    tx: Sender<M::Command>,
+    tx: Sender<Request<M::Command>>,
     /// The most commands queued at once (`DriverConfig::commands`). The channel itself is
     /// unbounded so an idle connection preallocates no slots; senders keep it within this.
     capacity: usize,
@@ -305,14 +288,21 @@ impl<M: Machine> Commands<M> {
         if self.tx.len() >= self.capacity {
             return Err(TrySendError::Full(command));
         }
-        self.tx.try_send(command)
+        self.tx.try_send(Request::Command(command)).map_err(|e| match e {
+            TrySendError::Full(Request::Command(c)) => TrySendError::Full(c),
+            TrySendError::Closed(Request::Command(c)) => TrySendError::Closed(c),
+            _ => unreachable!("only commands are sent here"),
+        })
     }
 
     /// Queue a command even past the cap (never waits; `Err` gives it back once the driver
     /// stopped). For a sender that must keep its commands in order under a lock and waits for
     /// [`room`](Self::room) afterwards, as the router hub does.
     pub(crate) fn push(&self, command: M::Command) -> Result<(), M::Command> {
-        self.tx.try_send(command).map_err(|e| e.into_inner())
+        self.tx.try_send(Request::Command(command)).map_err(|e| match e.into_inner() {
+            Request::Command(c) => c,
+            Request::Close => unreachable!("only commands are sent here"),
+        })
     }
 
     /// Wait until the channel is under its cap again (or the driver stopped).
@@ -351,24 +341,19 @@ impl<M: Machine> Commands<M> {
     }
 }
 
-impl<M: Drivable> Commands<M> {
-    /// Ask the machine to finish cleanly, after every command queued before.
-    pub async fn close(&self) -> Result<(), SendError<M::Command>> {
-        self.tx.send(M::close_command()).await
-    }
-
-    /// [`close`](Self::close) without waiting. The command channel is unbounded (the cap is
-    /// kept by `send` and `try_send`, which the close command skips), so this only fails once
-    /// the driver has stopped taking commands: `false` then.
-    pub(crate) fn close_now(&self) -> bool {
-        self.tx.try_send(M::close_command()).is_ok()
+impl<M: Machine> Commands<M> {
+    /// Ask the machine to finish cleanly (`Input::Close`), after every command queued before.
+    /// The command channel is unbounded (the cap is kept by `send` and `try_send`, which the
+    /// close skips), so this never waits; `false` once the driver has stopped taking commands.
+    pub fn close(&self) -> bool {
+        self.tx.try_send(Request::Close).is_ok()
     }
 }
 
 /// A [`Commands`] that does not count as a sender: the connection still closes once every
 /// [`Commands`] is dropped.
 pub(crate) struct WeakCommands<M: Machine> {
-    tx: async_channel::WeakSender<M::Command>,
+    tx: async_channel::WeakSender<Request<M::Command>>,
     capacity: usize,
     gate: Arc<Gate>,
 }
@@ -426,8 +411,6 @@ impl Gate {
 struct Room {
     waiting: AtomicBool,
     waker: Mutex<Option<Waker>>,
-    /// Whether the application has answered the events before the peer's EOF.
-    flow: EventFlow,
     /// The application wakes a waiting driver once the channel holds at most this many events
     /// (half its capacity): waking it at every event taken would have it deliver one event and
     /// wait again, a wake-up per event.
@@ -435,12 +418,9 @@ struct Room {
 }
 
 impl Room {
-    /// The application found the channel empty: a driver holding the peer's EOF back until then
-    /// may go on.
+    /// The application found the channel empty: a driver waiting for room may go on.
     fn found_empty(&self) {
-        if self.flow.found_empty() {
-            self.wake();
-        }
+        self.wake();
     }
 
     fn wake(&self) {
@@ -477,11 +457,8 @@ impl Room {
 }
 
 impl<M: Machine> Events<M> {
-    /// The next event; `None` once the driver has stopped and everything was received.
-    ///
-    /// Asking for the next event also tells the driver that the application is done with the
-    /// ones before: the peer's end of stream reaches the machine only then, so answers sent
-    /// to the last frames before it still go out (see [`stream_driver`]).
+    /// The next event; `None` once the peer closed its side (the connection still takes
+    /// commands until it is closed) or the driver has stopped, and everything was received.
     pub async fn recv(&self) -> Option<Delivery<M>> {
         let next = match self.rx.try_recv() {
             Ok(next) => Some(next),
@@ -506,10 +483,7 @@ impl<M: Machine> Events<M> {
         next
     }
 
-    fn took(&self, some: bool) {
-        if some {
-            self.room.flow.took();
-        }
+    fn took(&self, _some: bool) {
         self.room.taken(self.rx.len());
     }
 }
@@ -596,11 +570,11 @@ impl<M: Machine> Connection<M> {
     }
 }
 
-impl<M: Drivable> Connection<M> {
-    /// Ask the machine to finish cleanly after every command queued before; read the rest of
-    /// the events, then [`join`](Self::join).
-    pub async fn close(&self) -> Result<(), SendError<M::Command>> {
-        self.commands.close().await
+impl<M: Machine> Connection<M> {
+    /// Ask the machine to finish cleanly after every command queued before (`false` if the
+    /// driver has stopped already); read the rest of the events, then [`join`](Self::join).
+    pub fn close(&self) -> bool {
+        self.commands.close()
     }
 }
 
@@ -629,7 +603,7 @@ struct Core<R: Runtime, M: Drivable> {
     runtime: R,
     timer: Option<R::Timer>,
     armed: Option<Instant>,
-    commands: Pin<Box<Receiver<M::Command>>>,
+    commands: Pin<Box<Receiver<Request<M::Command>>>>,
     commands_open: bool,
     /// Rings for senders waiting for room in the command channel.
     gate: Arc<Gate>,
@@ -643,8 +617,6 @@ struct Core<R: Runtime, M: Drivable> {
     /// The channel was full with events still pending: the driver waits for room.
     full: bool,
     events_open: bool,
-    /// The peer's end of stream, not yet fed to the machine (see [`Core::release_eof`]).
-    held_eof: bool,
     stats: Arc<DriverStats>,
     started: bool,
 }
@@ -687,54 +659,12 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             }
             if let Some(next) = self.pending.pop_front() {
                 match self.events.try_send(next) {
-                    Ok(()) => {
-                        self.room.flow.put();
-                        progress = true;
-                    }
+                    Ok(()) => progress = true,
                     Err(_) => self.events_open = false,
                 }
             }
         }
         progress || was_full
-    }
-
-    /// Feed the peer's end of stream held back since it was read, once the application has
-    /// taken every event before it and asked for the next (or can no longer take or answer
-    /// any): answers to the last frames before the end are then already in the machine. Feeding
-    /// it at once would let the machine finish while the application is still answering, and
-    /// the answers would be refused. True if it was fed.
-    fn release_eof(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        if !self.held_eof || !self.pending.is_empty() {
-            return false;
-        }
-        let nobody_listens = !self.events_open || self.events.receiver_count() == 0;
-        if !nobody_listens {
-            // Woken through the room's waker when the application finds the channel empty.
-            self.room.register(cx.waker());
-            if !self.room.flow.idle() {
-                return false;
-            }
-        }
-        // The application sent its answers before it asked again: they are in the command
-        // channel now, and go to the machine before the end does.
-        let mut taken = false;
-        while self.held_eof && self.pump.wants_input() && self.poll_command(cx, now) {
-            taken = true;
-        }
-        if taken {
-            self.gate.open();
-        }
-        if !self.held_eof {
-            // Every sender was gone: `poll_command` fed the end and the close.
-            return true;
-        }
-        if !self.commands.is_empty() {
-            // Over the write budget: the rest once the writes made room.
-            return taken;
-        }
-        self.held_eof = false;
-        self.feed(now, Input::Eof);
-        true
     }
 
     /// Whether more than the write budget waits to be written (`queued`: the driver's count).
@@ -751,7 +681,16 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
         self.pending.is_empty()
     }
 
-    /// Take one command; when every sender is gone, feed the close command once.
+    /// After the machine's `ReadClosed` no event comes: once the ones before it are delivered,
+    /// end the application's event stream (the commands stay open).
+    fn end_events_if_read_closed(&mut self) {
+        if self.events_open && self.pump.is_read_closed() && self.pending.is_empty() {
+            self.events.close();
+            self.events_open = false;
+        }
+    }
+
+    /// Take one command; when every sender is gone, feed `Input::Close` once.
     fn poll_command(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         if !self.commands_open {
             return false;
@@ -760,18 +699,14 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             // The gate is opened by the caller once per batch of takes: waking a waiting
             // sender per command taken makes it send one and wait again, a wake-up per command
             // (measured: tokio 1 KiB framing through `connect_with` ran at half the speed).
-            Poll::Ready(Some(command)) => {
+            Poll::Ready(Some(Request::Command(command))) => {
                 self.feed(now, Input::Command(command));
             }
+            Poll::Ready(Some(Request::Close)) => self.feed(now, Input::Close),
             Poll::Ready(None) => {
                 self.commands_open = false;
-                // Nobody can answer any more: the peer's end first, so the machine judges it
-                // (a frame cut short is still the peer's error), then the close.
-                if self.held_eof {
-                    self.held_eof = false;
-                    self.feed(now, Input::Eof);
-                }
-                self.feed(now, Input::Command(M::close_command()));
+                // Nobody can send any more: finish cleanly (a no-op if closed already).
+                self.feed(now, Input::Close);
             }
             Poll::Pending => return false,
         }
@@ -848,7 +783,6 @@ fn core<R: Runtime, M: Drivable>(
     let room = Arc::new(Room {
         waiting: AtomicBool::new(false),
         waker: Mutex::new(None),
-        flow: EventFlow::default(),
         low_water: config.events.max(1) / 2,
     });
     let (done_tx, done_rx) = async_channel::bounded(1);
@@ -875,7 +809,6 @@ fn core<R: Runtime, M: Drivable>(
         room,
         full: false,
         events_open: true,
-        held_eof: false,
         stats,
         started: false,
     };
@@ -966,8 +899,8 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
                     return Ok(Step::Progress);
                 }
                 progress |= self.poll_input(cx)?;
-                progress |= self.core.release_eof(cx, self.core.clock.now());
                 progress |= self.core.poll_timer(cx);
+                self.core.end_events_if_read_closed();
                 let pump = &self.core.pump;
                 self.core.stats.paused.store(!pump.wants_input() && !pump.is_finished(), Ordering::Relaxed);
             }
@@ -1071,16 +1004,15 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
         }
         let before = self.core.pump.writes().len();
         let held_back = self.core.over_budget(before) && self.read_grew;
-        if self.eof || self.core.pump.is_finished() || held_back || self.core.backlogged() {
+        let read_closed = self.core.pump.is_read_closed();
+        if self.eof || self.core.pump.is_finished() || read_closed || held_back || self.core.backlogged() {
             return Ok(progress);
         }
         let read = self.poll_fill(cx);
         match read {
             Poll::Ready(Ok(0)) => {
-                // Held until the application has answered what came before it.
                 self.eof = true;
-                self.core.held_eof = true;
-                self.core.release_eof(cx, now);
+                self.core.feed(now, Input::Eof);
             }
             Poll::Ready(Ok(n)) => {
                 self.core.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);

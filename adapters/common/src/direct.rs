@@ -62,7 +62,6 @@ pub struct Direct<R: Runtime, M: Machine, S> {
     inline: Inline<M>,
     clock: Clock,
     now: Instant,
-    close: Option<M::Command>,
     timer: Option<R::Timer>,
     armed: Option<Instant>,
     io_error: Option<io::Error>,
@@ -81,7 +80,6 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
             inline: Inline::new(now, machine, config.read_chunk, config.linger),
             clock,
             now,
-            close: Some(M::close_command()),
             timer: None,
             armed: None,
             io_error: None,
@@ -131,8 +129,9 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
     }
 
     /// The next event, awaiting until one arrives (doing the connection's I/O and timers
-    /// meanwhile). `None`: the connection ended cleanly; `Some(Err)`: it ended with this error
-    /// (reported once, after every event before it); after that, `None`.
+    /// meanwhile). `None`: the peer closed its side (the connection still sends until
+    /// [`close`](Self::close)), or the connection ended cleanly; `Some(Err)`: it ended with
+    /// this error (reported once, after every event before it); after that, `None`.
     pub fn recv(&mut self) -> impl Future<Output = Option<Result<M::Event, DriverError<M::Error>>>> + '_ {
         // A plain poll function rather than an `async fn`: the event goes straight to the
         // caller instead of through the future's state (measurably cheaper per small frame).
@@ -140,7 +139,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
             if let Some(next) = self.next_ready() {
                 return Poll::Ready(Some(next));
             }
-            if !self.inline.is_running() {
+            if !self.inline.is_running() || self.inline.events_ended() {
                 return Poll::Ready(None);
             }
             if self.poll_round(cx, false).is_pending() {
@@ -165,22 +164,29 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
         })
     }
 
-    /// Ask the machine to finish cleanly ([`Drivable::close_command`]) after every command
-    /// sent before. Keep calling [`recv`](Self::recv) for the events still coming and the
-    /// result.
+    /// Ask the machine to finish cleanly (`Input::Close`) after every command sent before.
+    /// Keep calling [`recv`](Self::recv) for the events still coming and the result, or
+    /// [`close_and_join`](Self::close_and_join).
     pub fn close(&mut self) {
-        let close = self.close.take();
-        self.inline.close(self.now, close);
+        self.inline.close(self.now);
     }
 
     /// [`close`](Self::close), then run the connection to its end, dropping the events still
     /// coming, and return its result.
     pub async fn close_and_join(mut self) -> Result<(), DriverError<M::Error>> {
         self.close();
-        while let Some(next) = self.recv().await {
-            next?;
-        }
-        Ok(())
+        poll_fn(|cx| loop {
+            match self.next_ready() {
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                Some(Ok(_)) => continue,
+                None if !self.inline.is_running() => return Poll::Ready(Ok(())),
+                None => {}
+            }
+            if self.poll_round(cx, false).is_pending() {
+                return Poll::Pending;
+            }
+        })
+        .await
     }
 
     /// The machine, for inspection.

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
 use switchboard_proto::kcom::{self as proto, AddressError, Collector, KcomConfig, Receiver, Sender, KEY_LEN};
-use switchboard_proto::{Blame, Fault, Input, Instant, Machine, Output};
+use switchboard_proto::{Blame, Fault};
 
-use crate::async_driver::{Drivable, DriverConfig, DriverError};
+use crate::async_driver::{DriverConfig, DriverError};
 use crate::runtime::{sleep_until, Listener, Runtime};
 use crate::{OsEntropy, RuntimeExt, SocketOptions};
 
@@ -196,45 +196,6 @@ impl KcomError {
     }
 }
 
-/// A KCOM machine for the driver: the machines finish on their own and take no close command,
-/// so the driver's close (`None`, fed when the handle is dropped) is a no-op.
-struct OneShot<M>(M);
-
-impl<M: Machine> Machine for OneShot<M> {
-    type Command = Option<M::Command>;
-    type Event = M::Event;
-    type Error = M::Error;
-
-    fn handle_input(&mut self, now: Instant, input: Input<'_, Self::Command>) -> Result<(), M::Error> {
-        let input = match input {
-            Input::Command(None) => return Ok(()),
-            Input::Command(Some(c)) => Input::Command(c),
-            Input::Stream(buf) => Input::Stream(buf),
-            Input::Datagram { from, data } => Input::Datagram { from, data },
-            Input::Eof => Input::Eof,
-            Input::Timeout => Input::Timeout,
-        };
-        self.0.handle_input(now, input)
-    }
-
-    fn poll_output(&mut self, now: Instant) -> Output<M::Event, M::Error> {
-        self.0.poll_output(now)
-    }
-
-    fn write_budget(&self) -> usize {
-        self.0.write_budget()
-    }
-}
-
-impl<M> Drivable for OneShot<M>
-where
-    M: Machine<Command: Send + 'static, Event: Send + 'static, Error: Send + Sync + 'static> + Send + 'static,
-{
-    fn close_command() -> Self::Command {
-        None
-    }
-}
-
 /// The deadline `close` from now, if any.
 fn deadline(close: Option<Duration>) -> Option<StdInstant> {
     close.and_then(|c| StdInstant::now().checked_add(c))
@@ -292,7 +253,7 @@ impl<R: Runtime> KcomListener<R> {
             accepted.ok_or(KcomError::Timeout { after: close.unwrap_or_default(), waiting: Waiting::Accept })??;
         let config = self.options.config(remaining(at, close, Waiting::Transfer)?);
         let sender = Sender::new(config, msg, data.into()).map_err(KcomError::Refused)?;
-        let conn = self.rt.drive(OneShot(sender), stream, &DriverConfig::default());
+        let conn = self.rt.drive(sender, stream, &DriverConfig::default());
         conn.join().await.map_err(KcomError::from_driver)
     }
 }
@@ -326,7 +287,7 @@ pub async fn receive<R: Runtime>(rt: &R, options: &KcomOptions) -> Result<(Strin
     };
     let config = options.config(remaining(at, close, Waiting::Transfer)?);
     let receiver = Receiver::new(config, &mut OsEntropy);
-    let (_commands, events, done) = rt.drive(OneShot(receiver), stream, &DriverConfig::default()).split();
+    let (_commands, events, done) = rt.drive(receiver, stream, &DriverConfig::default()).split();
     let mut collector = Collector::new();
     while let Some(delivery) = events.recv().await {
         // The receiver takes no commands, so nothing is ever refused.

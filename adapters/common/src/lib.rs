@@ -39,7 +39,6 @@
 
 mod clock;
 mod direct;
-pub mod event_flow;
 pub mod net;
 mod options;
 
@@ -63,7 +62,6 @@ pub use async_driver::{
 };
 pub use clock::{Clock, OsEntropy};
 pub use direct::{Direct, SendError};
-pub use event_flow::EventFlow;
 pub use ext::RuntimeExt;
 pub use net::{Multicast, MulticastInterface};
 pub use options::{Keepalive, SocketOptions};

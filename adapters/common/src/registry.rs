@@ -155,9 +155,9 @@ impl<M: Drivable> Connections<M> {
         let Some(entry) = live.get(&id) else { return false };
         if let Some(commands) = entry.commands.upgrade() {
             // Refused only by a driver that stopped taking commands: it is finishing anyway.
-            commands.close_now();
+            commands.close();
         }
-        // Else every sender is gone, and the driver has been fed the close command already.
+        // Else every sender is gone, and the machine has been fed `Input::Close` already.
         true
     }
 }

@@ -427,7 +427,7 @@ impl<M: Drivable> Conn<M> for AsyncConn<M> {
         block_here(self.events.as_ref()?.recv())
     }
     fn close(&self) {
-        let _ = block_here(self.commands().close());
+        let _ = self.commands().close();
     }
     fn figures(&self) -> Figures {
         Figures::from(&*self.stats)
@@ -1354,8 +1354,6 @@ pub enum ReflectorCommand {
     SendTo(SocketAddr, Bytes),
     /// Send stream bytes (to the driver's default peer).
     Transmit(Bytes),
-    /// Finish.
-    Close,
 }
 
 /// A [`Reflector`] refuses nothing and never fails.
@@ -1399,8 +1397,8 @@ impl Machine for Reflector {
             Input::Command(ReflectorCommand::Transmit(data)) => {
                 self.out.push_back((SocketAddr::from(([0, 0, 0, 0], 0)), data))
             }
-            Input::Command(ReflectorCommand::Close) => self.closed = true,
-            Input::Stream(_) | Input::Eof | Input::Timeout => {}
+            Input::Close => self.closed = true,
+            _ => {}
         }
         Ok(())
     }
@@ -1422,12 +1420,6 @@ impl Machine for Reflector {
         } else {
             Output::Timeout(None)
         }
-    }
-}
-
-impl Drivable for Reflector {
-    fn close_command() -> ReflectorCommand {
-        ReflectorCommand::Close
     }
 }
 
@@ -2231,7 +2223,9 @@ pub fn driver_event_room<A: Adapter>() {
         while next < FRAMES {
             take(&mut next, events.recv().await);
         }
-        assert!(events.recv().await.is_none(), "the peer's EOF ends the connection");
+        assert!(events.recv().await.is_none(), "the peer's EOF ends the events");
+        // The connection itself stays open for answers until the application closes it.
+        assert!(_commands.close(), "still taking commands after the peer's EOF");
         done.wait().await.unwrap();
         writer.join().unwrap();
     });
@@ -2423,8 +2417,8 @@ pub fn direct_expire<A: Adapter>() {
     });
 }
 
-/// Frames before a bad header are delivered, then the peer's error; a refused command is the
-/// caller's and leaves the connection open.
+/// Frames before a bad header are delivered, then the events end and the peer's error is the
+/// result; a refused command is the caller's and leaves the connection open.
 pub fn direct_bad_header_and_refusal<A: Adapter>() {
     run_direct::<A, _>(|rt| async move {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -2447,13 +2441,15 @@ pub fn direct_bad_header_and_refusal<A: Adapter>() {
         conn.send(Command::SendBody(Bytes::from_static(b"fits"))).await.unwrap();
         conn.flush().await.unwrap();
         assert_eq!(direct_frame_body(conn.recv().await.unwrap().unwrap()), Bytes::from_static(b"ok"));
-        match conn.recv().await {
-            Some(Err(e @ DriverError::Protocol(stage::Error::LengthTooShort { len: 2 }))) => {
+        // The bad header closed the read side: no more events, and the peer's fault is the
+        // connection's result once the application closes.
+        assert!(conn.recv().await.is_none());
+        match conn.close_and_join().await {
+            Err(e @ DriverError::Protocol(stage::Error::LengthTooShort { len: 2 })) => {
                 assert_eq!(e.fault(), Fault::Peer)
             }
             other => panic!("expected LengthTooShort, got {other:?}"),
         }
-        assert!(conn.recv().await.is_none());
         assert_eq!(&peer.join().unwrap(), b"\x08\x00\x00\x00fits");
     });
 }
@@ -2595,11 +2591,11 @@ pub fn router_over_the_wire<A: Adapter>() {
             other => panic!("expected unauthorized, got {other:?}"),
         }
 
-        // A client that just drops its connection is seen leaving as "closed".
+        // A client that just drops its connection says `bye` on the way out.
         drop(c2);
         for conn in [&a, &b] {
             assert!(matches!(router_event(conn).await,
-                ClientEvent::Hub(FromHub::Disconnected { client, reason }) if client.unique == "c" && reason == "closed"));
+                ClientEvent::Hub(FromHub::Disconnected { client, reason }) if client.unique == "c" && reason == "bye"));
         }
 
         // The hub's own view: who is in, and every join and leave in order.
@@ -2625,7 +2621,7 @@ pub fn router_over_the_wire<A: Adapter>() {
                 "-delta done",
                 "-charlie replaced",
                 "+charlie again",
-                "-charlie again closed"
+                "-charlie again bye"
             ]
         );
         a.join().await.unwrap();

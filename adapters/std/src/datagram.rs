@@ -66,7 +66,7 @@ impl<C: Send + 'static> DatagramCore<C> {
         let mut control = Control::new(source, shared.clone(), None);
         let mut pump = Pump::new(machine);
         let mut failure: Option<DriverError<M::Error>> = None;
-        let (mut close_requested, mut close_sent, mut abandoned) = (false, false, false);
+        let (mut close_requested, mut close_sent) = (false, false);
         // Where unaddressed output goes without a default destination: whoever spoke last.
         let mut last_from: Option<SocketAddr> = None;
 
@@ -87,7 +87,7 @@ impl<C: Send + 'static> DatagramCore<C> {
             handler(Notice::Event(e), &mut control)
         });
         loop {
-            let ended = pump.is_finished() || abandoned;
+            let ended = pump.is_finished();
             if !ended {
                 if pump.deadline().is_some_and(|d| clock.now() >= d) {
                     feed!(Input::Timeout);
@@ -99,10 +99,7 @@ impl<C: Send + 'static> DatagramCore<C> {
                 close_requested |= std::mem::take(&mut control.close);
                 if close_requested && !close_sent {
                     close_sent = true;
-                    match settings.close_command() {
-                        Some(c) => feed!(Input::Command(c)),
-                        None => abandoned = true,
-                    }
+                    feed!(Input::Close);
                 }
             }
             let to = settings.default_destination.or(last_from);
@@ -111,7 +108,7 @@ impl<C: Send + 'static> DatagramCore<C> {
             }) {
                 failure = Some(e);
             }
-            if failure.is_some() || pump.is_finished() || abandoned {
+            if failure.is_some() || pump.is_finished() {
                 break;
             }
 
@@ -255,12 +252,11 @@ where
     let core = DatagramCore::new(socket, settings)?;
     let handle = core.link.handle();
     let source = core.link.weak_source(&handle);
-    let shared = core.link.shared.clone();
     let (events_tx, events_rx) = mpsc::channel();
     let thread = spawn_named("switchboard-udp", move || {
         core.run(machine, source, move |notice, _| {
             let _ = events_tx.send(notice);
         })
     })?;
-    Ok(Running { handle, events: Events { rx: events_rx, shared }, driver: DriverThread { thread } })
+    Ok(Running { handle, events: Events { rx: events_rx }, driver: DriverThread { thread } })
 }

@@ -86,7 +86,6 @@ pub struct Direct<M: Machine, S> {
     /// The time last read from the clock: refreshed after every system call, so a busy sender
     /// does not read the clock per frame.
     now: Instant,
-    settings: Settings<M::Command>,
     /// A transport error ends the connection at once; `recv` reports it after the events.
     io_error: Option<io::Error>,
     peer: Option<SocketAddr>,
@@ -106,7 +105,6 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
             stream,
             now,
             clock,
-            settings,
             io_error: None,
         })
     }
@@ -142,14 +140,15 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     }
 
     /// The next event, blocking until one arrives (doing the connection's I/O and timers
-    /// meanwhile). `None`: the connection ended cleanly; `Some(Err)`: it ended with this error
-    /// (reported once, after every event before it); after that, `None`.
+    /// meanwhile). `None`: the peer closed its side (the connection still sends until
+    /// [`close`](Self::close)), or the connection ended cleanly; `Some(Err)`: it ended with
+    /// this error (reported once, after every event before it); after that, `None`.
     pub fn recv(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
         loop {
             if let Some(next) = self.next_ready() {
                 return Some(next);
             }
-            if !self.inline.is_running() {
+            if !self.inline.is_running() || self.inline.events_ended() {
                 return None;
             }
             self.io_round(true, false);
@@ -169,22 +168,25 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
         self.next_ready()
     }
 
-    /// Ask the machine to finish cleanly: its close command ([`Settings::close_with`]) goes in
-    /// after every command sent before. Keep calling [`recv`](Self::recv) for the events still
-    /// coming and the result. Without a close command, the machine is fed nothing more and the
-    /// connection ends `Ok` once what it transmitted is written.
+    /// Ask the machine to finish cleanly (`Input::Close`) after every command sent before.
+    /// Keep calling [`recv`](Self::recv) for the events still coming and the result, or
+    /// [`close_and_join`](Self::close_and_join).
     pub fn close(&mut self) {
-        self.inline.close(self.now, self.settings.close_command());
+        self.inline.close(self.now);
     }
 
     /// [`close`](Self::close), then run the connection to its end, dropping the events still
     /// coming, and return its result.
     pub fn close_and_join(mut self) -> Result<(), DriverError<M::Error>> {
         self.close();
-        while let Some(next) = self.recv() {
-            next?;
+        loop {
+            match self.next_ready() {
+                Some(Err(e)) => return Err(e),
+                Some(Ok(_)) => continue,
+                None if !self.inline.is_running() => return Ok(()),
+                None => self.io_round(true, false),
+            }
         }
-        Ok(())
     }
 
     /// Whether the connection has ended and its result has been reported by `recv`.

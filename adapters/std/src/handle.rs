@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_proto::Machine;
-use switchboard_rt::{EventFlow, SocketOptions};
+use switchboard_rt::SocketOptions;
 
 use crate::DriverError;
 
@@ -36,11 +36,11 @@ pub struct Settings<C> {
     /// (a machine that answers whoever spoke last without naming them); before any, the driver
     /// ends with [`DriverError::NoDestination`]. Ignored by the stream driver.
     pub default_destination: Option<SocketAddr>,
-    close: Option<Arc<dyn Fn() -> C + Send + Sync>>,
+    _commands: std::marker::PhantomData<fn(C)>,
 }
 
 impl<C> Settings<C> {
-    /// Defaults: no socket options, 256 commands, 64 KiB reads, 2 s linger, no close command.
+    /// Defaults: no socket options, 256 commands, 64 KiB reads, 2 s linger.
     pub fn new() -> Self {
         Settings {
             socket: SocketOptions::new(),
@@ -48,7 +48,7 @@ impl<C> Settings<C> {
             read_chunk: 64 * 1024,
             linger: Duration::from_secs(2),
             default_destination: None,
-            close: None,
+            _commands: std::marker::PhantomData,
         }
     }
 
@@ -81,26 +81,13 @@ impl<C> Settings<C> {
         self.default_destination = Some(to);
         self
     }
-
-    /// The command that asks the machine to finish cleanly (flush, then `Finished(Ok)`). The
-    /// driver sends it on [`Handle::close`], [`Control::close`], or when every [`Handle`] is
-    /// dropped. Without one, closing stops feeding the machine, writes what it already
-    /// transmitted and ends with `Ok`; output the machine still holds back (coalescing) is lost.
-    pub fn close_with(mut self, close: impl Fn() -> C + Send + Sync + 'static) -> Self {
-        self.close = Some(Arc::new(close));
-        self
-    }
-
-    pub(crate) fn close_command(&self) -> Option<C> {
-        self.close.as_ref().map(|f| f())
-    }
 }
 
 impl Settings<switchboard_proto::stage::Command> {
-    /// Defaults for a STAGE [`PacketConnection`](switchboard_proto::stage::PacketConnection):
-    /// closing sends `Command::Close`, so coalesced output is flushed first.
+    /// [`Settings::new`] for a STAGE [`PacketConnection`](switchboard_proto::stage::PacketConnection)
+    /// (names the command type, so no annotation is needed).
     pub fn packet() -> Self {
-        Self::new().close_with(|| switchboard_proto::stage::Command::Close)
+        Self::new()
     }
 }
 
@@ -118,7 +105,7 @@ impl<C> Clone for Settings<C> {
             read_chunk: self.read_chunk,
             linger: self.linger,
             default_destination: self.default_destination,
-            close: self.close.clone(),
+            _commands: std::marker::PhantomData,
         }
     }
 }
@@ -131,7 +118,6 @@ impl<C> fmt::Debug for Settings<C> {
             .field("read_chunk", &self.read_chunk)
             .field("linger", &self.linger)
             .field("default_destination", &self.default_destination)
-            .field("close_command", &self.close.is_some())
             .finish()
     }
 }
@@ -170,8 +156,6 @@ pub(crate) struct Shared {
     pub(crate) nudge: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
     /// The connection's id in its [`Server`](crate::Server), set once before the driver starts.
     pub(crate) id: OnceLock<u64>,
-    /// Whether the application has answered the notices before the peer's EOF ([`Events`]).
-    pub(crate) flow: EventFlow,
     /// Wakes the driver wherever it waits (set while it runs).
     pub(crate) doorbell: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
@@ -184,13 +168,6 @@ impl Shared {
         self.close_asked.store(true, Ordering::SeqCst);
         let _ = tx.try_send(msg);
         self.nudge_driver();
-    }
-
-    /// Wake the driver wherever it waits.
-    fn ring(&self) {
-        if let Some(ring) = self.doorbell.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            ring();
-        }
     }
 
     /// Wake a stream driver that waits for socket news only (over budget).
@@ -254,7 +231,7 @@ impl<C> Drop for HandleInner<C> {
 }
 
 /// Sends commands to a running machine from any thread. Cloning is cheap; when every clone is
-/// dropped the driver closes the connection gracefully (see [`Settings::close_with`]).
+/// dropped the driver closes the connection gracefully (the machine gets `Input::Close`).
 pub struct Handle<C> {
     inner: Arc<HandleInner<C>>,
 }
@@ -459,7 +436,6 @@ impl<E, X> Notice<E, X> {
 /// frames before it still go out.
 pub struct Events<E, X> {
     pub(crate) rx: Receiver<Notice<E, X>>,
-    pub(crate) shared: Arc<Shared>,
 }
 
 impl<E, X> Events<E, X> {
@@ -493,15 +469,10 @@ impl<E, X> Events<E, X> {
     }
 
     fn took(&self, notice: Notice<E, X>) -> Notice<E, X> {
-        self.shared.flow.took();
         notice
     }
 
-    fn found_empty(&self) {
-        if self.shared.flow.found_empty() {
-            self.shared.ring();
-        }
-    }
+    fn found_empty(&self) {}
 }
 
 impl<E, X> Iterator for Events<E, X> {
@@ -517,14 +488,6 @@ impl<E, X> Iterator for Events<E, X> {
             }
         };
         next.map(|n| self.took(n))
-    }
-}
-
-impl<E, X> Drop for Events<E, X> {
-    fn drop(&mut self) {
-        if self.shared.flow.receiver_gone() {
-            self.shared.ring();
-        }
     }
 }
 

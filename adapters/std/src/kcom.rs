@@ -271,9 +271,12 @@ impl Listener {
         }
         drop(handle);
         drop(events);
-        // The driver's verdict first: a peer that went away explains a short feed.
-        driver.join().map_err(KcomError::from_driver)?;
-        fed
+        match driver.join() {
+            // Our own close with data still owed: the feed says why (a short source).
+            Err(DriverError::Machine(proto::Error::Abandoned)) if fed.is_err() => fed,
+            // Otherwise the driver's verdict first: a peer that went away explains a short feed.
+            verdict => verdict.map_err(KcomError::from_driver).and(fed),
+        }
     }
 
     fn accept(&self, deadline: &Deadline) -> Result<TcpStream, KcomError> {

@@ -39,20 +39,18 @@
 //! the queue, and stopping them would let two peers that each send faster than the other reads
 //! (an echo server and its pipelining client) wait on each other forever.
 //!
-//! **Graceful close.** [`Handle::close`], [`Control::close`] or dropping every [`Handle`] sends
-//! the machine its close command ([`Settings::close_with`]; [`Settings::packet`] sets
-//! `Command::Close`) after every command sent before it. When the machine has finished and
+//! **Graceful close.** [`Handle::close`], [`Control::close`] or dropping every [`Handle`] feeds
+//! the machine `Input::Close` after every command sent before it. When the machine has finished and
 //! everything it transmitted is written, the driver shuts down the write side (the peer sees
 //! EOF), drains what the peer still sends until its EOF or the [linger](Settings::linger) time,
 //! and closes. Nothing the driver accepted is dropped, unless the peer stops reading for the
 //! whole linger time: then [`DriverError::Unflushed`] says how much.
 //!
-//! **The peer's EOF waits for the answers.** With [`spawn`]/[`connect`], events are answered
-//! on the application's thread, so the driver feeds the peer's EOF to the machine only once
-//! the application has taken every notice before it from [`Events`] and asked for the next
-//! (or dropped its events or its handles), and takes the commands sent meanwhile first: the
-//! answers to the last requests before a peer's half-close are written, not refused. With
-//! [`run`]/[`serve`] the handler answers on the driver thread before the EOF is fed anyway.
+//! **The peer's EOF.** The driver feeds it at once; the machine reports every event before it
+//! and then goes read-closed, still taking commands. With [`spawn`]/[`connect`] the
+//! [`Events`] end there and the connection stays open for the application's answers until it
+//! closes or drops its handles; with [`run`]/[`serve`] the handler has answered every event on
+//! the driver thread already, so the driver closes.
 //!
 //! **Results.** `run` and [`DriverThread::join`] return `Ok(())` for a clean end, or a
 //! [`DriverError`] saying who was wrong: the machine's own error (its
@@ -120,7 +118,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let messages = || MessageConnection::new(MessageConfig::default()).unwrap();
-//! let settings = || Settings::new().close_with(|| Command::Close);
+//! let settings = Settings::new;
 //! let listener = TcpListener::bind("127.0.0.1:0")?;
 //! let addr = listener.local_addr()?;
 //!

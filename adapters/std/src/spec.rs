@@ -112,7 +112,7 @@ pub fn bind_spec(spec: &str, default_to: Option<SocketAddr>) -> Result<Running<P
         return Err(SpecConnectError::Unsupported(parsed.scheme));
     }
     let machine = parsed.packet_datagram(Box::new(OsEntropy), default_to).map_err(SpecConnectError::Open)?;
-    let settings = Settings::new().close_with(|| switchboard_proto::stage::DatagramCommand::Close);
+    let settings = Settings::new();
     let socket: UdpSocket = switchboard_rt::net::bind_udp(socket_addr(&parsed.address)?, &settings.socket)?;
     Ok(spawn_datagram(socket, machine, settings)?)
 }

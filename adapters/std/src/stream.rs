@@ -74,7 +74,19 @@ pub(crate) struct StreamCore<S, C> {
     peer: Option<SocketAddr>,
     /// Events are answered elsewhere (through [`Events`](crate::Events)), so the peer's EOF
     /// waits until the application has taken them all and asked for more.
-    hold_eof: bool,
+    /// What happens at the machine's `ReadClosed` (see [`ReadClosed`]).
+    at_read_closed: ReadClosed,
+}
+
+/// What a stream driver does when the machine reports `ReadClosed` (the peer's EOF, after
+/// every event before it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ReadClosed {
+    /// The handler runs on the driver thread and has answered every event already: close.
+    Close,
+    /// The application answers on its own thread: end its events (it closes, or drops its
+    /// handles, when it is done).
+    EndEvents,
 }
 
 impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
@@ -84,12 +96,12 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
         let writer = stream.try_clone()?;
         let peer = stream.peer_addr();
         let link = Link::new(settings.command_capacity);
-        Ok(StreamCore { stream, reader, writer, settings, link, peer, hold_eof: false })
+        Ok(StreamCore { stream, reader, writer, settings, link, peer, at_read_closed: ReadClosed::Close })
     }
 
-    /// See [`StreamCore::hold_eof`]'s field.
-    pub(crate) fn hold_eof(mut self) -> Self {
-        self.hold_eof = true;
+    /// See [`ReadClosed::EndEvents`].
+    pub(crate) fn end_events_at_read_closed(mut self) -> Self {
+        self.at_read_closed = ReadClosed::EndEvents;
         self
     }
 
@@ -104,9 +116,9 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
     ) -> Result<(), DriverError<M::Error>>
     where
         M: Machine<Command = C>,
-        H: FnMut(Notice<M::Event, M::Error>, &mut Control<C>),
+        H: FnMut(Option<Notice<M::Event, M::Error>>, &mut Control<C>),
     {
-        let StreamCore { stream, reader, writer, settings, link, peer, hold_eof } = self;
+        let StreamCore { stream, reader, writer, settings, link, peer, at_read_closed } = self;
         let Link { tx, rx, shared } = link;
         let (buf_tx, buf_rx) = mpsc::channel::<BytesMut>();
         let (batch_tx, batch_rx) = mpsc::channel::<WriteQueue>();
@@ -175,8 +187,8 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
             close_grace: None,
             failure: None,
             signals,
-            hold_eof,
-            eof_held: false,
+            at_read_closed,
+            read_closed_told: false,
         };
         driver.run();
         let result = driver.result();
@@ -198,7 +210,8 @@ impl<S: BlockingStream, C: Send + 'static> StreamCore<S, C> {
 /// the machine finishes (or the socket fails) and the socket is shut down.
 ///
 /// The handler runs on this thread between inputs; commands it queues through its [`Control`]
-/// are fed right after. To close, call [`Control::close`] (see [`Settings::close_with`]).
+/// are fed right after. To close, call [`Control::close`]. The peer's EOF closes the
+/// connection once the handler has seen every event before it (its answers go out first).
 pub fn run<M, S, H>(
     stream: S,
     machine: M,
@@ -213,7 +226,12 @@ where
 {
     let core = StreamCore::new(stream, settings)?;
     let handle = core.link.handle();
-    core.run(machine, HandleSource::Strong(handle), None, handler)
+    let mut handler = handler;
+    core.run(machine, HandleSource::Strong(handle), None, move |notice, control: &mut Control<M::Command>| {
+        if let Some(notice) = notice {
+            handler(notice, control)
+        }
+    })
 }
 
 /// Run `machine` over `stream` on a new thread. Send commands through the returned
@@ -230,18 +248,22 @@ where
     let core = StreamCore::new(stream, settings)?;
     let handle = core.link.handle();
     let source = core.link.weak_source(&handle);
-    let shared = core.link.shared.clone();
-    let counted = shared.clone();
     let (events_tx, events_rx) = mpsc::channel();
     let thread = spawn_named("switchboard-conn", move || {
-        // Events are answered on the application's thread: hold the peer's EOF until then.
-        core.hold_eof().run(machine, source, None, move |notice, _| {
-            counted.flow.put();
+        // Events are answered on the application's thread: at the peer's EOF the events end
+        // and the connection stays open for the answers until the handles are dropped.
+        let mut events_tx = Some(events_tx);
+        core.end_events_at_read_closed().run(machine, source, None, move |notice, _| match notice {
             // Nobody listening is fine: the application dropped its events on purpose.
-            let _ = events_tx.send(notice);
+            Some(notice) => {
+                if let Some(tx) = &events_tx {
+                    let _ = tx.send(notice);
+                }
+            }
+            None => events_tx = None,
         })
     })?;
-    Ok(Running { handle, events: Events { rx: events_rx, shared }, driver: DriverThread { thread } })
+    Ok(Running { handle, events: Events { rx: events_rx }, driver: DriverThread { thread } })
 }
 
 /// Connect to `addr` over TCP, with `settings.socket` applied before `connect` (so buffer sizes
@@ -301,7 +323,7 @@ struct StreamLoop<'s, M: Machine, H, S> {
     reader_done: bool,
     close_requested: bool,
     close_sent: bool,
-    /// Closed without a close command: the machine is no longer fed.
+    /// A close waited the whole linger for a peer that took nothing: the machine is no longer fed.
     abandoned: bool,
     write_shut: bool,
     linger_until: Option<StdInstant>,
@@ -310,16 +332,16 @@ struct StreamLoop<'s, M: Machine, H, S> {
     failure: Option<DriverError<M::Error>>,
     /// Events to hand the application as if the machine had reported them.
     signals: Option<Receiver<M::Event>>,
-    /// See [`StreamCore::hold_eof`]'s field.
-    hold_eof: bool,
-    /// The peer's EOF, read but not yet fed (see [`release_eof`](Self::release_eof)).
-    eof_held: bool,
+    /// What happens at the machine's `ReadClosed`.
+    at_read_closed: ReadClosed,
+    /// The handler was told of the `ReadClosed` (the `None` notice).
+    read_closed_told: bool,
 }
 
 impl<M, H, S> StreamLoop<'_, M, H, S>
 where
     M: Machine,
-    H: FnMut(Notice<M::Event, M::Error>, &mut Control<M::Command>),
+    H: FnMut(Option<Notice<M::Event, M::Error>>, &mut Control<M::Command>),
     S: BlockingStream,
 {
     fn run(&mut self) {
@@ -334,7 +356,7 @@ where
             self.deliver_signals();
             self.on_time();
             self.feed_pending();
-            self.release_eof();
+            self.on_read_closed();
             self.on_close();
             self.give_back_buffer();
             self.hand_to_writer();
@@ -371,7 +393,7 @@ where
         let Some(signals) = self.signals.as_ref() else { return };
         while let Ok(event) = signals.try_recv() {
             if !self.ended() {
-                (self.handler)(Notice::Event(event), &mut self.control);
+                (self.handler)(Some(Notice::Event(event)), &mut self.control);
             }
         }
     }
@@ -390,7 +412,7 @@ where
         let StreamLoop { pump, handler, control, shared, .. } = self;
         pump.drain(now, |e| {
             shared.events.fetch_add(1, Ordering::Relaxed);
-            handler(Notice::Event(e), control)
+            handler(Some(Notice::Event(e)), control)
         });
     }
 
@@ -399,10 +421,10 @@ where
         let StreamLoop { pump, handler, control, shared, .. } = self;
         let refused = pump.input(now, input, |e| {
             shared.events.fetch_add(1, Ordering::Relaxed);
-            handler(Notice::Event(e), control)
+            handler(Some(Notice::Event(e)), control)
         });
         if let Err(e) = refused {
-            handler(Notice::Refused(e), control);
+            handler(Some(Notice::Refused(e)), control);
         }
     }
 
@@ -417,44 +439,17 @@ where
         }
     }
 
-    /// Feed the peer's EOF held since it was read, once the answers to the events before it
-    /// are in the machine: the handler's commands are all fed, and with [`Events`](crate::Events)
-    /// the application has taken every notice and asked for more (or dropped them, or asked to
-    /// close), and the commands it sent meanwhile are taken. Feeding it at once would let the
-    /// machine finish while the application is still answering, and the answers be refused.
-    fn release_eof(&mut self) {
-        if !self.eof_held {
+    /// At the machine's `ReadClosed` (once every event before it was handed over): close, or
+    /// end the application's events (see [`ReadClosed`]).
+    fn on_read_closed(&mut self) {
+        if self.read_closed_told || !self.pump.is_read_closed() || self.ended() {
             return;
         }
-        if self.ended() {
-            self.eof_held = false;
-            return;
+        self.read_closed_told = true;
+        (self.handler)(None, &mut self.control);
+        if self.at_read_closed == ReadClosed::Close {
+            self.control.close();
         }
-        if !self.control.pending.is_empty() {
-            return; // over budget: fed once writes make room
-        }
-        if self.hold_eof && !self.close_requested && !self.shared.close_asked.load(Ordering::SeqCst) {
-            // Not idle: the application rings the doorbell once it is.
-            if !self.shared.flow.idle() {
-                return;
-            }
-            // It sent its answers before it asked again: take them before the end.
-            loop {
-                if !self.can_take() {
-                    return;
-                }
-                match self.rx.try_recv() {
-                    Ok(msg) => self.on_msg(msg),
-                    Err(_) => break,
-                }
-            }
-            if !self.control.pending.is_empty() || self.ended() {
-                self.eof_held = self.eof_held && !self.ended();
-                return;
-            }
-        }
-        self.eof_held = false;
-        self.feed(Input::Eof);
     }
 
     fn feed_pending(&mut self) {
@@ -480,15 +475,18 @@ where
         }
         if self.close_requested && !self.close_sent && self.control.pending.is_empty() && self.can_take() {
             self.close_sent = true;
-            match self.settings.close_command() {
-                Some(close) => self.command(close),
-                None => self.abandoned = true,
-            }
+            self.feed(Input::Close);
         }
     }
 
     fn give_back_buffer(&mut self) {
         let Some(mut buf) = self.held.take() else { return };
+        if self.pump.is_read_closed() && !self.ended() {
+            // A fault in what the peer sent closed the machine's read side: read nothing more
+            // until it finishes (then the linger drains the socket).
+            self.held = Some(buf);
+            return;
+        }
         if self.ended() {
             // Drain what the peer still sends until its EOF; the machine is done with it.
             buf.clear();
@@ -514,7 +512,7 @@ where
     fn on_io(&mut self, news: IoNews) {
         match news {
             IoNews::Read(mut buf) => {
-                if self.ended() {
+                if self.ended() || self.pump.is_read_closed() {
                     self.held = Some(buf);
                     return;
                 }
@@ -529,8 +527,9 @@ where
             }
             IoNews::Eof => {
                 self.reader_done = true;
-                // Fed once what was answered to the frames before it is in the machine.
-                self.eof_held = !self.ended();
+                if !self.ended() {
+                    self.feed(Input::Eof);
+                }
             }
             IoNews::ReadFailed(error) => {
                 self.reader_done = true;

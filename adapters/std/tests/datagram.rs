@@ -13,7 +13,7 @@ use switchboard_std::{
 };
 
 fn settings() -> Settings<DatagramCommand> {
-    Settings::new().close_with(|| DatagramCommand::Close)
+    Settings::new()
 }
 
 /// A STAGE datagram endpoint taking frames up to `max_in` bytes; `Send` goes to `default_to`.

@@ -206,13 +206,19 @@ fn a_bad_header_ends_the_connection_after_the_frames_before_it() {
     b.shutdown(std::net::Shutdown::Write).unwrap(); // the bad peer is done: no linger needed
     let mut conn = Direct::new(a, PacketConnection::new(FramingConfig::packet(1024, 0)), Settings::packet()).unwrap();
     assert_eq!(body(conn.recv().unwrap().unwrap()), Bytes::from_static(b"ok"));
-    match conn.recv() {
-        Some(Err(e @ DriverError::Machine(Error::LengthTooShort { len: 2 }))) => {
+    // The bad header closed the read side: the frame before it can still be answered, and the
+    // peer's fault is the result at the close.
+    assert!(conn.recv().is_none());
+    conn.send(Command::SendBody(Bytes::from_static(b"re: ok"))).unwrap();
+    match conn.close_and_join() {
+        Err(e @ DriverError::Machine(Error::LengthTooShort { len: 2 })) => {
             assert_eq!(switchboard_proto::Blame::fault(&e), switchboard_proto::Fault::Peer);
         }
         other => panic!("expected LengthTooShort, got {other:?}"),
     }
-    assert!(conn.recv().is_none());
+    let mut answered = Vec::new();
+    b.read_to_end(&mut answered).unwrap();
+    assert_eq!(answered, b"\x0a\x00\x00\x00re: ok");
 }
 
 #[test]

@@ -29,7 +29,7 @@ impl StdTests {
 
 /// The driver settings for `setup`, closing with the machine's close command.
 fn settings<M: Drivable>(setup: &Setup) -> Settings<M::Command> {
-    let mut settings = Settings::new().socket(setup.socket.clone()).close_with(M::close_command);
+    let mut settings = Settings::new().socket(setup.socket.clone());
     if let Some(n) = setup.commands {
         settings = settings.command_capacity(n);
     }

@@ -187,11 +187,11 @@ fn server_shutdown_closes_connections_gracefully() {
     server.shutdown();
     let (_, result) = results.recv_timeout(GUARD).unwrap();
     result.unwrap();
-    // The client saw the server's EOF and finished cleanly by itself.
+    // The client's events end at the server's EOF; dropping its handle then closes it cleanly.
     let Running { handle, events, driver } = client;
     assert!(events.count() == 0, "no echoes after the ones exchanged");
-    driver.join().unwrap();
     drop(handle);
+    driver.join().unwrap();
 }
 
 #[test]

@@ -233,7 +233,12 @@ mod unix {
                     }
                     if token == client_token && echoed == FRAMES && !closing {
                         closing = true;
-                        conn.inline.close(now, Some(Command::Close));
+                        conn.inline.close(now);
+                        moved = true;
+                    }
+                    if token != client_token && conn.inline.is_read_closed() && conn.inline.is_open() {
+                        // The client is done sending and every echo is queued: close our side.
+                        conn.inline.close(now);
                         moved = true;
                     }
                     if !moved {

@@ -9,7 +9,8 @@
 //!
 //! | phase     | on                                                      | next      |
 //! |-----------|---------------------------------------------------------|-----------|
-//! | Open      | the machine finishes, or `close` without a close command | Finishing |
+//! | Open      | the peer's EOF: fed at once; the machine reports `ReadClosed` and goes on taking commands ([`is_read_closed`](Inline::is_read_closed)) | Open |
+//! | Open      | the machine finishes (after `close` feeds it `Input::Close`, a timer, or an error) | Finishing |
 //! | Open      | the transport fails (the adapter calls `fail`)           | Ended(Err) |
 //! | Finishing | everything written: [`Step::ShutWrite`]; then the peer's EOF, or linger over | Ended(result) |
 //! | Finishing | linger over with bytes unwritten                         | Ended(`Unflushed`) |
@@ -20,7 +21,7 @@
 //! ```text
 //! send(cmd):  inline.send(now, cmd)?
 //!             if inline.should_write() { io_round(sending, no waiting); while inline.must_write() { io_round(sending) } }
-//! recv():     loop { if let Some(r) = inline.next(now) { return r }; io_round(not sending) }
+//! recv():     loop { if let Some(r) = inline.next(now) { return r }; if inline.events_ended() { return None }; io_round(not sending) }
 //! io_round:   write inline.writes() until it would block      (then wait for writable)
 //!             if inline.wants_read(sending) { read into inline.read_buffer(); inline.on_read(now, n, sending) }
 //!             inline.on_wake(now)                               (timers, linger)
@@ -207,20 +208,26 @@ impl<M: Machine> Inline<M> {
         matches!(self.phase, Phase::Open)
     }
 
-    /// Ask the machine to finish cleanly with `close` (its close command), after every command
-    /// before; `None`: stop feeding it and end once what it transmitted is written.
-    pub fn close(&mut self, now: Instant, close: Option<M::Command>) {
+    /// Whether the machine reported the peer's EOF after every event before it: no event
+    /// comes any more, but commands are still taken until [`close`](Self::close).
+    pub fn is_read_closed(&self) -> bool {
+        self.pump.is_read_closed() && self.events.is_empty() && !self.undrained
+    }
+
+    /// Whether [`next`](Self::next) can give nothing more: the peer's EOF was reported
+    /// ([`is_read_closed`](Self::is_read_closed)), or the connection ended and said how.
+    pub fn events_ended(&self) -> bool {
+        self.is_read_closed() || self.is_reported()
+    }
+
+    /// Ask the machine to finish cleanly (`Input::Close`), after every command before.
+    pub fn close(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Open) {
             return;
         }
-        match close {
-            Some(command) => {
-                // A machine that refuses its own close command is finishing already.
-                let _ = self.pump.feed(now, Input::Command(command));
-                self.drain(now);
-            }
-            None => self.finish(now, Ok(())),
-        }
+        // A machine that is finishing already takes it as a no-op.
+        let _ = self.pump.feed(now, Input::Close);
+        self.drain(now);
     }
 
     /// The transport failed: the connection is over (the adapter reports its own error).
@@ -245,8 +252,12 @@ impl<M: Machine> Inline<M> {
             self.read_paused = false;
         }
         let holding_events = sending && self.events.len() >= EVENTS_HELD;
+        // Once the machine closed its read side (a fault in what the peer sent), nothing read
+        // has anywhere to go until the machine finishes; then the linger drains the socket.
+        let machine_reads = !(self.is_open() && self.pump.is_read_closed());
         self.is_running()
             && !self.peer_eof
+            && machine_reads
             && !self.read_paused
             && !holding_events
             && (self.pump.wants_input() || !self.is_open() || self.pump.queued() > 0)

@@ -234,6 +234,8 @@ pub struct Pump<M: Machine> {
     deadline: Option<Instant>,
     result: Option<Result<(), M::Error>>,
     result_taken: bool,
+    /// The machine reported `ReadClosed`: no event comes any more.
+    read_closed: bool,
 }
 
 impl<M: Machine> Pump<M> {
@@ -246,6 +248,7 @@ impl<M: Machine> Pump<M> {
             deadline: None,
             result: None,
             result_taken: false,
+            read_closed: false,
         }
     }
 
@@ -309,6 +312,7 @@ impl<M: Machine> Pump<M> {
                 Output::Transmit(bytes) => self.writes.push(bytes),
                 Output::TransmitTo(to, bytes) => self.datagrams.push_back((to, bytes)),
                 Output::Event(event) => return Some(event),
+                Output::ReadClosed => self.read_closed = true,
                 Output::Timeout(deadline) => {
                     self.deadline = deadline;
                     return None;
@@ -352,6 +356,12 @@ impl<M: Machine> Pump<M> {
     /// (backpressure: a peer that stops reading cannot make memory grow without bound).
     pub fn wants_input(&self) -> bool {
         self.result.is_none() && !self.result_taken && self.writes.len() < self.machine.write_budget()
+    }
+
+    /// Whether the machine reported `ReadClosed` (the peer's EOF, after every event before
+    /// it): no event comes any more, commands still do.
+    pub fn is_read_closed(&self) -> bool {
+        self.read_closed
     }
 
     /// Whether the machine finished.
@@ -504,6 +514,8 @@ mod tests {
         pump.input(now, Input::Stream(&mut rx), |e| events.push(e)).unwrap();
         assert_eq!(events, [Event::Frame(Bytes::from_static(b"\x05\x00\x00\x00z"))]);
         pump.input(now, Input::Eof, |_| {}).unwrap();
+        assert!(pump.is_read_closed() && !pump.is_finished(), "the peer's EOF leaves the machine sending");
+        pump.input(now, Input::Close, |_| {}).unwrap();
         assert!(pump.is_done());
         assert_eq!(pump.take_result(), Some(Ok(())));
         assert_eq!(pump.take_result(), None);

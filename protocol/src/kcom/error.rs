@@ -120,6 +120,9 @@ pub enum Error {
     /// Input after the transfer finished.
     #[error("the transfer is finished")]
     Finished,
+    /// The application closed the transfer before it completed.
+    #[error("the transfer was closed before it completed")]
+    Abandoned,
     /// An input this machine does not take: KCOM5 runs over a byte stream, and a datagram
     /// would lose the stream's frame boundaries.
     #[error("this machine does not take {input} input")]
@@ -136,7 +139,8 @@ impl Blame for Error {
             | Error::DataOverflow { .. }
             | Error::NotReady { .. }
             | Error::UnexpectedInput { .. }
-            | Error::Finished => Fault::Caller,
+            | Error::Finished
+            | Error::Abandoned => Fault::Caller,
             _ => Fault::Peer,
         }
     }

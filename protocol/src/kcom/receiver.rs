@@ -16,6 +16,8 @@
 //! | Data          | `Stream` with data                          | `Event::Data` with what arrived (a slice of the receive buffer) | Data, or Ending(Ok) after the last byte |
 //! | any open      | `Eof`                                       | —                                       | Ending(Err `Truncated`) naming the part and the byte count |
 //! | any open      | `now` reaches first call + `close`          | —                                       | Ending(Err `TimedOut`) |
+//! | any open      | `Close` (the application gave up)           | —                                       | Ending(Err `Abandoned`) |
+//! | Ending/Done   | `Close`                                     | nothing: already finishing              | same     |
 //! | Ending        | queue drained                               | `Finished(result)`                      | Done     |
 //! | Ending/Done   | any input                                   | refused: `Error::Finished`              | same     |
 //!
@@ -249,8 +251,9 @@ impl Machine for Receiver {
         self.on_time(now);
         if !self.is_open() {
             // Ended by the deadline on this very call: the input came too late, and `Finished`
-            // reports why. Only input after an earlier end is the caller's mistake.
-            return if was_open { Ok(()) } else { Err(Error::Finished) };
+            // reports why. Only input after an earlier end is the caller's mistake; closing
+            // what has ended is no news (contract rule 8).
+            return if was_open || matches!(input, Input::Close) { Ok(()) } else { Err(Error::Finished) };
         }
         match input {
             Input::Stream(buf) => self.on_stream(buf),
@@ -261,6 +264,7 @@ impl Machine for Receiver {
                 self.end(Err(e));
             }
             Input::Command(never) => match never {},
+            Input::Close => self.end(Err(Error::Abandoned)),
             Input::Timeout => {}
         }
         Ok(())

@@ -14,6 +14,9 @@
 //! | Sending    | `Stream` / `Eof`                                | discarded: the receiver has nothing more to say | Sending |
 //! | any open   | `Command::Data` past the announced data_len     | refused: `DataOverflow`                        | same     |
 //! | any open   | `now` reaches first call + `close`              | —                                              | Ending(Err `TimedOut`) |
+//! | any open   | `Close` with every data byte given              | nothing: the transfer completes on its own     | same     |
+//! | any open   | `Close` with data still to give                 | —                                              | Ending(Err `Abandoned`) |
+//! | Ending/Done | `Close`                                        | nothing: already finishing                     | same     |
 //! | Ending     | queue drained                                   | `Finished(result)`                             | Done     |
 //! | Ending/Done | any input                                      | refused: `Error::Finished`                     | same     |
 //!
@@ -238,8 +241,9 @@ impl Machine for Sender {
         self.on_time(now);
         if !self.is_open() {
             // Ended by the deadline on this very call: the input came too late, and `Finished`
-            // reports why. Only input after an earlier end is the caller's mistake.
-            return if was_open { Ok(()) } else { Err(Error::Finished) };
+            // reports why. Only input after an earlier end is the caller's mistake; closing
+            // what has ended is no news (contract rule 8).
+            return if was_open || matches!(input, Input::Close) { Ok(()) } else { Err(Error::Finished) };
         }
         match input {
             Input::Stream(buf) => self.on_stream(buf),
@@ -253,6 +257,9 @@ impl Machine for Sender {
             // The receiver may half-close once its hello is out; the data still goes.
             Input::Eof => {}
             Input::Command(SenderCommand::Data(chunk)) => self.on_data(chunk)?,
+            // Every byte given: the transfer completes on its own, which is closing cleanly.
+            Input::Close if self.remaining() == 0 => {}
+            Input::Close => self.phase = Phase::Ending(Err(Error::Abandoned)),
             Input::Timeout => {}
         }
         Ok(())

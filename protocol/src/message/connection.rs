@@ -9,13 +9,16 @@
 //! | Open     | a response or error for a pending id, before its deadline | `Event::Response` / `Event::Error`, no longer pending | Open |
 //! | Open     | a response or error for an issued id no longer pending | `Event::LateResponse` (never a success)        | Open     |
 //! | Open     | an error frame with id 0                            | `Event::Error { id: 0, .. }` (no request involved) | Open    |
-//! | Open     | a frame < 13 bytes, unknown type byte, bad error text, request id 0, an answer to an id never issued | events before it delivered, frames after it dropped, output flushed | Ending(Err) |
+//! | Open     | a frame < 13 bytes, unknown type byte, bad error text, request id 0, an answer to an id never issued | events before it delivered, frames after it dropped; pending requests `Unanswered`, then `ReadClosed`; the fault is kept | ReadClosed(Err) |
 //! | Open     | `Command::Request` / [`MessageConnection::request`] | request frame sent; id 1, 2, 3, … pending until `now + timeout` | Open |
 //! | Open     | `Respond` / `Notify` / `Fail` / `FailPayload`       | frame sent                                        | Open     |
 //! | Open     | a pending request's deadline                        | `Event::TimedOut { id }`, no longer pending       | Open     |
 //! | Open     | `interval` with nothing sent                        | heartbeat frame with the next sequence number     | Open     |
 //! | Open     | `dead_after` with nothing received                  | output flushed                                    | Ending(Err `PeerDead`) |
-//! | Open     | `Close`, `Eof`, or the packet layer ending (framing error, cipher error, `expire`) | the packet layer flushes and finishes | Finished(its result) |
+//! | Open     | `Eof` or a packet-layer fault (the packet layer reports `ReadClosed`) | `Event::Unanswered` for every pending request, then `ReadClosed`; `dead_after` stops | ReadClosed |
+//! | ReadClosed | `Respond` / `Notify` / `Fail` / heartbeats        | frame sent                                        | ReadClosed |
+//! | ReadClosed | `Command::Request`                                | refused: `Error::PeerClosed` (no answer can come)  | ReadClosed |
+//! | Open / ReadClosed | `Close`, or the packet layer ending (`expire`) | the packet layer flushes and finishes | Finished(the kept fault, else its result) |
 //! | Ending   | events and transmits drained                        | `Finished(result)`                                | Done     |
 //! | Ending/Done | any input                                        | refused: `Error::Finished`                        | same     |
 //!
@@ -195,8 +198,6 @@ pub enum Command {
     },
     /// Transmit coalesced output now instead of waiting for the commit timer.
     Flush,
-    /// Flush, then finish the connection cleanly. Pending requests are abandoned.
-    Close,
 }
 
 /// What a [`MessageConnection`] reports.
@@ -252,6 +253,12 @@ pub enum Event {
         /// Our request's id.
         id: u64,
     },
+    /// The peer closed its side before answering our request `id`; it is no longer pending.
+    /// Reported at the peer's EOF, before `ReadClosed`.
+    Unanswered {
+        /// Our request's id.
+        id: u64,
+    },
 }
 
 enum State {
@@ -282,6 +289,12 @@ pub struct MessageConnection {
     leftover: usize,
     /// Outgoing frames are built here; each is split off, so steady state reuses the space.
     scratch: BytesMut,
+    /// The packet layer reported the peer's EOF: no answer can come, `dead_after` is moot.
+    read_closed: bool,
+    /// `ReadClosed` is to be reported once the events queued before it are out.
+    read_closed_due: bool,
+    /// The peer's fault in a message that closed the read side: the result at the finish.
+    read_failed: Option<Error>,
 }
 
 impl MessageConnection {
@@ -300,6 +313,9 @@ impl MessageConnection {
             last_received: None,
             leftover: 0,
             scratch: BytesMut::new(),
+            read_closed: false,
+            read_closed_due: false,
+            read_failed: None,
         })
     }
 
@@ -357,6 +373,9 @@ impl MessageConnection {
     }
 
     fn send_request(&mut self, now: Instant, payload: &[u8], timeout: Option<Duration>) -> Result<u64, Error> {
+        if self.read_closed {
+            return Err(Error::PeerClosed);
+        }
         if self.pending.len() >= self.config.max_pending {
             return Err(Error::TooManyPending { max: self.config.max_pending });
         }
@@ -389,7 +408,6 @@ impl MessageConnection {
             Command::Fail { id, text } => self.send(now, MessageKind::Error, id, text.as_bytes()),
             Command::FailPayload { id, payload } => self.send(now, MessageKind::Error, id, &payload),
             Command::Flush => Ok(self.inner.handle_input(now, Input::Command(stage::Command::Flush))?),
-            Command::Close => Ok(self.inner.handle_input(now, Input::Command(stage::Command::Close))?),
         }
     }
 
@@ -404,7 +422,7 @@ impl MessageConnection {
         while let Some(id) = self.pending.pop_expired(now) {
             self.events.push_back(Event::TimedOut { id });
         }
-        if let Some(dead_after) = self.config.dead_after {
+        if let Some(dead_after) = self.config.dead_after.filter(|_| !self.read_closed) {
             if now >= last_received + dead_after {
                 self.end(now, Err(Error::PeerDead { silent: dead_after }));
                 return;
@@ -427,16 +445,34 @@ impl MessageConnection {
     /// still goes out before `Finished`.
     fn end(&mut self, now: Instant, result: Result<(), Error>) {
         self.state = State::Ending(result);
-        // Refused only if the packet layer already ended, in which case it flushed too.
-        let _ = self.inner.handle_input(now, Input::Command(stage::Command::Close));
+        // A no-op if the packet layer already ended, in which case it flushed too.
+        let _ = self.inner.handle_input(now, Input::Close);
     }
 
     fn on_frame(&mut self, now: Instant, frame: Bytes) {
         match Message::decode(frame).and_then(|message| self.on_message(now, message)) {
             Ok(Some(event)) => self.events.push_back(event),
             Ok(None) => {}
-            Err(e) => self.end(now, Err(e)),
+            // Only the read side is over: the application may still answer what came before.
+            Err(e) => self.close_read(Some(e)),
         }
+    }
+
+    /// Nothing more will be read (the peer's EOF, or `fault` in what it sent): every pending
+    /// request ends unanswered, then `ReadClosed` is reported; commands are still taken, and
+    /// the fault is the result once the connection finishes.
+    fn close_read(&mut self, fault: Option<Error>) {
+        if self.read_closed {
+            return;
+        }
+        self.read_closed = true;
+        self.read_failed = fault;
+        let pending: alloc::vec::Vec<u64> = self.pending.ids().collect();
+        for id in pending {
+            self.pending.cancel(id);
+            self.events.push_back(Event::Unanswered { id });
+        }
+        self.read_closed_due = true;
     }
 
     fn on_message(&mut self, now: Instant, message: Message) -> Result<Option<Event>, Error> {
@@ -478,7 +514,10 @@ impl MessageConnection {
     fn finish(&mut self, inner: Result<(), stage::Error>) -> Output<Event, Error> {
         let result = match core::mem::replace(&mut self.state, State::Done) {
             State::Ending(ours) => ours,
-            State::Open => inner.map_err(Error::from),
+            State::Open => match self.read_failed.take() {
+                Some(fault) => Err(fault),
+                None => inner.map_err(Error::from),
+            },
             State::Done => Err(Error::Finished),
         };
         Output::Finished(result)
@@ -494,6 +533,9 @@ impl Machine for MessageConnection {
         self.on_time(now);
         self.check_open()?;
         match input {
+            Input::Stream(_) if self.read_closed => {
+                return Err(Error::Stage(stage::Error::UnexpectedInput { input: "bytes after the read side closed" }))
+            }
             Input::Stream(buf) => {
                 if buf.len() > self.leftover {
                     self.last_received = Some(now);
@@ -509,6 +551,7 @@ impl Machine for MessageConnection {
                 self.inner.handle_input(now, Input::Datagram { from, data })?;
             }
             Input::Eof => self.inner.handle_input(now, Input::Eof)?,
+            Input::Close => self.inner.handle_input(now, Input::Close)?,
             Input::Timeout => self.inner.handle_input(now, Input::Timeout)?,
             Input::Command(command) => self.on_command(now, command)?,
         }
@@ -521,6 +564,9 @@ impl Machine for MessageConnection {
             if let Some(event) = self.events.pop_front() {
                 return Output::Event(event);
             }
+            if core::mem::take(&mut self.read_closed_due) {
+                return Output::ReadClosed;
+            }
             if matches!(self.state, State::Done) {
                 return Output::Finished(Err(Error::Finished));
             }
@@ -529,8 +575,15 @@ impl Machine for MessageConnection {
                 Output::TransmitTo(to, bytes) => return Output::TransmitTo(to, bytes),
                 Output::Event(stage::Event::Frame(frame)) => {
                     // After this layer's own error, later frames are dropped.
-                    if matches!(self.state, State::Open) {
+                    if matches!(self.state, State::Open) && !self.read_closed {
                         self.on_frame(now, frame);
+                    }
+                }
+                // The packet layer's read side closed (EOF, or its own fault, which its
+                // `Finished` reports).
+                Output::ReadClosed => {
+                    if matches!(self.state, State::Open) {
+                        self.close_read(None);
                     }
                 }
                 Output::Timeout(inner) => {

@@ -77,6 +77,9 @@ pub enum Error {
     /// Input after the connection finished.
     #[error("the connection is finished")]
     Finished,
+    /// A request after the peer closed its side: no answer could ever come.
+    #[error("the peer closed its side; a request could never be answered")]
+    PeerClosed,
 }
 
 impl From<stage::Error> for Error {
@@ -93,9 +96,11 @@ impl From<stage::Error> for Error {
 impl Blame for Error {
     fn fault(&self) -> Fault {
         match self {
-            Error::ZeroResponseId | Error::TooManyPending { .. } | Error::BadConfig { .. } | Error::Finished => {
-                Fault::Caller
-            }
+            Error::ZeroResponseId
+            | Error::TooManyPending { .. }
+            | Error::BadConfig { .. }
+            | Error::Finished
+            | Error::PeerClosed => Fault::Caller,
             Error::Stage(e) => e.fault(),
             _ => Fault::Peer,
         }

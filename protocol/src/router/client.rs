@@ -6,7 +6,8 @@
 //! |-----------|-----------------------------------------------------|---------------------------------------------------------|-----------|
 //! | Start     | the first `handle_input` or `poll_output`           | sends the `hello` request                               | HelloSent |
 //! | HelloSent | the `welcome` response                              | `ClientEvent::Welcome`; the client list filled          | Welcomed  |
-//! | HelloSent | a command other than `Close`                        | refused: [`RouterError::NotWelcomed`] (caller)          | HelloSent |
+//! | HelloSent | a command                                           | refused: [`RouterError::NotWelcomed`] (caller)          | HelloSent |
+//! | HelloSent | the hub's EOF before the welcome                    | output flushed, connection closed                       | Ending(Err `HelloUnanswered`) |
 //! | HelloSent | a notification from the hub                         | output flushed, connection closed                       | Ending(Err `UnexpectedFrame`) |
 //! | HelloSent | the hello's request timeout                         | output flushed, connection closed                       | Ending(Err `HelloTimedOut`) |
 //! | any open  | a `refused` error frame                             | output flushed, connection closed                       | Ending(Err `Refused`) |
@@ -14,11 +15,14 @@
 //! | any open  | a request from the hub                              | output flushed, connection closed                       | Ending(Err `UnexpectedFrame`) |
 //! | Welcomed  | `op` / `connected` / `disconnected` / `datastore` / `closing` | the list updated, then `ClientEvent::Hub(note)` | Welcomed |
 //! | Welcomed  | `Broadcast` / `At` / `Omit` / `Datastore` / `Bye`   | the notification sent                                   | Welcomed  |
-//! | any open  | `Close`, `Eof`, or the message connection ending    | as the message connection does                          | Finished(its result, as `RouterError::Message`) |
+//! | Welcomed  | `Eof` (the hub closed its side)                     | `ReadClosed`: no event comes any more                   | Welcomed  |
+//! | Welcomed  | `Close` before the hub's EOF                        | `bye` sent, then as the message connection does         | Finished(its result) |
+//! | any open  | `Close`, or the message connection ending           | as the message connection does                          | Finished(its result, as `RouterError::Message`) |
 //! | Ending    | output drained                                      | `Finished(Err(..))`                                     | Done      |
 //!
 //! The hub closes the connection after `closing` and after a `bye`, so both normally end with
-//! `Eof` and `Finished(Ok)`. Heartbeats and dead peers are the message connection's business
+//! `Eof`, `ReadClosed`, and `Finished(Ok)` once the application closes. Closing a welcomed
+//! client says `bye` first, so the others see it leave with reason `bye`, not `closed`. Heartbeats and dead peers are the message connection's business
 //! (configure them in [`MessageConfig`]); a dead hub ends the client with
 //! `RouterError::Message(PeerDead)`.
 //!
@@ -64,8 +68,6 @@ impl ClientConfig {
 pub enum ClientCommand {
     /// Send this notification to the hub (refused before the welcome).
     Send(ToHub),
-    /// Flush and close the connection.
-    Close,
 }
 
 impl ClientCommand {
@@ -136,13 +138,16 @@ pub enum RouterError {
     /// The hub did not answer the hello before the request timeout.
     #[error("the hub did not answer the hello in time")]
     HelloTimedOut,
+    /// The hub closed its side before answering the hello.
+    #[error("the hub closed the connection before answering the hello")]
+    HelloUnanswered,
     /// The hub sent a frame the protocol does not allow it to send here.
     #[error("the hub sent an unexpected {what}")]
     UnexpectedFrame {
         /// What it sent.
         what: &'static str,
     },
-    /// A command other than `Close` before the hub's welcome.
+    /// A command before the hub's welcome.
     #[error("not welcomed by the hub yet")]
     NotWelcomed,
 }
@@ -164,9 +169,10 @@ impl Blame for RouterError {
         match self {
             RouterError::Message(e) => e.fault(),
             RouterError::Doc(e) => e.fault(),
-            RouterError::Refused { .. } | RouterError::HelloTimedOut | RouterError::UnexpectedFrame { .. } => {
-                Fault::Peer
-            }
+            RouterError::Refused { .. }
+            | RouterError::HelloTimedOut
+            | RouterError::HelloUnanswered
+            | RouterError::UnexpectedFrame { .. } => Fault::Peer,
             RouterError::NotWelcomed => Fault::Caller,
         }
     }
@@ -190,6 +196,10 @@ pub struct RouterClient {
     me: Option<ClientDoc>,
     clients: BTreeMap<String, ClientDoc>,
     events: VecDeque<ClientEvent>,
+    /// The hub's EOF came (the message connection reported `ReadClosed`).
+    hub_closed: bool,
+    /// `ReadClosed` is to be reported once the events queued before it are out.
+    read_closed_due: bool,
 }
 
 impl core::fmt::Debug for RouterClient {
@@ -211,6 +221,8 @@ impl RouterClient {
             me: None,
             clients: BTreeMap::new(),
             events: VecDeque::new(),
+            hub_closed: false,
+            read_closed_due: false,
         })
     }
 
@@ -246,13 +258,12 @@ impl RouterClient {
 
     fn end(&mut self, now: Instant, error: RouterError) {
         self.state = State::Ending(error);
-        // Refused only if the connection already ended; it flushed then too.
-        let _ = self.conn.handle_input(now, Input::Command(Command::Close));
+        // A no-op if the connection already ended; it flushed then too.
+        let _ = self.conn.handle_input(now, Input::Close);
     }
 
     fn on_command(&mut self, now: Instant, command: ClientCommand) -> Result<(), RouterError> {
         let note = match command {
-            ClientCommand::Close => return Ok(self.conn.handle_input(now, Input::Command(Command::Close))?),
             _ if !self.is_welcomed() => return Err(RouterError::NotWelcomed),
             ClientCommand::Send(ToHub::Datastore { key, .. }) if key.contains('\0') => {
                 return Err(DocError::Unencodable { reason: "a datastore key cannot contain NUL".into() }.into());
@@ -294,6 +305,7 @@ impl RouterClient {
                 Ok(())
             }
             Event::TimedOut { .. } => Err(RouterError::HelloTimedOut),
+            Event::Unanswered { .. } => Err(RouterError::HelloUnanswered),
             Event::Request { .. } => Err(RouterError::UnexpectedFrame { what: "request" }),
             Event::Error { .. } => Err(RouterError::UnexpectedFrame { what: "text error" }),
             Event::Heartbeat { .. } | Event::LateResponse { .. } => Ok(()),
@@ -340,6 +352,8 @@ impl RouterClient {
 
     fn finish(&mut self, inner: Result<(), message::Error>) -> Output<ClientEvent, RouterError> {
         let result = match core::mem::replace(&mut self.state, State::Done) {
+            // The hello went unanswered because of the hub's fault in what it sent: say that.
+            State::Ending(RouterError::HelloUnanswered) if inner.is_err() => inner.map_err(RouterError::Message),
             State::Ending(ours) => Err(ours),
             State::Done => Err(RouterError::Message(message::Error::Finished)),
             _ => inner.map_err(RouterError::Message),
@@ -355,7 +369,11 @@ impl Machine for RouterClient {
 
     fn handle_input(&mut self, now: Instant, input: Input<'_, ClientCommand>) -> Result<(), RouterError> {
         if matches!(self.state, State::Ending(_) | State::Done) {
-            return Err(RouterError::Message(message::Error::Finished));
+            // Closing what is already ending is no news (contract rule 8).
+            return match input {
+                Input::Close => Ok(()),
+                _ => Err(RouterError::Message(message::Error::Finished)),
+            };
         }
         self.start(now);
         match input {
@@ -363,6 +381,14 @@ impl Machine for RouterClient {
             Input::Stream(buf) => Ok(self.conn.handle_input(now, Input::Stream(buf))?),
             Input::Datagram { from, data } => Ok(self.conn.handle_input(now, Input::Datagram { from, data })?),
             Input::Eof => Ok(self.conn.handle_input(now, Input::Eof)?),
+            Input::Close => {
+                if self.is_welcomed() && !self.hub_closed {
+                    // Leave as the protocol says, so the others learn why; a refusal here only
+                    // means the connection is ending anyway.
+                    let _ = self.on_command(now, ClientCommand::bye(None));
+                }
+                Ok(self.conn.handle_input(now, Input::Close)?)
+            }
             Input::Timeout => Ok(self.conn.handle_input(now, Input::Timeout)?),
         }
     }
@@ -372,6 +398,9 @@ impl Machine for RouterClient {
         loop {
             if let Some(event) = self.events.pop_front() {
                 return Output::Event(event);
+            }
+            if core::mem::take(&mut self.read_closed_due) {
+                return Output::ReadClosed;
             }
             if matches!(self.state, State::Done) {
                 return Output::Finished(Err(RouterError::Message(message::Error::Finished)));
@@ -383,6 +412,15 @@ impl Machine for RouterClient {
                     // After this layer's own end, later frames are dropped.
                     if !matches!(self.state, State::Ending(_)) {
                         self.on_event(now, event);
+                    }
+                }
+                Output::ReadClosed => {
+                    self.hub_closed = true;
+                    if matches!(self.state, State::Welcomed) && self.events.is_empty() {
+                        return Output::ReadClosed;
+                    }
+                    if matches!(self.state, State::Welcomed) {
+                        self.read_closed_due = true;
                     }
                 }
                 Output::Timeout(deadline) => {

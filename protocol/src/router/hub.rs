@@ -577,7 +577,9 @@ impl Machine for Hub {
     fn handle_input(&mut self, _now: Instant, input: Input<'_, HubInput>) -> Result<(), HubError> {
         match input {
             Input::Command(input) => self.on_input(input),
-            Input::Timeout => Ok(()),
+            // The hub owns no transport of its own: each client's connection is closed through
+            // `HubAction::Close`, so there is nothing for it to finish.
+            Input::Timeout | Input::Close => Ok(()),
             Input::Stream(_) | Input::Datagram { .. } | Input::Eof => Err(HubError::UnexpectedInput),
         }
     }

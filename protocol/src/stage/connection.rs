@@ -6,19 +6,28 @@
 //! |----------|---------------------------------------|--------------------------------------------|----------|
 //! | Open     | `Stream` with complete frames         | one `Event::Frame` per frame, in order     | Open     |
 //! | Open     | `Stream` with a partial frame         | nothing; the partial stays in the driver's buffer | Open |
-//! | Open     | `Stream` with a bad header (length < 4 or > IN, bit 31 without a cipher; refused as soon as its 4 bytes are in), a line over IN, or a frame the cipher rejects | frames before it delivered, output flushed | Ending(Err) |
-//! | Open     | `Eof`, nothing partial buffered       | output flushed                             | Ending(Ok) |
-//! | Open     | `Eof` inside a frame or line          | output flushed                             | Ending(Err `Truncated`) |
+//! | Open     | `Stream` with a bad header (length < 4 or > IN, bit 31 without a cipher; refused as soon as its 4 bytes are in), a line over IN, or a frame the cipher rejects | frames before it delivered, then `ReadClosed`; the error is kept | ReadClosed(Err) |
+//! | Open     | `Eof`, nothing partial buffered       | `ReadClosed` after the frames before it; sends still taken | ReadClosed |
+//! | Open     | `Eof` inside a frame or line          | `ReadClosed`; the error is kept            | ReadClosed(Err `Truncated`) |
+//! | ReadClosed | `Command`, timers                   | as Open                                    | ReadClosed |
+//! | ReadClosed | `Stream`                            | refused: `Error::UnexpectedInput` (the driver's fault) | ReadClosed |
+//! | ReadClosed | `Close` (or expire)                 | output flushed                             | Ending(the kept error, else Ok or `Expired`) |
 //! | Open     | `Command::Send` / `SendBody`          | frame coalesced into OUT (OUT = 0: transmitted at the next `poll_output`, small frames copied together, larger bodies uncopied) | Open |
 //! | Open     | a send larger than OUT, or a malformed whole frame | refused (caller's fault)       | Open     |
 //! | Open     | `Command::Flush`, or the commit timer | coalesced output transmitted               | Open     |
-//! | Open     | `Command::Close`                      | output flushed                             | Ending(Ok) |
+//! | Open     | `Close` (the contract's input)        | output flushed                             | Ending(Ok) |
 //! | Open     | the expire timer                      | output flushed                             | Ending(Err `Expired`) |
 //! | Open     | `Datagram`                            | refused: `Error::UnexpectedInput`          | Open     |
-//! | Ending   | `Stream`, `Eof`, `Datagram`, `Timeout`| ignored (the driver learns of the end only when it drains) | Ending |
+//! | Ending   | `Stream`, `Eof`, `Datagram`, `Timeout`, `Close` | ignored (the driver learns of the end only when it drains) | Ending |
 //! | Ending   | `Command`                             | refused: `Error::Finished`                 | Ending   |
 //! | Ending   | queue drained                         | `Finished(result)`                         | Done     |
 //! | Done     | any input                             | refused: `Error::Finished`                 | Done     |
+//!
+//! A peer's fault on the way in (a bad header, a truncated frame) closes only the read side:
+//! the frames before it were delivered and the application may still be answering them on
+//! another thread, so the connection keeps taking commands (the driver stops reading at
+//! `ReadClosed`) and finishes with the peer's error on `Close`. Answers to the last good frames
+//! are written, never refused.
 //!
 //! Timers, both acting on whichever call first carries a `now` at or past them:
 //! **expire** ends the connection at `last inbound byte + expire` (the clock starts at the first
@@ -131,8 +140,6 @@ pub enum Command {
     SendBody(Bytes),
     /// Transmit coalesced output now instead of waiting for the commit timer.
     Flush,
-    /// Flush, then finish the connection cleanly.
-    Close,
 }
 
 /// What a [`PacketConnection`] reports.
@@ -156,9 +163,11 @@ impl State {
     /// Whether `input` is handled: `Ok(true)` while open. Once ending, the driver learns of the
     /// end only when it drains, so bytes, EOF or a wake-up arriving before that are moot
     /// (`Ok(false)`, dropped), not misuse; a command then, or anything after `Done`, is refused.
+    /// `Close` once the end is decided is always a no-op (contract rule 8).
     pub(super) fn admit<C>(&self, input: &Input<'_, C>) -> Result<bool, Error> {
         match self {
             State::Open => Ok(true),
+            _ if matches!(input, Input::Close) => Ok(false),
             State::Ending(_) if !matches!(input, Input::Command(_)) => Ok(false),
             _ => Err(Error::Finished),
         }
@@ -181,6 +190,8 @@ impl State {
 enum Queued {
     Transmit(Bytes),
     Event(Event),
+    /// The peer's EOF, after the frames before it (contract rule 7).
+    ReadClosed,
 }
 
 /// The STAGE stream connection machine. See the [module docs](self) for its transitions.
@@ -211,6 +222,11 @@ pub struct PacketConnection {
     partial: usize,
     /// Text filter: how far into the buffer we already looked for `\n`.
     scanned: usize,
+    /// The peer's EOF or a fault in what it sent: no more stream input, `ReadClosed` reported
+    /// once.
+    read_closed: bool,
+    /// The peer's fault that closed the read side, reported when the connection finishes.
+    read_failed: Option<Error>,
 }
 
 impl PacketConnection {
@@ -231,6 +247,8 @@ impl PacketConnection {
             timers_checked_at: None,
             partial: 0,
             scanned: 0,
+            read_closed: false,
+            read_failed: None,
         }
     }
 
@@ -259,6 +277,12 @@ impl PacketConnection {
     /// Whether the connection has reported (or is about to report) `Finished`.
     pub fn is_finished(&self) -> bool {
         !matches!(self.state, State::Open)
+    }
+
+    /// Whether the read side closed: the peer's EOF came, or a fault in what it sent (the
+    /// connection may still send).
+    pub fn is_read_closed(&self) -> bool {
+        self.read_closed
     }
 
     fn expire_deadline(&self) -> Option<Instant> {
@@ -292,9 +316,22 @@ impl PacketConnection {
     }
 
     /// Flush what is coalesced and move to `Ending`: outputs already queued still come first.
+    /// A peer's fault that closed the read side is the result, whatever ended the connection.
     fn end(&mut self, result: Result<(), Error>) {
         self.flush();
-        self.state = State::Ending(result);
+        self.state = State::Ending(match self.read_failed.take() {
+            Some(e) => Err(e),
+            None => result,
+        });
+    }
+
+    /// The peer will send nothing more we can use (its EOF, `Ok`, or a fault in what it sent):
+    /// report `ReadClosed` after the frames before it and go on taking commands (see the
+    /// module docs).
+    fn close_read(&mut self, why: Result<(), Error>) {
+        self.read_closed = true;
+        self.read_failed = why.err();
+        self.queue.push_back(Queued::ReadClosed);
     }
 
     fn flush(&mut self) {
@@ -320,7 +357,7 @@ impl PacketConnection {
         };
         self.partial = buf.len();
         if let Err(e) = result {
-            self.end(Err(e));
+            self.close_read(Err(e));
         }
     }
 
@@ -388,10 +425,6 @@ impl PacketConnection {
             Command::Send(bytes) | Command::SendBody(bytes) => self.send_raw(now, bytes),
             Command::Flush => {
                 self.flush();
-                Ok(())
-            }
-            Command::Close => {
-                self.end(Ok(()));
                 Ok(())
             }
         }
@@ -558,9 +591,15 @@ impl Machine for PacketConnection {
             return Ok(());
         }
         match input {
+            // A driver that reads on after the EOF it fed has lost track of its socket.
+            Input::Stream(_) if self.read_closed => {
+                return Err(Error::UnexpectedInput { input: "bytes after the read side closed" })
+            }
             Input::Stream(buf) => self.on_stream(now, buf),
-            Input::Eof if self.partial > 0 => self.end(Err(Error::Truncated { buffered: self.partial })),
-            Input::Eof => self.end(Ok(())),
+            Input::Eof if self.read_closed => {}
+            Input::Eof if self.partial > 0 => self.close_read(Err(Error::Truncated { buffered: self.partial })),
+            Input::Eof => self.close_read(Ok(())),
+            Input::Close => self.end(Ok(())),
             Input::Command(command) => self.on_command(now, command)?,
             // Datagrams carry whole frames and belong to `PacketDatagram`; splicing them into a
             // stream would lose frame boundaries.
@@ -584,6 +623,7 @@ impl Machine for PacketConnection {
             return match next {
                 Queued::Transmit(bytes) => Output::Transmit(bytes),
                 Queued::Event(event) => Output::Event(event),
+                Queued::ReadClosed => Output::ReadClosed,
             };
         }
         let deadline = earliest(self.expire_deadline(), self.commit_deadline());
@@ -615,7 +655,13 @@ mod tests {
         feed(&mut conn, Instant::ZERO, b"\x05\x00\x00\x00a\x03\x00\x00\x00");
         let out = drain(&mut conn, Instant::ZERO);
         assert_eq!(out.events, [Event::Frame(Bytes::from_static(b"\x05\x00\x00\x00a"))]);
-        assert_eq!(out.finished, Some(Err(Error::LengthTooShort { len: 3 })));
+        assert!(out.read_closed && out.finished.is_none(), "only the read side closed: {out:?}");
+        // The good frame that came in the same read as the bad header is still answered.
+        conn.handle_input(Instant::ZERO, Input::Command(Command::SendBody(Bytes::from_static(b"re")))).unwrap();
+        conn.handle_input(Instant::ZERO, Input::Close).unwrap();
+        let out = drain(&mut conn, Instant::ZERO);
+        assert_eq!(out.wire(), b"\x06\x00\x00\x00re");
+        assert_eq!(out.finished, Some(Err(Error::LengthTooShort { len: 3 })), "the peer's fault is the result");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | Open   | `Close`, or `Eof` (the driver's socket is gone)      | —                                                 | Ending(Ok) |
 //! | Open   | the expire timer                                    | —                                                 | Ending(Err `Expired`) |
 //! | Open   | `Stream`                                            | refused: `Error::UnexpectedInput`                 | Open   |
-//! | Ending | `Datagram`, `Eof`, `Stream`, `Timeout`              | ignored (the driver learns of the end only when it drains) | Ending |
+//! | Ending | `Datagram`, `Eof`, `Stream`, `Timeout`, `Close`     | ignored (the driver learns of the end only when it drains) | Ending |
 //! | Ending | `Command`                                           | refused: `Error::Finished`                        | Ending |
 //! | Ending | queue drained                                       | `Finished(result)`                                | Done   |
 //! | Done   | any input                                           | refused: `Error::Finished`                        | Done   |
@@ -51,8 +51,6 @@ pub enum DatagramCommand {
     Send(Bytes),
     /// Send `body` as one frame to the default destination given at construction.
     SendBody(Bytes),
-    /// Finish the endpoint cleanly.
-    Close,
 }
 
 /// What a [`PacketDatagram`] reports.
@@ -205,10 +203,6 @@ impl PacketDatagram {
             DatagramCommand::SendBodyTo(to, body) => self.send(to, body, false),
             DatagramCommand::Send(frame) => self.send(self.default_to.ok_or(Error::NoDestination)?, frame, true),
             DatagramCommand::SendBody(body) => self.send(self.default_to.ok_or(Error::NoDestination)?, body, false),
-            DatagramCommand::Close => {
-                self.state = State::Ending(Ok(()));
-                Ok(())
-            }
         }
     }
 
@@ -267,7 +261,7 @@ impl Machine for PacketDatagram {
         match input {
             Input::Datagram { from, data } => self.on_datagram(now, from, data),
             Input::Command(command) => self.on_command(command)?,
-            Input::Eof => self.state = State::Ending(Ok(())),
+            Input::Eof | Input::Close => self.state = State::Ending(Ok(())),
             Input::Stream(_) => return Err(Error::UnexpectedInput { input: "stream" }),
             Input::Timeout => {}
         }

@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use switchboard_proto::crypto::{CipherError, FrameCipher};
-use switchboard_proto::machine::drain;
+use switchboard_proto::machine::drain_closing;
 use switchboard_proto::stage::{encode_frame, Error, Event, PacketConnection};
 use switchboard_proto::{Input, Instant, Machine};
 
@@ -65,7 +65,7 @@ pub struct Fed {
 }
 
 /// Feed `chunks` the way a driver does: all into ONE receive buffer, draining after each, then
-/// (if `eof`) an EOF. Stops feeding once the machine reports `Finished`.
+/// (if `eof`) an EOF, and a close if the EOF was clean. Stops feeding once the machine reports `Finished`.
 pub fn feed_chunks(conn: &mut PacketConnection, chunks: &[&[u8]], eof: bool) -> Fed {
     let now = Instant::ZERO;
     let mut buf = BytesMut::new();
@@ -73,7 +73,8 @@ pub fn feed_chunks(conn: &mut PacketConnection, chunks: &[&[u8]], eof: bool) -> 
     for chunk in chunks {
         buf.extend_from_slice(chunk);
         conn.handle_input(now, Input::Stream(&mut buf)).expect("stream input accepted while open");
-        let out = drain(conn, now);
+        // A fault in what arrived closes the read side; closing then says which.
+        let out = drain_closing(conn, now);
         frames.extend(out.events.into_iter().map(|Event::Frame(f)| f));
         if out.finished.is_some() {
             return Fed { frames, finished: out.finished, buf };
@@ -81,7 +82,9 @@ pub fn feed_chunks(conn: &mut PacketConnection, chunks: &[&[u8]], eof: bool) -> 
     }
     if eof {
         conn.handle_input(now, Input::Eof).expect("eof accepted while open");
-        let out = drain(conn, now);
+        // A clean EOF leaves the connection sending; close it as an application done with the
+        // peer would, so `finished` says how the stream ended.
+        let out = drain_closing(conn, now);
         frames.extend(out.events.into_iter().map(|Event::Frame(f)| f));
         return Fed { frames, finished: out.finished, buf };
     }

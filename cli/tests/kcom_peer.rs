@@ -2,10 +2,11 @@
 //! of the originals), both directions, and against the peer hanging up in the middle of the data:
 //! `-o` must then leave no file.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
 
+use std::process::{Child, Command, Stdio};
+
+use common::{entries, free_port, kcom, scratch};
 use sha2_std::{Digest, Sha256};
 
 const MSG: &str = "from the other side ✓";
@@ -35,21 +36,6 @@ fn peer_sender(port: u16, args: &[&str]) -> Child {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     assert!(line.contains("listening"), "the peer did not start: {line:?}");
     child
-}
-
-fn kcom(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kcom")).args(args).output().unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kcom-peer-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -103,7 +89,6 @@ fn a_peer_that_hangs_up_mid_data_leaves_no_output_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("200000"), "the error says how much arrived: {stderr}");
-    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.is_empty(), "nothing is left behind: {left:?}");
+    assert!(entries(&dir).is_empty(), "nothing is left behind: {:?}", entries(&dir));
     std::fs::remove_dir_all(&dir).unwrap();
 }

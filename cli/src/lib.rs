@@ -1,14 +1,19 @@
 //! # switchboard-cli
 //!
 //! Command-line tools built on Switchboard. The `kcom` binary (`src/bin/kcom.rs`) sends and
-//! receives KCOM5 transfers with `switchboard_std::kcom` and packs and unpacks KCOM5 addresses:
+//! receives KCOM5 transfers and packs and unpacks KCOM5 addresses; `kcom --help` and
+//! `kcom COMMAND --help` describe every option:
 //!
 //! ```text
-//! kcom send [--ipv4] [--port N] [--timeout S] [--msg TEXT] [--address ADDR] FILE|-
-//! kcom recv [--ipv4] [--port N] [--timeout S] [--address ADDR] [-o FILE] [--json]
+//! kcom send [--ipv4] [--host HOST] [--port N | --address ADDR] [--timeout S] [--msg TEXT] [-q] FILE|-
+//! kcom recv [--ipv4] [--host HOST] [--port N | --address ADDR] [--timeout S] [-o FILE] [--json] [-q]
 //! kcom pack PORT KEYHEX
 //! kcom unpack ADDRESS
 //! ```
+//!
+//! What the binary is made of: [`transfer`] (KCOM5 on any address, the machines of
+//! `switchboard_proto::kcom` on `switchboard_std`'s driver), [`progress`] (the transfer clock,
+//! started when the peer connects) and [`output`] (an output file that appears only complete).
 //!
 //! `kcom pack` prints exactly what the protocol crate's `pack` returns:
 //!
@@ -17,3 +22,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod output;
+pub mod progress;
+pub mod transfer;

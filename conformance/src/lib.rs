@@ -8,11 +8,14 @@
 //!   contract (an echo for the first two, a hub for the third), with a hand-written client (plain sockets, its own header code, no
 //!   Switchboard machine), and report each case with what the spec asks and what the target
 //!   did. [`reference`] has Switchboard's own targets, so another implementation's *client* can
-//!   be tested against them too. The `switchboard-conformance` binary runs both directions:
+//!   be tested against them too. The `switchboard-conformance` binary runs both directions
+//!   (`--help` on any of its commands describes the options; addresses are `HOST:PORT`, names
+//!   included; `check` connects once first, and a target that is not there is one error line,
+//!   [`Target::probe`]):
 //!
 //!   ```text
 //!   switchboard-conformance stage check 127.0.0.1:8081 --in 8k   # test a server
-//!   switchboard-conformance message check 127.0.0.1:8082
+//!   switchboard-conformance message check localhost:8082
 //!   switchboard-conformance router check 127.0.0.1:8083          # a router hub
 //!   switchboard-conformance stage echo 127.0.0.1:8081 --in 8k    # serve Switchboard's target
 //!   switchboard-conformance list                                 # every case and its rule

@@ -37,6 +37,13 @@ impl Target {
         self.timeout = timeout;
         self
     }
+
+    /// Connect once (waiting at most the timeout) and hang up: whether anything accepts
+    /// connections at the address. A runner calls it first, to say "cannot connect" once rather
+    /// than fail every case with it.
+    pub fn probe(&self) -> io::Result<()> {
+        TcpStream::connect_timeout(&self.addr, self.timeout).map(drop)
+    }
 }
 
 /// How a case failed: what the target did against what the spec asks.

@@ -130,6 +130,16 @@ fn a_target_that_is_not_there_fails_every_case_with_an_io_error() {
     assert!(report.failures().all(|o| matches!(o.result, Err(switchboard_conformance::Failure::Io(_)))));
 }
 
+#[test]
+fn a_probe_tells_a_target_that_is_there_from_one_that_is_not() {
+    let server = reference::stage_echo(TcpListener::bind("127.0.0.1:0").unwrap(), 8192).unwrap();
+    Target::new(server.local_addr()).probe().unwrap();
+    server.shutdown();
+    let gone = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let err = Target::new(gone).timeout(Duration::from_millis(300)).probe().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}
+
 /// The STAGE echo on the tokio adapter, each connection on the `Direct` driver in its own task
 /// (`direct`) or on the channel driver (`!direct`): the suite checks the drivers' handling of
 /// errors and EOF, not only the machine's.

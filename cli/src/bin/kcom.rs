@@ -1,218 +1,218 @@
-//! `kcom`: KCOM5 one-shot transfers on loopback, compatible with the originals.
+//! `kcom`: KCOM5 one-shot transfers, compatible with the Python and Go originals (WIRE.md §1).
 //!
-//! ```text
-//! kcom send [--ipv4] [--port N] [--timeout S] [--msg TEXT] [--address ADDR] [-q] FILE|-
-//! kcom recv [--ipv4] [--port N] [--timeout S] [--address ADDR] [-o FILE] [--json] [-q]
-//! kcom pack PORT KEYHEX
-//! kcom unpack ADDRESS
-//! ```
-//!
-//! `send` listens (it is the originals' server) and `recv` connects, retrying until `send` is up.
-//! `recv` writes the data to FILE or stdout and the message to stderr; with `--json` it prints
-//! `{"msg", "data_len", "sha256"}` instead (to stdout when `-o` is given, else to stderr). Both
-//! print the throughput on stderr at the end (`-q` silences it) and show a progress bar on a
-//! terminal for transfers of 8 MiB or more. Exit status: 0 success, 1 protocol or I/O failure,
-//! 2 bad arguments.
+//! `send` listens (it is the originals' server) and `recv` connects, retrying until `send` is
+//! up; both use loopback unless `--host` names another address. `recv` writes the data to a
+//! file (`-o`, which appears only once complete) or stdout and the message to stderr. Both print
+//! the throughput on stderr at the end, counted from the peer's connection (`-q` silences it),
+//! and show a progress bar on a terminal for transfers of 8 MiB or more. `kcom --help` and
+//! `kcom COMMAND --help` describe every option. Exit status: 0 success, 1 transfer or I/O
+//! failure, 2 bad arguments.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use clap::{Args, Parser, Subcommand};
 use sha2_std::{Digest, Sha256};
-use switchboard_std::kcom::{self, ErrorKind, KcomError, KcomOptions};
+use switchboard_cli::output::StagedFile;
+use switchboard_cli::progress::{Meter, Summary};
+use switchboard_cli::transfer::{self, Listener, Sending};
+use switchboard_proto::kcom::DEFAULT_CLOSE;
+use switchboard_std::kcom::{self, Incoming, KcomOptions, DEFAULT_PORT};
 
-const USAGE: &str = "usage:
-  kcom send [--ipv4] [--port N] [--timeout S] [--msg TEXT] [--address ADDR] [-q] FILE|-
-  kcom recv [--ipv4] [--port N] [--timeout S] [--address ADDR] [-o FILE] [--json] [-q]
-  kcom pack PORT KEYHEX
-  kcom unpack ADDRESS";
+/// KCOM5 one-shot transfers, byte-compatible with the Python and Go originals (WIRE.md §1)
+#[derive(Parser)]
+#[command(name = "kcom", version)]
+#[command(long_about = "KCOM5 one-shot transfers, byte-compatible with the Python and Go originals (WIRE.md §1).
 
-/// Transfers at least this large get a progress bar (on a terminal only).
-const BAR_FROM: u64 = 8 * 1024 * 1024;
-
-/// Why the command failed, and so its exit status.
-enum Failure {
-    /// Bad arguments: exit 2.
-    Usage(String),
-    /// The transfer failed: exit 1.
-    Transfer(String),
+A sender (`kcom send`, the originals' server) listens and sends one message and one data blob to \
+the first receiver (`kcom recv`, the originals' client) that connects. Like the originals, both use \
+the loopback address only (::1, or 127.0.0.1 with --ipv4) unless --host names another; KCOM5 sends \
+everything in the clear.")]
+#[command(after_help = "Exit status: 0 success, 1 transfer or I/O failure, 2 bad arguments.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-impl From<KcomError> for Failure {
-    fn from(e: KcomError) -> Self {
-        match e {
-            // An address given on the command line is an argument.
-            KcomError::Address(_) => Failure::Usage(e.to_string()),
-            e => {
-                let who = match e.kind() {
-                    ErrorKind::Peer => "peer error",
-                    ErrorKind::Caller => "error",
-                    ErrorKind::Io => "i/o error",
-                    ErrorKind::Timeout => "timeout",
-                };
-                Failure::Transfer(format!("{who}: {e}"))
-            }
+#[derive(Subcommand)]
+enum Command {
+    /// Listen, wait for one receiver, and send it a message and FILE (the originals' server)
+    Send(SendArgs),
+    /// Connect to a sender (retrying until it listens) and receive its message and data (the
+    /// originals' client)
+    Recv(RecvArgs),
+    /// Print the address string of PORT and KEYHEX (`kcom pack 13600 01ab` prints 13600.01.ab)
+    Pack {
+        /// The TCP port
+        port: u16,
+        /// The session key in hex; its length in bytes must divide 48
+        #[arg(value_name = "KEYHEX", value_parser = parse_key)]
+        key_hex: Key,
+    },
+    /// Print the port and the key (repeated to 48 bytes) of an address string as JSON
+    Unpack {
+        /// An address string: PORT.HH.HH… (see `kcom pack`)
+        #[arg(value_name = "ADDRESS", value_parser = parse_address)]
+        address: KcomOptions,
+    },
+}
+
+/// Where and how long: the options `send` and `recv` share.
+#[derive(Args)]
+struct Endpoint {
+    /// Use 127.0.0.1 instead of ::1 (with --host: only the host's IPv4 addresses)
+    #[arg(long)]
+    ipv4: bool,
+    /// Listen on (send) or connect to (recv) HOST, a name or an IP address, instead of loopback,
+    /// which the originals always use
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    /// The TCP port
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Take the port (and key) from an address string PORT.HH.HH… instead (see `kcom pack`)
+    #[arg(long, value_name = "ADDR", value_parser = parse_address, conflicts_with = "port")]
+    address: Option<KcomOptions>,
+    /// One deadline in seconds for the whole exchange, waiting for the peer included; 0 or less
+    /// means none
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_CLOSE.as_secs_f64(), value_parser = parse_seconds)]
+    timeout: f64,
+    /// Print only errors on stderr: no progress, message or rate
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
+    /// The message sent before the data
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    msg: String,
+    /// The data: a file, or - for stdin (a pipe is read whole first: KCOM5 announces the length)
+    #[arg(value_name = "FILE")]
+    input: PathBuf,
+}
+
+#[derive(Args)]
+struct RecvArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
+    /// Write the data to FILE instead of stdout; FILE appears only when the transfer succeeded
+    /// (it is written under a temporary name beside it, and removed on failure)
+    #[arg(short, long = "out", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print {"msg", "data_len", "sha256"} as JSON instead of the message: to stdout with -o,
+    /// else to stderr
+    #[arg(long)]
+    json: bool,
+}
+
+/// A key as written, decoded from hex, of a length `pack` takes.
+#[derive(Clone)]
+struct Key(Vec<u8>);
+
+fn parse_key(text: &str) -> Result<Key, String> {
+    let key = hex::decode(text).map_err(|e| e.to_string())?;
+    // The length rule is `pack`'s; the port plays no part in it.
+    kcom::pack(0, &key).map_err(|e| e.to_string())?;
+    Ok(Key(key))
+}
+
+fn parse_address(text: &str) -> Result<KcomOptions, String> {
+    KcomOptions::from_address(text).map_err(|e| e.to_string())
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if !secs.is_nan() => Ok(secs),
+        _ => Err("not a number of seconds".into()),
+    }
+}
+
+impl Endpoint {
+    fn options(&self) -> KcomOptions {
+        let options = self.address.clone().unwrap_or_else(|| KcomOptions::new().port(self.port));
+        options.ipv4(self.ipv4).close_secs(self.timeout)
+    }
+
+    fn addresses(&self, options: &KcomOptions) -> Result<Vec<SocketAddr>, String> {
+        transfer::addresses(self.host.as_deref(), self.ipv4, options.port)
+            .map_err(|e| format!("cannot resolve {}: {e}", self.host.as_deref().unwrap_or("the loopback address")))
+    }
+
+    /// A line on stderr, unless quiet.
+    fn say(&self, line: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("kcom: {line}");
         }
     }
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match dispatch(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(why)) => {
-            eprintln!("kcom: {why}\n{USAGE}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Transfer(why)) => {
-            eprintln!("kcom: {why}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn dispatch(args: &[String]) -> Result<(), Failure> {
-    let (command, rest) = args.split_first().ok_or_else(|| Failure::Usage("no command given".into()))?;
-    match command.as_str() {
-        "send" => send(parse(rest, Role::Send)?),
-        "recv" => recv(parse(rest, Role::Recv)?),
-        "pack" => pack(rest),
-        "unpack" => unpack(rest),
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
+    // Bad arguments: clap prints the error and the usage and exits with 2.
+    let cli = Cli::parse();
+    let done = match cli.command {
+        Command::Send(args) => send(args),
+        Command::Recv(args) => recv(args),
+        Command::Pack { port, key_hex } => pack(port, &key_hex.0),
+        Command::Unpack { address } => {
+            unpack(&address);
             Ok(())
         }
-        other => Err(Failure::Usage(format!("unknown command {other:?}"))),
-    }
-}
-
-#[derive(PartialEq, Eq, Clone, Copy)]
-enum Role {
-    Send,
-    Recv,
-}
-
-struct Args {
-    options: KcomOptions,
-    msg: String,
-    input: Option<String>,
-    output: Option<String>,
-    json: bool,
-    quiet: bool,
-}
-
-fn parse(args: &[String], role: Role) -> Result<Args, Failure> {
-    let mut ipv4 = false;
-    let mut port = None;
-    let mut address = None;
-    let mut timeout = None;
-    let mut parsed =
-        Args { options: KcomOptions::new(), msg: String::new(), input: None, output: None, json: false, quiet: false };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| Failure::Usage(format!("{name} needs a value")));
-        match arg.as_str() {
-            "--ipv4" => ipv4 = true,
-            "-q" | "--quiet" => parsed.quiet = true,
-            "--port" => {
-                let text = value("--port")?;
-                port = Some(text.parse::<u16>().map_err(|_| Failure::Usage(format!("bad port {text:?}")))?);
-            }
-            "--timeout" => {
-                let text = value("--timeout")?;
-                let secs = text.parse::<f64>().map_err(|_| Failure::Usage(format!("bad timeout {text:?}")))?;
-                if secs.is_nan() {
-                    return Err(Failure::Usage(format!("bad timeout {text:?}")));
-                }
-                timeout = Some(secs);
-            }
-            "--address" => address = Some(value("--address")?),
-            "--msg" if role == Role::Send => parsed.msg = value("--msg")?,
-            "-o" | "--out" if role == Role::Recv => parsed.output = Some(value("-o")?),
-            "--json" if role == Role::Recv => parsed.json = true,
-            "-" => set_input(&mut parsed, role, arg)?,
-            flag if flag.starts_with('-') => return Err(Failure::Usage(format!("unknown option {flag:?}"))),
-            _ => set_input(&mut parsed, role, arg)?,
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("error: {why}");
+            ExitCode::FAILURE
         }
     }
-    if role == Role::Send && parsed.input.is_none() {
-        return Err(Failure::Usage("send needs a FILE (or - for stdin)".into()));
-    }
-    let mut options = match (&address, port) {
-        (Some(_), Some(_)) => return Err(Failure::Usage("give --port or --address, not both".into())),
-        (Some(address), None) => KcomOptions::from_address(address).map_err(KcomError::from)?,
-        (None, port) => KcomOptions::new().port(port.unwrap_or(kcom::DEFAULT_PORT)),
-    };
-    options = options.ipv4(ipv4);
-    if let Some(secs) = timeout {
-        options = options.close_secs(secs);
-    }
-    parsed.options = options;
-    Ok(parsed)
 }
 
-fn set_input(parsed: &mut Args, role: Role, arg: &str) -> Result<(), Failure> {
-    if role == Role::Recv || parsed.input.is_some() {
-        return Err(Failure::Usage(format!("unexpected argument {arg:?}")));
-    }
-    parsed.input = Some(arg.to_owned());
-    Ok(())
+/// "timeout 150 s", or "no timeout".
+fn patience(close: Option<Duration>) -> String {
+    close.map_or_else(|| "no timeout".into(), |c| format!("timeout {} s", c.as_secs_f64()))
 }
 
-/// A progress bar on stderr for large transfers; hidden when stderr is not a terminal.
-fn bar(total: u64, quiet: bool) -> Option<ProgressBar> {
-    if quiet || total < BAR_FROM {
-        return None;
-    }
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template("{bytes}/{total_bytes} [{bar:30}] {binary_bytes_per_sec} eta {eta}")
-        .map(|s| s.progress_chars("=> "));
-    if let Ok(style) = style {
-        bar.set_style(style);
-    }
-    Some(bar)
-}
-
-fn report(verb: &str, bytes: u64, elapsed: Duration, quiet: bool) {
-    if quiet {
-        return;
-    }
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    let mbps = bytes as f64 / 1e6 / secs;
-    eprintln!("kcom: {verb} {bytes} bytes in {secs:.3} s ({mbps:.1} MB/s)");
-}
-
-fn send(args: Args) -> Result<(), Failure> {
-    let input = args.input.as_deref().unwrap_or("-");
-    let (source, len): (Box<dyn Read>, u64) = if input == "-" {
-        stdin_source().map_err(|e| Failure::Transfer(format!("reading stdin: {e}")))?
-    } else {
-        let file = File::open(input).map_err(|e| Failure::Transfer(format!("{input}: {e}")))?;
-        let len = file.metadata().map_err(|e| Failure::Transfer(format!("{input}: {e}")))?.len();
-        (Box::new(file), len)
-    };
-    let listener = kcom::Listener::bind(&args.options)?;
-    if !args.quiet {
-        eprintln!("kcom: listening on {} for a receiver", listener.local_addr());
-    }
-    let bar = bar(len, args.quiet);
-    let mut started = None;
-    let sent = listener.send_from(&args.msg, len, source, |done, _| {
-        // The clock starts when the receiver's hello checked out (the first report).
-        started.get_or_insert_with(Instant::now);
-        if let Some(bar) = &bar {
-            bar.set_position(done);
+fn send(args: SendArgs) -> Result<(), String> {
+    let SendArgs { endpoint, msg, input } = args;
+    let (source, len) = open_input(&input)?;
+    let options = endpoint.options();
+    let listener = Listener::bind(&endpoint.addresses(&options)?, &options).map_err(|e| e.to_string())?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    endpoint.say(format_args!("listening on {local}, waiting for a receiver ({})", patience(options.close)));
+    let mut meter = None;
+    let sent = listener.send_from(&msg, len, source, |progress| match progress {
+        Sending::Connected(peer) => {
+            endpoint.say(format_args!("receiver {peer} connected; sending {len} bytes"));
+            meter = Some(Meter::start(len, !endpoint.quiet));
+        }
+        Sending::Sent(done) => {
+            if let Some(meter) = &meter {
+                meter.set(done);
+            }
         }
     });
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    sent?;
-    report("sent", len, started.map_or(Duration::ZERO, |t| t.elapsed()), args.quiet);
+    let elapsed = meter.map(Meter::finish);
+    sent.map_err(|e| e.to_string())?;
+    endpoint.say(Summary { verb: "sent", bytes: len, elapsed: elapsed.unwrap_or_default() });
     Ok(())
+}
+
+/// The data to send and its length.
+fn open_input(input: &Path) -> Result<(Box<dyn Read>, u64), String> {
+    if input == Path::new("-") {
+        return stdin_source().map_err(|e| format!("reading stdin: {e}"));
+    }
+    let file = File::open(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let len = file.metadata().map_err(|e| format!("{}: {e}", input.display()))?.len();
+    Ok((Box::new(file), len))
 }
 
 /// Stdin as a data source: streamed when it is a regular file (its length is known), otherwise
@@ -229,70 +229,80 @@ fn stdin_source() -> io::Result<(Box<dyn Read>, u64)> {
     Ok((Box::new(io::Cursor::new(data)), len))
 }
 
-fn recv(args: Args) -> Result<(), Failure> {
-    let mut sink: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(File::create(path).map_err(|e| Failure::Transfer(format!("{path}: {e}")))?),
+fn recv(args: RecvArgs) -> Result<(), String> {
+    let RecvArgs { endpoint, output, json } = args;
+    let options = endpoint.options();
+    let addrs = endpoint.addresses(&options)?;
+    // Created before connecting, so an unwritable path fails before the sender has sent.
+    let mut staged =
+        output.as_ref().map(StagedFile::create).transpose().map_err(|e| describe_output(output.as_deref(), e))?;
+    let places: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    endpoint.say(format_args!("waiting for a sender at {} ({})", places.join(" or "), patience(options.close)));
+
+    let sink: Box<dyn Write + '_> = match &mut staged {
+        Some(file) => Box::new(file),
         None => Box::new(io::stdout().lock()),
     };
-    let mut sink = BufWriter::with_capacity(256 * 1024, &mut sink);
-    let mut hasher = args.json.then(Sha256::new);
-    let mut bar_state: Option<ProgressBar> = None;
-    let mut started = None;
-    let received = kcom::receive_with(&args.options, |piece| {
-        match piece {
-            kcom::Incoming::Header(header) => {
-                started = Some(Instant::now());
-                bar_state = bar(header.data_len, args.quiet);
-            }
-            kcom::Incoming::Data { chunk, received, .. } => {
-                sink.write_all(&chunk)?;
-                if let Some(hasher) = &mut hasher {
-                    hasher.update(&chunk);
+    let mut sink = BufWriter::with_capacity(256 * 1024, sink);
+    let mut hasher = json.then(Sha256::new);
+    let mut meter = None;
+    let received = transfer::receive_with(
+        &addrs,
+        &options,
+        |peer| endpoint.say(format_args!("connected to {peer}")),
+        |piece| {
+            match piece {
+                Incoming::Header(header) => meter = Some(Meter::start(header.data_len, !endpoint.quiet)),
+                Incoming::Data { chunk, received, .. } => {
+                    sink.write_all(&chunk)?;
+                    if let Some(hasher) = &mut hasher {
+                        hasher.update(&chunk);
+                    }
+                    if let Some(meter) = &meter {
+                        meter.set(received);
+                    }
                 }
-                if let Some(bar) = &bar_state {
-                    bar.set_position(received);
-                }
             }
-        }
-        Ok(())
-    });
-    if let Some(bar) = &bar_state {
-        bar.finish_and_clear();
-    }
-    let received = received?;
-    sink.flush().map_err(|e| Failure::Transfer(format!("writing the data: {e}")))?;
+            Ok(())
+        },
+    );
+    let elapsed = meter.map(Meter::finish);
+    // On failure `staged` is dropped on return, which removes the temporary file.
+    let received = received.map_err(|e| e.to_string())?;
+    sink.flush().map_err(|e| format!("writing the data: {e}"))?;
     drop(sink);
-    let elapsed = started.map_or(Duration::ZERO, |t| t.elapsed());
+    if let Some(file) = staged {
+        file.commit().map_err(|e| describe_output(output.as_deref(), e))?;
+    }
+
     if let Some(hasher) = hasher {
         let line = serde_json::json!({
             "msg": received.msg,
             "data_len": received.data_len,
             "sha256": hex::encode(hasher.finalize()),
         });
-        if args.output.is_some() {
+        if output.is_some() {
             println!("{line}");
         } else {
             eprintln!("{line}");
         }
-    } else if !args.quiet {
-        eprintln!("kcom: message: {}", received.msg);
+    } else {
+        endpoint.say(format_args!("message: {}", received.msg));
     }
-    report("received", received.data_len, elapsed, args.quiet);
+    endpoint.say(Summary { verb: "received", bytes: received.data_len, elapsed: elapsed.unwrap_or_default() });
     Ok(())
 }
 
-fn pack(args: &[String]) -> Result<(), Failure> {
-    let [port, key_hex] = args else { return Err(Failure::Usage("pack needs PORT KEYHEX".into())) };
-    let port = port.parse::<u16>().map_err(|_| Failure::Usage(format!("bad port {port:?}")))?;
-    let key = hex::decode(key_hex).map_err(|e| Failure::Usage(format!("bad key {key_hex:?}: {e}")))?;
-    let address = kcom::pack(port, &key).map_err(|e| Failure::Usage(e.to_string()))?;
-    println!("{address}");
+fn describe_output(path: Option<&Path>, e: io::Error) -> String {
+    format!("{}: {e}", path.map_or_else(|| "stdout".into(), |p| p.display().to_string()))
+}
+
+fn pack(port: u16, key: &[u8]) -> Result<(), String> {
+    println!("{}", kcom::pack(port, key).map_err(|e| e.to_string())?);
     Ok(())
 }
 
-fn unpack(args: &[String]) -> Result<(), Failure> {
-    let [address] = args else { return Err(Failure::Usage("unpack needs ADDRESS".into())) };
-    let (port, key) = kcom::unpack(address).map_err(|e| Failure::Usage(e.to_string()))?;
-    println!("{}", serde_json::json!({ "port": port, "key_hex": hex::encode(key) }));
-    Ok(())
+fn unpack(address: &KcomOptions) {
+    let key = address.key.map(hex::encode).unwrap_or_default();
+    println!("{}", serde_json::json!({ "port": address.port, "key_hex": key }));
 }

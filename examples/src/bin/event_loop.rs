@@ -23,8 +23,16 @@
 //!
 //! [`Inline`]: switchboard_proto::driver::Inline
 
+/// A STAGE echo server and client in one hand-written event loop (mio readiness, no runtime,
+/// no threads); every echo is verified (no options)
+#[derive(clap::Parser)]
+#[command(name = "event_loop")]
+struct Args {}
+
 #[cfg(unix)]
 fn main() {
+    // `--help`, and a usage error (exit 2) for any argument.
+    let Args {} = clap::Parser::parse();
     if let Err(e) = unix::main() {
         eprintln!("event_loop: {e}");
         std::process::exit(1);
@@ -33,6 +41,7 @@ fn main() {
 
 #[cfg(not(unix))]
 fn main() {
+    let Args {} = clap::Parser::parse();
     println!("event_loop: this example registers raw file descriptors with mio, so it runs on Unix only");
 }
 

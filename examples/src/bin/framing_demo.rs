@@ -120,7 +120,15 @@ fn text_client(server: &Server) -> Result<Tally, Box<dyn Error>> {
     Ok(tally)
 }
 
+/// STAGE packet-framing echo servers on 127.0.0.1 with clients exchanging frames of several
+/// sizes and text lines; every echo is verified (no options)
+#[derive(clap::Parser)]
+#[command(name = "framing_demo")]
+struct Args {}
+
 fn main() {
+    // `--help`, and a usage error (exit 2) for any argument.
+    let Args {} = clap::Parser::parse();
     if let Err(e) = demo() {
         eprintln!("framing_demo: FAILED: {e}");
         std::process::exit(1);

@@ -3,7 +3,8 @@
 //! operations to each other; a late observer checks what the hub remembers; everyone says
 //! `bye`. Every delivery is counted against what the protocol promises, and a report printed.
 //!
-//! Run: `cargo run --release -p switchboard-examples --bin router_demo [-- PLAYERS ROUNDS]`
+//! Run: `cargo run --release -p switchboard-examples --bin router_demo [-- --players N --rounds N]`
+//! (`-- --help` describes the options).
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::doc;
+use clap::Parser;
 use switchboard_proto::router::{
     ClientCommand, ClientConfig, ClientEvent, FromHub, Hello, Hub, HubConfig, RouterClient,
 };
@@ -20,6 +22,22 @@ use switchboard_tokio::{Connection, DriverConfig, RuntimeExt, SocketOptions, Tok
 use tokio::sync::Barrier;
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// The router hub (WIRE.md §5) on 127.0.0.1 with players exchanging broadcast, at and omit
+/// operations and datastore keys; every delivery is checked against what the protocol promises
+#[derive(Parser)]
+#[command(name = "router_demo")]
+#[command(after_help = "Exit status: 0 when every delivery and the hub's account check out, 1 otherwise, \
+2 bad arguments.")]
+struct Args {
+    /// Players joining the hub (at least 3: each whispers to its right neighbour with `at` and
+    /// leaves it out of its news with `omit`)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(3..))]
+    players: u16,
+    /// Rounds each player sends: one broadcast, one at and one omit per round
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    rounds: u64,
+}
 
 /// What one player received, by kind.
 #[derive(Default, Debug, Clone, Copy, PartialEq)]
@@ -123,9 +141,8 @@ async fn player(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let players: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(8).max(3);
-    let rounds: u64 = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(500);
+    let Args { players, rounds } = Args::parse();
+    let players = usize::from(players);
 
     let listener = Tokio.listen("127.0.0.1:0")?;
     let addr = listener.local_addr()?;

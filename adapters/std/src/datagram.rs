@@ -45,7 +45,7 @@ impl<C: Send + 'static> DatagramCore<C> {
         // Linux wakes a blocked `recv` on `shutdown`; elsewhere the reader polls a stop flag.
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         reader.set_read_timeout(Some(std::time::Duration::from_millis(100)))?;
-        let link = Link::new(settings.command_capacity);
+        let link = Link::new(settings.command_capacity, None);
         Ok(DatagramCore { socket, reader, settings, link })
     }
 
@@ -252,11 +252,12 @@ where
     let core = DatagramCore::new(socket, settings)?;
     let handle = core.link.handle();
     let source = core.link.weak_source(&handle);
+    let shared = core.link.shared.clone();
     let (events_tx, events_rx) = mpsc::channel();
     let thread = spawn_named("switchboard-udp", move || {
         core.run(machine, source, move |notice, _| {
             let _ = events_tx.send(notice);
         })
     })?;
-    Ok(Running { handle, events: Events { rx: events_rx }, driver: DriverThread { thread } })
+    Ok(Running { handle, events: Events { rx: events_rx, shared }, driver: DriverThread { thread } })
 }

@@ -14,16 +14,13 @@
 //! [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use switchboard_proto::driver::{Ending, Inline, Refusal, Step};
-use switchboard_proto::time::Instant;
+use switchboard_proto::driver::Refusal;
 use switchboard_proto::Machine;
-use switchboard_rt::Clock;
 
-use crate::stream::write_queue;
+use crate::conn::Conn;
 use crate::{BlockingStream, DriverError, Settings};
 
 /// Why [`Direct::send`] or [`Direct::flush`] did not take effect: the machine refused the
@@ -80,44 +77,25 @@ pub type SendError<E> = Refusal<E>;
 /// # }
 /// ```
 pub struct Direct<M: Machine, S> {
-    stream: S,
-    inline: Inline<M>,
-    clock: Clock,
-    /// The time last read from the clock: refreshed after every system call, so a busy sender
-    /// does not read the clock per frame.
-    now: Instant,
-    /// A transport error ends the connection at once; `recv` reports it after the events.
-    io_error: Option<io::Error>,
-    peer: Option<SocketAddr>,
+    conn: Conn<M, S>,
 }
 
 impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     /// Drive `machine` over `stream` (put in non-blocking mode, with `settings.socket` applied).
-    /// `settings.command_capacity` does not apply (there is no channel).
+    /// `settings.command_capacity` and `settings.events` do not apply (there are no channels).
     pub fn new(stream: S, machine: M, settings: Settings<M::Command>) -> io::Result<Self> {
-        stream.apply(&settings.socket)?;
-        stream.set_nonblocking(true)?;
-        let clock = Clock::new();
-        let now = clock.now();
-        Ok(Direct {
-            peer: stream.peer_addr(),
-            inline: Inline::new(now, machine, settings.read_chunk, settings.linger),
-            stream,
-            now,
-            clock,
-            io_error: None,
-        })
+        Ok(Direct { conn: Conn::new(stream, machine, &settings)? })
     }
 
     /// Hand `command` to the machine. Blocks only while the write queue is at the machine's
     /// write budget (backpressure): it then writes, and reads (queueing events for
     /// [`recv`](Self::recv)), until the queue is under budget again.
     pub fn send(&mut self, command: M::Command) -> Result<(), SendError<M::Error>> {
-        self.inline.send(self.now, command)?;
-        if self.inline.should_write() {
-            self.io_round(false, true);
-            while self.inline.must_write() {
-                self.io_round(true, true);
+        self.conn.feed(command)?;
+        if self.conn.inline.should_write() {
+            self.conn.io_round(false, true, true, None);
+            while self.conn.inline.must_write() {
+                self.conn.io_round(true, true, true, None);
             }
         }
         Ok(())
@@ -128,12 +106,12 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     /// as [`send`](Self::send) does). Output the machine itself holds back (OUT coalescing with
     /// a commit time) is not forced out: send its flush command first for that.
     pub fn flush(&mut self) -> Result<(), SendError<M::Error>> {
-        while self.inline.has_writes(self.now) {
-            self.io_round(true, true);
+        while self.conn.inline.has_writes(self.conn.now) {
+            self.conn.io_round(true, true, true, None);
         }
         // Everything written is a success even if the peer has closed meanwhile; bytes left
         // unwritten mean the connection ended under them.
-        match self.inline.queued() {
+        match self.conn.inline.queued() {
             0 => Ok(()),
             _ => Err(SendError::Closed),
         }
@@ -145,13 +123,13 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     /// this error (reported once, after every event before it); after that, `None`.
     pub fn recv(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
         loop {
-            if let Some(next) = self.next_ready() {
+            if let Some(next) = self.conn.next_ready() {
                 return Some(next);
             }
-            if !self.inline.is_running() || self.inline.events_ended() {
+            if !self.conn.inline.is_running() || self.conn.inline.events_ended() {
                 return None;
             }
-            self.io_round(true, false);
+            self.conn.io_round(true, false, true, None);
         }
     }
 
@@ -159,20 +137,20 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     /// return an event if there is one. `None`: none yet, or the connection has ended and
     /// reported its result ([`is_ended`](Self::is_ended) tells which).
     pub fn try_recv(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
-        if let Some(next) = self.next_ready() {
+        if let Some(next) = self.conn.next_ready() {
             return Some(next);
         }
-        if self.inline.is_running() {
-            self.io_round(false, false);
+        if self.conn.inline.is_running() {
+            self.conn.io_round(false, false, true, None);
         }
-        self.next_ready()
+        self.conn.next_ready()
     }
 
     /// Ask the machine to finish cleanly (`Input::Close`) after every command sent before.
     /// Keep calling [`recv`](Self::recv) for the events still coming and the result, or
     /// [`close_and_join`](Self::close_and_join).
     pub fn close(&mut self) {
-        self.inline.close(self.now);
+        self.conn.close();
     }
 
     /// [`close`](Self::close), then run the connection to its end, dropping the events still
@@ -180,128 +158,40 @@ impl<M: Machine, S: BlockingStream + AsFd> Direct<M, S> {
     pub fn close_and_join(mut self) -> Result<(), DriverError<M::Error>> {
         self.close();
         loop {
-            match self.next_ready() {
+            match self.conn.next_ready() {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(_)) => continue,
-                None if !self.inline.is_running() => return Ok(()),
-                None => self.io_round(true, false),
+                None if !self.conn.inline.is_running() => return Ok(()),
+                None => {
+                    self.conn.io_round(true, false, true, None);
+                }
             }
         }
     }
 
     /// Whether the connection has ended and its result has been reported by `recv`.
     pub fn is_ended(&self) -> bool {
-        self.inline.is_reported() && self.io_error.is_none()
+        self.conn.inline.is_reported() && self.conn.is_over()
     }
 
     /// The machine, for inspection.
     pub fn machine(&self) -> &M {
-        self.inline.machine()
+        self.conn.inline.machine()
     }
 
     /// The machine, for calls of its own API between inputs.
     pub fn machine_mut(&mut self) -> &mut M {
-        self.inline.machine_mut()
+        self.conn.inline.machine_mut()
     }
 
     /// Bytes the machine transmitted that the socket has not taken yet.
     pub fn queued(&self) -> usize {
-        self.inline.queued()
+        self.conn.inline.queued()
     }
 
     /// The peer's address, when the transport has an IP one.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
-    }
-
-    /// An event or the end, if one is ready without I/O.
-    fn next_ready(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
-        match self.inline.next(self.now) {
-            Some(Ok(event)) => Some(Ok(event)),
-            Some(Err(Ending::Machine(e))) => Some(Err(DriverError::Machine(e))),
-            Some(Err(Ending::Unflushed(unsent))) => Some(Err(DriverError::Unflushed { unsent })),
-            None => self.io_error.take().map(|e| Err(DriverError::Io(e))),
-        }
-    }
-
-    /// One round of I/O: write what the socket takes, read what is there, run the timers, and
-    /// when none of that could go on and `wait` is set, wait in `poll(2)` until one can.
-    /// `sending`: called from `send`/`flush`, so the application is not taking events now.
-    fn io_round(&mut self, wait: bool, sending: bool) {
-        let mut blocked_on = PollFlags::empty();
-        let mut progressed = false;
-
-        let queued = self.inline.queued();
-        if self.inline.has_writes(self.now) {
-            let outcome = write_queue(&mut self.stream, self.inline.writes(), || {});
-            progressed |= self.inline.queued() < queued;
-            match outcome {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked_on |= PollFlags::OUT,
-                Err(e) => return self.fail(e),
-            }
-            self.now = self.clock.now();
-        }
-
-        if self.inline.wants_read(sending) {
-            match read_once(&mut self.stream, self.inline.read_buffer()) {
-                Ok(Some(n)) => {
-                    self.now = self.clock.now();
-                    self.inline.on_read(self.now, n, sending);
-                    progressed = true;
-                }
-                Ok(None) => blocked_on |= PollFlags::IN,
-                Err(e) => return self.fail(e),
-            }
-        }
-
-        progressed |= self.inline.on_wake(self.now);
-        match self.inline.after_io(self.now) {
-            Step::Continue => {}
-            Step::ShutWrite => {
-                let _ = self.stream.shutdown(Shutdown::Write);
-            }
-            Step::End => {
-                let _ = self.stream.shutdown(Shutdown::Both);
-                return;
-            }
-        }
-
-        if !wait || progressed {
-            // The caller re-checks what it waits for: this round may have been enough.
-            return;
-        }
-        // With nothing to wait for but the socket's hang-up (the machine waits for a command
-        // the application is not sending), poll with no events: that blocks, it does not spin.
-        let timeout = self.inline.wake_at().map(|at| {
-            let d = self.clock.until(at);
-            Timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ }
-        });
-        let mut fds = [PollFd::new(&self.stream, blocked_on)];
-        match poll(&mut fds, timeout.as_ref()) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return self.fail(e.into()),
-        }
-        self.now = self.clock.now();
-    }
-
-    /// The transport failed: end now, and report `e` after the events already queued.
-    fn fail(&mut self, e: io::Error) {
-        let _ = self.stream.shutdown(Shutdown::Both);
-        self.inline.fail();
-        self.io_error = Some(e);
-    }
-}
-
-/// Read once without blocking: `Some(n)` bytes (0 = EOF), `None` if nothing is there.
-fn read_once(stream: &mut impl io::Read, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    loop {
-        match stream.read(buf) {
-            Ok(n) => return Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => return Err(e),
-        }
+        self.conn.peer_addr()
     }
 }
 
@@ -316,8 +206,8 @@ impl<M: Machine, S: BlockingStream + AsFd> Iterator for Direct<M, S> {
 impl<M: Machine, S> std::fmt::Debug for Direct<M, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Direct")
-            .field("queued", &self.inline.queued())
-            .field("peer", &self.peer)
+            .field("queued", &self.conn.inline.queued())
+            .field("peer", &self.conn.peer_addr())
             .finish_non_exhaustive()
     }
 }

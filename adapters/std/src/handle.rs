@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use bytes::Bytes;
 use switchboard_proto::Machine;
 use switchboard_rt::SocketOptions;
 
+use crate::conn::Wake;
 use crate::DriverError;
 
 /// How a driver runs one connection or socket.
@@ -28,6 +29,14 @@ pub struct Settings<C> {
     pub command_capacity: usize,
     /// Bytes the reader asks the socket for at a time (stream driver). Default 64 KiB.
     pub read_chunk: usize,
+    /// Threaded stream driver ([`spawn`](crate::spawn)): notices queued for the application
+    /// before the driver stops reading (default 256). Memory for events waiting on a slow
+    /// application stays within this many frames.
+    pub events: usize,
+    /// [`serve`](crate::serve): the most connections served at once; a connection accepted
+    /// beyond it is closed at once, before any byte is read (default `None`: no limit but the
+    /// process's).
+    pub max_connections: Option<usize>,
     /// After the machine finished, how long the stream driver may spend writing what it
     /// transmitted and waiting for the peer's EOF before it cuts the connection. Default 2 s.
     pub linger: Duration,
@@ -46,6 +55,8 @@ impl<C> Settings<C> {
             socket: SocketOptions::new(),
             command_capacity: 256,
             read_chunk: 64 * 1024,
+            events: 256,
+            max_connections: None,
             linger: Duration::from_secs(2),
             default_destination: None,
             _commands: std::marker::PhantomData,
@@ -67,6 +78,19 @@ impl<C> Settings<C> {
     /// Set the read size (at least 512 bytes).
     pub fn read_chunk(mut self, bytes: usize) -> Self {
         self.read_chunk = bytes.max(512);
+        self
+    }
+
+    /// Set how many notices wait for the application before the driver stops reading (at
+    /// least 1).
+    pub fn events(mut self, capacity: usize) -> Self {
+        self.events = capacity.max(1);
+        self
+    }
+
+    /// Set the most connections [`serve`](crate::serve) runs at once.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
         self
     }
 
@@ -103,6 +127,8 @@ impl<C> Clone for Settings<C> {
             socket: self.socket.clone(),
             command_capacity: self.command_capacity,
             read_chunk: self.read_chunk,
+            events: self.events,
+            max_connections: self.max_connections,
             linger: self.linger,
             default_destination: self.default_destination,
             _commands: std::marker::PhantomData,
@@ -116,20 +142,22 @@ impl<C> fmt::Debug for Settings<C> {
             .field("socket", &self.socket)
             .field("command_capacity", &self.command_capacity)
             .field("read_chunk", &self.read_chunk)
+            .field("events", &self.events)
+            .field("max_connections", &self.max_connections)
             .field("linger", &self.linger)
             .field("default_destination", &self.default_destination)
             .finish()
     }
 }
 
-/// What reaches a driver thread on its bounded channel. Std channels cannot select, so the
-/// stream driver's reader and writer ring [`Msg::Wake`] here after posting their news on a
-/// channel of their own.
+/// What reaches a driver thread on its bounded channel. The stream driver waits in `poll(2)`
+/// and is woken through [`Shared::wake`]; the datagram driver waits on this channel, so
+/// [`Msg::Wake`] wakes it.
 pub(crate) enum Msg<C> {
     Command(C),
     Close,
     HandlesDropped,
-    /// Socket news is waiting (stream driver).
+    /// Look at what was posted elsewhere (signalled events).
     Wake,
     /// A received datagram (datagram driver).
     Datagram(SocketAddr, Bytes),
@@ -138,7 +166,6 @@ pub(crate) enum Msg<C> {
 }
 
 /// Counters shared by the driver, its threads and the handles.
-#[derive(Default)]
 pub(crate) struct Shared {
     /// A close was asked for (every handle dropped, or `Handle::close`). The driver acts on it
     /// once the channel is empty, so commands sent before come first; over budget it gives the
@@ -152,12 +179,14 @@ pub(crate) struct Shared {
     pub(crate) max_queued: AtomicUsize,
     pub(crate) commands: AtomicU64,
     pub(crate) events: AtomicU64,
-    /// Wakes a driver that waits for socket news only (over budget), so it sees a close.
-    pub(crate) nudge: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
     /// The connection's id in its [`Server`](crate::Server), set once before the driver starts.
     pub(crate) id: OnceLock<u64>,
-    /// Wakes the driver wherever it waits (set while it runs).
-    pub(crate) doorbell: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    /// Wakes a stream driver waiting in `poll(2)` (`None` for the datagram driver, which waits
+    /// on its channel).
+    pub(crate) wake: Option<Wake>,
+    /// The stream driver holds a notice the application's [`Events`] had no room for: the
+    /// next one taken rings [`wake`](Self::wake).
+    pub(crate) wants_room: AtomicBool,
 }
 
 impl Shared {
@@ -170,10 +199,28 @@ impl Shared {
         self.nudge_driver();
     }
 
-    /// Wake a stream driver that waits for socket news only (over budget).
+    /// Wake a stream driver waiting in `poll(2)`.
     pub(crate) fn nudge_driver(&self) {
-        if let Some(nudge) = self.nudge.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            nudge();
+        if let Some(wake) = &self.wake {
+            wake.ring();
+        }
+    }
+
+    /// Counters and, for a stream driver, its [`Wake`].
+    pub(crate) fn new(wake: Option<Wake>) -> Self {
+        Shared {
+            close_asked: AtomicBool::new(false),
+            bytes_read: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            paused: AtomicBool::new(false),
+            max_queued: AtomicUsize::new(0),
+            commands: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            id: OnceLock::new(),
+            wake,
+            wants_room: AtomicBool::new(false),
         }
     }
 
@@ -301,7 +348,9 @@ impl<C> Handle<C> {
         self.inner.tx.send(Msg::Command(command)).map_err(|e| match e.0 {
             Msg::Command(c) => Closed(c),
             _ => unreachable!("the message sent was a command"),
-        })
+        })?;
+        self.inner.shared.nudge_driver();
+        Ok(())
     }
 
     /// Send a command if the channel has room now.
@@ -310,7 +359,9 @@ impl<C> Handle<C> {
             mpsc::TrySendError::Full(Msg::Command(c)) => TrySendError::Full(c),
             mpsc::TrySendError::Disconnected(Msg::Command(c)) => TrySendError::Closed(c),
             _ => unreachable!("the message sent was a command"),
-        })
+        })?;
+        self.inner.shared.nudge_driver();
+        Ok(())
     }
 
     /// Ask the driver to close gracefully after every command sent before. Never blocks. If the
@@ -427,15 +478,15 @@ impl<E, X> Notice<E, X> {
     }
 }
 
-/// The events of a spawned driver. Iterating blocks until the next one and ends when the
-/// driver has stopped. The channel is unbounded so that a thread that sends commands before it
-/// reads events cannot deadlock with the driver: read events promptly.
-///
-/// Asking for the next notice also tells a stream driver that the application is done with
-/// the ones before: the peer's EOF reaches the machine only then, so answers sent to the last
-/// frames before it still go out.
+/// The events of a spawned driver. Iterating blocks until the next one and ends at the peer's
+/// EOF (the connection still takes commands until the handles are dropped or closed) or when
+/// the driver has stopped. At most [`Settings::events`] notices wait here: while they do, the
+/// stream driver stops reading, so a slow application holds the peer back instead of letting
+/// memory grow. A thread that sends commands before it reads events cannot deadlock with the
+/// driver: reads and writes go on while commands wait.
 pub struct Events<E, X> {
     pub(crate) rx: Receiver<Notice<E, X>>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl<E, X> Events<E, X> {
@@ -468,7 +519,11 @@ impl<E, X> Events<E, X> {
         }
     }
 
+    /// A notice was taken: a driver holding one for want of room may go on.
     fn took(&self, notice: Notice<E, X>) -> Notice<E, X> {
+        if self.shared.wants_room.load(Ordering::SeqCst) && self.shared.wants_room.swap(false, Ordering::SeqCst) {
+            self.shared.nudge_driver();
+        }
         notice
     }
 

@@ -148,6 +148,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod conn;
 mod datagram;
 #[cfg(unix)]
 mod direct;

@@ -166,10 +166,11 @@ where
                 lock(&registry.handles).insert(id, Live { handle, signals });
                 let conn_registry = registry.clone();
                 let spawned = spawn_named("switchboard-conn", move || {
-                    let result = core.run(machine, source, Some(signalled), |n, c| {
+                    let result = core.run(machine, source, Some(signalled), &mut |n, c| {
                         if let Some(n) = n {
                             session.on_notice(n, c)
                         }
+                        Ok(())
                     });
                     let live = lock(&conn_registry.handles).remove(&id);
                     drop(live);

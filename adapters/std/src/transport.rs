@@ -3,21 +3,21 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 
 use switchboard_rt::{SocketOptions, SocketRef};
 
-/// A blocking stream socket the driver can read, write (vectored), clone into a reader and a
-/// writer half, and shut down. Implemented for [`TcpStream`] and, on Unix,
+/// A stream socket the drivers read and write (vectored, non-blocking), wait on in `poll(2)`
+/// (hence [`AsFd`]) and shut down. Implemented for [`TcpStream`] and, on Unix,
 /// [`UnixStream`](std::os::unix::net::UnixStream); implement it for any other socket-like stream.
-pub trait BlockingStream: Read + Write + Send + Sized + 'static {
-    /// Another handle to the same socket (`dup`), used by the reader and writer threads.
+pub trait BlockingStream: Read + Write + AsFd + Send + Sized + 'static {
+    /// Another handle to the same socket (`dup`).
     fn try_clone(&self) -> io::Result<Self>;
 
-    /// Shut down one or both directions. Used to send EOF after the last write, and to wake the
-    /// reader thread when the driver stops.
+    /// Shut down one or both directions. Used to send EOF after the last write.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
 
-    /// Switch non-blocking mode (used by [`Direct`](crate::Direct), which waits in `poll(2)`).
+    /// Switch non-blocking mode (the drivers wait in `poll(2)`).
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
 
     /// Apply socket options. TCP-only options are skipped where they do not apply.

@@ -170,7 +170,11 @@ fn close_while_the_peer_never_reads_gives_up_after_the_linger_time() {
     client.handle.close();
     let Running { handle, driver, .. } = client;
     match driver.join() {
-        Err(DriverError::Unflushed { unsent }) => assert!(unsent > 0 && unsent <= budget + 1004, "{unsent}"),
+        // Commands are fed in batches of up to a quarter of the budget before the queue is
+        // looked at again: the budget, one batch, and the command that crossed it.
+        Err(DriverError::Unflushed { unsent }) => {
+            assert!(unsent > 0 && unsent <= budget + budget / 4 + 1004, "{unsent}")
+        }
         other => panic!("expected Unflushed, got {other:?}"),
     }
     assert!(producer.join().unwrap().is_some());

@@ -46,8 +46,12 @@ where
 struct Registry<C, E> {
     /// Each live connection by id: dropping its entry asks that connection to close.
     handles: Mutex<BTreeMap<u64, Live<C, E>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Each running connection's thread by id. A thread takes its own entry out as it ends, so
+    /// its stack goes back to the system then rather than at shutdown.
+    threads: Mutex<BTreeMap<u64, JoinHandle<()>>>,
     accepted: AtomicU64,
+    /// Connections closed at once because `max_connections` were being served.
+    refused: AtomicU64,
 }
 
 /// One live connection: its handle, and where events signalled to it go.
@@ -58,7 +62,12 @@ struct Live<C, E> {
 
 impl<C, E> Default for Registry<C, E> {
     fn default() -> Self {
-        Registry { handles: Mutex::default(), threads: Mutex::default(), accepted: AtomicU64::new(0) }
+        Registry {
+            handles: Mutex::default(),
+            threads: Mutex::default(),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
     }
 }
 
@@ -151,6 +160,13 @@ where
                         continue;
                     }
                 };
+                if settings.max_connections.is_some_and(|max| lock(&registry.handles).len() >= max) {
+                    // Over the limit: closed before a byte is read, so the peer sees EOF at
+                    // once, and the process never runs out of threads or memory for it.
+                    registry.refused.fetch_add(1, Ordering::Relaxed);
+                    drop(stream);
+                    continue;
+                }
                 let id = registry.accepted.fetch_add(1, Ordering::Relaxed);
                 // Some systems (the BSDs) pass the listener's non-blocking mode on.
                 if stream.set_nonblocking(false).is_err() {
@@ -175,11 +191,18 @@ where
                     let live = lock(&conn_registry.handles).remove(&id);
                     drop(live);
                     session.on_finished(peer, result);
+                    // Detach: nothing is left to wait for, and a finished thread that nobody
+                    // joins would keep its stack.
+                    drop(lock(&conn_registry.threads).remove(&id));
                 });
-                let mut threads = lock(&registry.threads);
-                threads.retain(|t| !t.is_finished());
                 match spawned {
-                    Ok(thread) => threads.push(thread),
+                    Ok(thread) => {
+                        let mut threads = lock(&registry.threads);
+                        // One that ended before it was listed here could not take itself out.
+                        if !thread.is_finished() {
+                            threads.insert(id, thread);
+                        }
+                    }
                     Err(_) => drop(lock(&registry.handles).remove(&id)),
                 }
             }
@@ -261,6 +284,11 @@ impl<A, C, E> Server<A, C, E> {
         self.registry.accepted.load(Ordering::Relaxed)
     }
 
+    /// Connections closed at once because [`Settings::max_connections`] were being served.
+    pub fn refused(&self) -> u64 {
+        self.registry.refused.load(Ordering::Relaxed)
+    }
+
     /// Connections still running.
     pub fn active(&self) -> usize {
         lock(&self.registry.handles).len()
@@ -324,7 +352,7 @@ impl<A, C, E> Server<A, C, E> {
         }
         drop(handles);
         let threads = std::mem::take(&mut *lock(&self.registry.threads));
-        for thread in threads {
+        for thread in threads.into_values() {
             let _ = thread.join();
         }
     }

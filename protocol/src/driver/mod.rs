@@ -133,8 +133,11 @@ impl WriteQueue {
     }
 }
 
-/// Chunks per receive-buffer region (see [`ReadBuffer::spare`]).
+/// Chunks per receive-buffer region (see [`ReadBuffer::spare`]), once reads fill their room.
 const REGION_CHUNKS: usize = 4;
+
+/// The first region's size: a connection that carries a few small frames never holds more.
+const FIRST_REGION: usize = 4096;
 
 /// A stream driver's receive buffer: bytes read so far (handed to the machine as
 /// [`Input::Stream`]) followed by zeroed spare room the next read goes into.
@@ -148,24 +151,39 @@ pub struct ReadBuffer {
     buf: BytesMut,
     spare: BytesMut,
     chunk: usize,
+    /// How large the next region is: from [`FIRST_REGION`], doubled each time a read fills its
+    /// whole room (more was waiting), up to `REGION_CHUNKS` chunks. Thousands of quiet
+    /// connections then hold small buffers, and a bulk stream reaches full-size reads after a
+    /// few of them.
+    region: usize,
+    /// The room handed out by the last [`spare`](Self::spare).
+    last_room: usize,
 }
 
 impl ReadBuffer {
     /// A buffer that reads up to `chunk` bytes at a time. Allocates nothing until the first read.
     pub fn new(chunk: usize) -> Self {
-        ReadBuffer { buf: BytesMut::new(), spare: BytesMut::new(), chunk: chunk.max(1) }
+        let chunk = chunk.max(1);
+        ReadBuffer {
+            buf: BytesMut::new(),
+            spare: BytesMut::new(),
+            chunk,
+            region: FIRST_REGION.min(REGION_CHUNKS * chunk),
+            last_room: 0,
+        }
     }
 
     /// Room for the next read (at most one chunk); call [`filled`](Self::filled) with what the
     /// read returned.
     pub fn spare(&mut self) -> &mut [u8] {
-        if self.spare.len() < self.chunk / 4 + 1 {
+        let read_size = self.chunk.min(self.region);
+        if self.spare.len() < read_size / 4 + 1 {
             // A region holds several chunks, so a frame that straddles two reads is copied
             // (with the region's zeroing) once per region, not once per read; and grows by at
             // least what is buffered, so a frame much larger than a chunk is copied O(log n)
             // times, not O(n / chunk).
             let keep = self.buf.len();
-            let want = keep + (REGION_CHUNKS * self.chunk).max(keep);
+            let want = keep + self.region.max(keep);
             let mut region = core::mem::take(&mut self.buf);
             region.unsplit(core::mem::take(&mut self.spare));
             region.truncate(keep);
@@ -183,12 +201,16 @@ impl ReadBuffer {
             self.spare = region.split_off(keep);
             self.buf = region;
         }
-        let room = self.spare.len().min(self.chunk);
+        let room = self.spare.len().min(read_size);
+        self.last_room = room;
         &mut self.spare[..room]
     }
 
     /// `n` bytes were read into [`spare`](Self::spare): append them to the received bytes.
     pub fn filled(&mut self, n: usize) {
+        if n > 0 && n == self.last_room && n >= self.chunk.min(self.region) {
+            self.region = (self.region * 2).min(REGION_CHUNKS * self.chunk);
+        }
         let n = n.min(self.spare.len());
         self.buf.unsplit(self.spare.split_to(n));
     }
@@ -464,6 +486,29 @@ mod tests {
             let whole = rb.len() - 3;
             drop(rb.received().split_to(whole));
         }
+    }
+
+    #[test]
+    fn the_region_starts_small_and_grows_only_while_reads_fill_their_room() {
+        let mut rb = ReadBuffer::new(64 * 1024);
+        // Small reads: the room never grows past the first region.
+        for _ in 0..100 {
+            assert!(rb.spare().len() <= FIRST_REGION);
+            rb.filled(10);
+            let n = rb.len();
+            drop(rb.received().split_to(n));
+        }
+        // Reads that fill their room: full-size reads after a few.
+        let mut rooms = alloc::vec::Vec::new();
+        for _ in 0..10 {
+            let room = rb.spare().len();
+            rooms.push(room);
+            rb.filled(room);
+            let n = rb.len();
+            drop(rb.received().split_to(n));
+        }
+        assert_eq!(*rooms.last().unwrap(), 64 * 1024, "{rooms:?}");
+        assert!(rooms.windows(2).all(|w| w[0] <= w[1]), "{rooms:?}");
     }
 
     #[test]

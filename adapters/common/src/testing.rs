@@ -925,6 +925,10 @@ macro_rules! stage_suite {
             fn frames_before_a_truncating_eof_are_answered() {
                 $crate::testing::stage_answers_before_peer_eof::<$harness>(true)
             }
+            #[test]
+            fn frames_before_a_bad_header_in_the_same_read_are_answered() {
+                $crate::testing::stage_answers_before_bad_header::<$harness>()
+            }
         }
     };
 }
@@ -1539,6 +1543,45 @@ pub fn stage_answers_before_peer_eof<H: Harness>(truncated: bool) {
             (false, Ok(())) => {}
             (true, Err(Failure::Protocol(e @ stage::Error::Truncated { .. }))) => assert_eq!(e.fault(), Fault::Peer),
             (_, other) => panic!("unexpected end: {other:?}"),
+        }
+    })
+}
+
+/// Frames followed by a bad header in one write (so most likely one read): every frame before
+/// the bad header is answered before the connection closes with the peer's error, and the
+/// peer's connection stays open meanwhile (it never sends EOF). The attack the driver-core issue
+/// found: the valid frame was never answered.
+pub fn stage_answers_before_bad_header<H: Harness>() {
+    use std::io::Write;
+    run::<H>(move |h| {
+        let listener = h.listen(localhost(), &SocketOptions::new()).unwrap();
+        let addr = H::local_addr(&listener);
+        let mut peer = std::net::TcpStream::connect(addr).unwrap();
+        peer.set_read_timeout(Some(GUARD)).unwrap();
+        let stream = h.accept(&listener).unwrap();
+        let conn = h.drive(stream, &Setup::new(), PacketConnection::new(FramingConfig::packet(1024, 0))).unwrap();
+        let frames: Vec<Bytes> = (0..3).map(|i| payload(i, 10 + i)).collect();
+        let mut wire: Vec<u8> =
+            frames.iter().flat_map(|body| [&(body.len() as u32 + 4).to_le_bytes()[..], &body[..]].concat()).collect();
+        let answers = wire.clone();
+        wire.extend_from_slice(&2u32.to_le_bytes()); // shorter than its own header
+        peer.write_all(&wire).unwrap();
+        let (answered, result, echoed) = thread::scope(|s| {
+            let reader = s.spawn(move || read_to_end(&mut peer).unwrap());
+            let mut answered = 0;
+            while let Some(delivery) = conn.recv() {
+                if let Ok(Event::Frame(frame)) = delivery {
+                    conn.send(Command::Send(frame)).expect("the connection takes the answer");
+                    answered += 1;
+                }
+            }
+            (answered, conn.join(), reader.join().unwrap())
+        });
+        assert_eq!(answered, 3);
+        assert_eq!(echoed, answers, "every frame before the bad header was answered, in order");
+        match result {
+            Err(Failure::Protocol(e @ stage::Error::LengthTooShort { len: 2 })) => assert_eq!(e.fault(), Fault::Peer),
+            other => panic!("expected LengthTooShort, got {other:?}"),
         }
     })
 }

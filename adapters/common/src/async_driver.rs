@@ -152,33 +152,55 @@ impl DriverConfig {
     }
 }
 
-/// Why a driver stopped other than cleanly.
+/// Why a driven connection did not end cleanly: one type for every driver, blocking or async,
+/// so the same fault gets the same name and the same blame everywhere.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError<E: std::error::Error + 'static> {
     /// The machine finished with this error; its [`Blame::fault`] says whose.
-    #[error(transparent)]
-    Protocol(E),
-    /// The transport failed (reset, broken pipe, …): the network's or the peer's doing.
-    #[error(transparent)]
+    #[error("{0}")]
+    Machine(#[source] E),
+    /// The transport failed (reset, broken pipe, a socket timeout, …): the network's or the
+    /// peer's doing.
+    #[error("i/o: {0}")]
     Io(#[from] io::Error),
-    /// The driver's task was dropped before it finished (its runtime shut down).
-    #[error("the driver was stopped before the connection finished")]
-    Cancelled,
     /// The machine finished, but the peer did not take everything it transmitted within the
-    /// linger time ([`Direct`](crate::Direct)).
+    /// linger time, so the rest was dropped when the socket was shut down.
     #[error("{unsent} bytes were still unwritten when the linger time ran out")]
     Unflushed {
         /// Bytes accepted from the machine that never reached the socket.
         unsent: usize,
     },
+    /// A datagram driver got unaddressed output ([`Output::Transmit`](switchboard_proto::Output::Transmit))
+    /// with no default destination and no datagram received to answer.
+    #[error("the machine sent a datagram without an address, with no default destination and no sender to answer")]
+    NoDestination,
+    /// A stream driver got an addressed datagram
+    /// ([`Output::TransmitTo`](switchboard_proto::Output::TransmitTo)), which a stream cannot send.
+    #[error("the machine sent an addressed datagram on a stream transport")]
+    DatagramOnStream,
+    /// The driver's task was dropped before it finished (its runtime shut down).
+    #[error("the driver was stopped before the connection finished")]
+    Cancelled,
 }
 
 impl<E: std::error::Error + Blame + 'static> Blame for DriverError<E> {
     fn fault(&self) -> Fault {
         match self {
-            DriverError::Protocol(e) => e.fault(),
+            DriverError::Machine(e) => e.fault(),
+            // The transport broke or the peer stopped reading: nothing the caller did.
             DriverError::Io(_) | DriverError::Unflushed { .. } => Fault::Peer,
-            DriverError::Cancelled => Fault::Caller,
+            // The machine and the driver were put together wrongly, or the runtime went away.
+            DriverError::NoDestination | DriverError::DatagramOnStream | DriverError::Cancelled => Fault::Caller,
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> DriverError<E> {
+    /// The machine's error, if that is why the connection ended.
+    pub fn machine(&self) -> Option<&E> {
+        match self {
+            DriverError::Machine(e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -746,7 +768,7 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
     fn result(&mut self) -> Result<(), DriverError<M::Error>> {
         match self.pump.take_result() {
             Some(Ok(())) | None => Ok(()),
-            Some(Err(e)) => Err(DriverError::Protocol(e)),
+            Some(Err(e)) => Err(DriverError::Machine(e)),
         }
     }
 
@@ -840,7 +862,7 @@ struct StreamDriver<R: Runtime, M: Drivable, S: ByteStream> {
 
 /// Run `machine` over the byte stream `io`: the connection's handles and the driver future to
 /// spawn (its result goes to [`Connection::join`]). `Output::TransmitTo` has no meaning on a
-/// stream and is dropped. [`RuntimeExt::drive`](crate::RuntimeExt::drive)
+/// stream: the driver ends with [`DriverError::DatagramOnStream`] (the caller's fault). [`RuntimeExt::drive`](crate::RuntimeExt::drive)
 /// spawns it for you.
 pub fn stream_driver<R: Runtime, M: Drivable, S: ByteStream>(
     runtime: R,
@@ -946,8 +968,11 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
 
     /// Write what is queued (vectored, in order) and flush; true if anything was written.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, DriverError<M::Error>> {
-        // A stream has no addresses: datagrams a machine asks for here have nowhere to go.
-        while self.core.pump.next_datagram().is_some() {}
+        // A stream has no addresses: a machine that asks for a datagram here was put on the
+        // wrong transport.
+        if self.core.pump.next_datagram().is_some() {
+            return Err(DriverError::DatagramOnStream);
+        }
         let mut progress = false;
         loop {
             let queue = self.core.pump.writes();
@@ -1107,9 +1132,9 @@ struct DatagramDriver<R: Runtime, M: Drivable, U: DatagramSocket> {
 }
 
 /// Run `machine` over the UDP socket `socket`: datagrams in as `Input::Datagram`,
-/// `Output::TransmitTo` out as datagrams. Unaddressed output (`Output::Transmit`) produced by
-/// one input goes out as one datagram to `config.peer`, or to the sender of the last datagram;
-/// with neither, the driver ends with `NotConnected`.
+/// `Output::TransmitTo` out as datagrams. Each unaddressed `Output::Transmit` goes out as one
+/// datagram to `config.peer`, or to the sender of the last datagram; with neither, the driver
+/// ends with [`DriverError::NoDestination`] (the caller's fault).
 /// [`RuntimeExt::drive_datagram`](crate::RuntimeExt::drive_datagram) spawns it for you.
 pub fn datagram_driver<R: Runtime, M: Drivable, U: DatagramSocket>(
     runtime: R,
@@ -1202,18 +1227,15 @@ impl<R: Runtime, M: Drivable, U: DatagramSocket> DatagramDriver<R, M, U> {
             self.outbox_bytes += data.len();
             self.outbox.push_back((to, data));
         }
+        // Unaddressed output: each transmit is one datagram (the queue does not gather on a
+        // datagram driver), to the configured peer or whoever spoke last.
         let queue = self.core.pump.writes();
         if !queue.is_empty() {
-            let to = self.peer.or(self.last_from).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotConnected, "stream output on a datagram socket with no peer yet")
-            })?;
-            let mut datagram = BytesMut::with_capacity(queue.len());
-            for chunk in queue.chunks() {
-                datagram.extend_from_slice(chunk);
+            let to = self.peer.or(self.last_from).ok_or(DriverError::NoDestination)?;
+            while let Some(datagram) = queue.pop_front() {
+                self.outbox_bytes += datagram.len();
+                self.outbox.push_back((to, datagram));
             }
-            queue.advance(datagram.len());
-            self.outbox_bytes += datagram.len();
-            self.outbox.push_back((to, datagram.freeze()));
         }
         self.core.stats.note_queued(self.outbox_bytes);
         Ok(())
@@ -1279,9 +1301,11 @@ impl<E: std::error::Error + Send + Sync + 'static> From<DriverError<E>> for io::
     fn from(e: DriverError<E>) -> io::Error {
         match e {
             DriverError::Io(e) => e,
-            DriverError::Protocol(e) => io::Error::new(io::ErrorKind::InvalidData, e),
+            DriverError::Machine(e) => io::Error::new(io::ErrorKind::InvalidData, e),
             DriverError::Cancelled => io::Error::new(io::ErrorKind::Interrupted, e.to_string()),
             DriverError::Unflushed { .. } => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
+            DriverError::NoDestination => io::Error::new(io::ErrorKind::NotConnected, e.to_string()),
+            DriverError::DatagramOnStream => io::Error::new(io::ErrorKind::Unsupported, e.to_string()),
         }
     }
 }

@@ -207,8 +207,9 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
     fn next_ready(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
         match self.inline.next(self.now) {
             Some(Ok(event)) => Some(Ok(event)),
-            Some(Err(Ending::Machine(e))) => Some(Err(DriverError::Protocol(e))),
+            Some(Err(Ending::Machine(e))) => Some(Err(DriverError::Machine(e))),
             Some(Err(Ending::Unflushed(unsent))) => Some(Err(DriverError::Unflushed { unsent })),
+            Some(Err(Ending::DatagramOnStream)) => Some(Err(DriverError::DatagramOnStream)),
             None => self.io_error.take().map(|e| Err(DriverError::Io(e))),
         }
     }

@@ -184,13 +184,15 @@ impl Blame for KcomError {
 impl KcomError {
     fn from_driver(e: DriverError<proto::Error>) -> Self {
         match e {
-            DriverError::Protocol(proto::Error::TimedOut { after }) => {
+            DriverError::Machine(proto::Error::TimedOut { after }) => {
                 KcomError::Timeout { after, waiting: Waiting::Transfer }
             }
-            DriverError::Protocol(e) if e.fault() == Fault::Caller => KcomError::Refused(e),
-            DriverError::Protocol(e) => KcomError::Peer(e),
+            DriverError::Machine(e) if e.fault() == Fault::Caller => KcomError::Refused(e),
+            DriverError::Machine(e) => KcomError::Peer(e),
             DriverError::Io(e) => KcomError::Io(e),
-            DriverError::Cancelled => KcomError::Io(io::Error::other("the driver was stopped")),
+            e @ (DriverError::Cancelled | DriverError::NoDestination | DriverError::DatagramOnStream) => {
+                KcomError::Io(io::Error::other(e.to_string()))
+            }
             e @ DriverError::Unflushed { .. } => KcomError::Io(io::Error::new(io::ErrorKind::TimedOut, e.to_string())),
         }
     }

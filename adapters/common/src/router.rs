@@ -214,7 +214,7 @@ async fn serve_client<R: Runtime>(
     let reason = match connection.join().await {
         _ if slow => "slow".to_string(),
         Ok(()) => "closed".to_string(),
-        Err(DriverError::Protocol(message::Error::PeerDead { .. })) => "timeout".to_string(),
+        Err(DriverError::Machine(message::Error::PeerDead { .. })) => "timeout".to_string(),
         Err(e) => e.to_string(),
     };
     shared.apply(&rt, HubInput::Closed { conn: id, reason }).await;

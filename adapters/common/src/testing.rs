@@ -110,27 +110,6 @@ impl Setup {
     }
 }
 
-/// Why a driven connection did not end cleanly, in the terms every driver shares.
-#[derive(Debug)]
-pub enum Failure<E> {
-    /// The machine finished with this error.
-    Protocol(E),
-    /// The socket failed.
-    Io(io::Error),
-    /// The driver's own verdict (the driver's error type, to downcast).
-    Other(BoxError),
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> From<DriverError<E>> for Failure<E> {
-    fn from(e: DriverError<E>) -> Self {
-        match e {
-            DriverError::Protocol(e) => Failure::Protocol(e),
-            DriverError::Io(e) => Failure::Io(e),
-            other => Failure::Other(Box::new(other)),
-        }
-    }
-}
-
 /// A driver's live figures, as every driver counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Figures {
@@ -177,17 +156,17 @@ pub trait Conn<M: Machine>: Send + Sync + Sized {
     /// The driver's figures now.
     fn figures(&self) -> Figures;
     /// Wait for the driver to stop by itself (without closing).
-    fn wait(self) -> Result<(), Failure<M::Error>>;
+    fn wait(self) -> Result<(), DriverError<M::Error>>;
     /// Close gracefully, drop unread events, wait for the result and the final figures.
-    fn join_with_figures(self) -> (Result<(), Failure<M::Error>>, Figures);
+    fn join_with_figures(self) -> (Result<(), DriverError<M::Error>>, Figures);
     /// Close gracefully, drop unread events, wait for the result.
-    fn join(self) -> Result<(), Failure<M::Error>> {
+    fn join(self) -> Result<(), DriverError<M::Error>> {
         self.join_with_figures().0
     }
 }
 
 type Reply<M> = dyn Fn(Delivery<M>) -> Option<<M as Machine>::Command> + Send + Sync;
-type Ended<M> = dyn Fn(Result<(), Failure<<M as Machine>::Error>>) + Send + Sync;
+type Ended<M> = dyn Fn(Result<(), DriverError<<M as Machine>::Error>>) + Send + Sync;
 
 /// What a server does with each of its connections: answer each delivery (an event, or a
 /// command the machine refused) with at most one command, and hear how the connection ended.
@@ -206,7 +185,7 @@ impl<M: Machine> Service<M> {
     /// A service from its two parts.
     pub fn new(
         reply: impl Fn(Delivery<M>) -> Option<M::Command> + Send + Sync + 'static,
-        ended: impl Fn(Result<(), Failure<M::Error>>) + Send + Sync + 'static,
+        ended: impl Fn(Result<(), DriverError<M::Error>>) + Send + Sync + 'static,
     ) -> Self {
         Service { reply: Arc::new(reply), ended: Arc::new(ended) }
     }
@@ -217,7 +196,7 @@ impl<M: Machine> Service<M> {
     }
 
     /// A connection ended with `result`.
-    pub fn ended(&self, result: Result<(), Failure<M::Error>>) {
+    pub fn ended(&self, result: Result<(), DriverError<M::Error>>) {
         (self.ended)(result)
     }
 }
@@ -300,10 +279,6 @@ pub trait Harness: Send + Sync + Sized + 'static {
     fn kcom_send(&self, sender: Self::KcomSender, msg: &str, data: Bytes) -> Result<(), BoxError>;
     /// Connect to a KCOM5 sender and receive its message and data.
     fn kcom_receive(&self, options: &KcomOptions) -> Result<(String, Bytes), BoxError>;
-
-    /// Whether `failure` is how this driver reports unaddressed output on a datagram socket
-    /// with nowhere to send it (a driver's own error type, so each says what it documents).
-    fn is_no_destination<E: std::error::Error + Send + Sync + 'static>(failure: &Failure<E>) -> bool;
 }
 
 // ---------------------------------------------------------------- the facade on async runtimes
@@ -432,16 +407,16 @@ impl<M: Drivable> Conn<M> for AsyncConn<M> {
     fn figures(&self) -> Figures {
         Figures::from(&*self.stats)
     }
-    fn wait(mut self) -> Result<(), Failure<M::Error>> {
+    fn wait(mut self) -> Result<(), DriverError<M::Error>> {
         // Keep the commands: dropping the last sender would close the connection.
         let _commands = self.commands.take();
         drop(self.events.take());
-        block_here(self.done.wait()).map_err(Failure::from)
+        block_here(self.done.wait())
     }
-    fn join_with_figures(mut self) -> (Result<(), Failure<M::Error>>, Figures) {
+    fn join_with_figures(mut self) -> (Result<(), DriverError<M::Error>>, Figures) {
         drop(self.commands.take());
         drop(self.events.take());
-        let result = block_here(self.done.wait()).map_err(Failure::from);
+        let result = block_here(self.done.wait());
         (result, Figures::from(&*self.stats))
     }
 }
@@ -455,7 +430,7 @@ async fn serve_connection<M: Drivable>(service: Service<M>, conn: Connection<M>)
             }
         }
     }
-    service.ended(conn.join().await.map_err(Failure::from));
+    service.ended(conn.join().await);
 }
 
 impl<A: Adapter> Harness for Async<A> {
@@ -608,11 +583,6 @@ impl<A: Adapter> Harness for Async<A> {
     fn kcom_receive(&self, options: &KcomOptions) -> Result<(String, Bytes), BoxError> {
         let (rt, options) = (self.rt.clone(), options.clone());
         Ok(self.call(async move { crate::kcom::receive(&rt, &options).await })?)
-    }
-
-    fn is_no_destination<E: std::error::Error + Send + Sync + 'static>(failure: &Failure<E>) -> bool {
-        // The async datagram driver ends with `NotConnected` (see `datagram_driver`).
-        matches!(failure, Failure::Io(e) if e.kind() == io::ErrorKind::NotConnected)
     }
 }
 
@@ -893,6 +863,14 @@ macro_rules! driver_suite {
             fn stream_output_without_a_peer_is_a_typed_error() {
                 $crate::testing::datagram_without_peer::<$harness>()
             }
+            #[test]
+            fn each_unaddressed_transmit_is_one_datagram() {
+                $crate::testing::transmit_each_one_datagram::<$harness>()
+            }
+            #[test]
+            fn an_addressed_datagram_on_a_stream_is_the_callers_error() {
+                $crate::testing::datagram_on_a_stream::<$harness>()
+            }
         }
     };
 }
@@ -991,7 +969,7 @@ fn plain_peer(listener: &std::net::TcpListener) -> std::net::TcpStream {
     peer
 }
 
-type EndedRx<E> = mpsc::Receiver<Result<(), Failure<E>>>;
+type EndedRx<E> = mpsc::Receiver<Result<(), DriverError<E>>>;
 
 /// A service answering each delivery with `reply`, and a channel of how its connections ended.
 fn service<M: Drivable>(
@@ -1010,7 +988,7 @@ fn echo_service<P: Fixture>() -> (Service<P::Server>, EndedRx<<P::Server as Mach
 }
 
 /// The next server connection's end, which must be clean.
-fn ended_cleanly<E: std::fmt::Debug>(ended: &EndedRx<E>) {
+fn ended_cleanly<E: std::error::Error>(ended: &EndedRx<E>) {
     let result = ended.recv_timeout(GUARD).expect("the server connection ended");
     result.expect("server connection failed");
 }
@@ -1209,7 +1187,7 @@ pub fn bad_header<H: Harness, P: Fixture>() {
         read_to_end(&mut bad).unwrap(); // the server closes this one
         drop(bad);
         match ended.recv_timeout(GUARD).unwrap() {
-            Err(Failure::Protocol(e)) => {
+            Err(DriverError::Machine(e)) => {
                 assert!(P::is_bad_header(&e), "unexpected error: {e}");
                 assert_eq!(e.fault(), Fault::Peer);
             }
@@ -1358,6 +1336,8 @@ pub enum ReflectorCommand {
     SendTo(SocketAddr, Bytes),
     /// Send stream bytes (to the driver's default peer).
     Transmit(Bytes),
+    /// Several unaddressed transmits from one input.
+    TransmitEach(Vec<Bytes>),
 }
 
 /// A [`Reflector`] refuses nothing and never fails.
@@ -1400,6 +1380,9 @@ impl Machine for Reflector {
             Input::Command(ReflectorCommand::SendTo(to, data)) => self.out.push_back((to, data)),
             Input::Command(ReflectorCommand::Transmit(data)) => {
                 self.out.push_back((SocketAddr::from(([0, 0, 0, 0], 0)), data))
+            }
+            Input::Command(ReflectorCommand::TransmitEach(all)) => {
+                self.out.extend(all.into_iter().map(|data| (SocketAddr::from(([0, 0, 0, 0], 0)), data)))
             }
             Input::Close => self.closed = true,
             _ => {}
@@ -1474,8 +1457,43 @@ pub fn datagram_without_peer<H: Harness>() {
         let conn = h.drive_udp(udp_socket(), &Setup::new(), Reflector::new()).unwrap();
         conn.send(ReflectorCommand::Transmit(Bytes::from_static(b"nowhere"))).unwrap();
         match conn.join() {
-            Err(failure) if H::is_no_destination(&failure) => {}
+            Err(DriverError::NoDestination) => {}
             other => panic!("expected the no-destination error, got {other:?}"),
+        }
+    })
+}
+
+/// Unaddressed transmits produced by one input go out as one datagram each, on every driver
+/// (a driver once joined them into one).
+pub fn transmit_each_one_datagram<H: Harness>() {
+    run::<H>(|h| {
+        let (a_socket, b_socket) = (udp_socket(), udp_socket());
+        let (a_addr, b_addr) = (a_socket.local_addr().unwrap(), b_socket.local_addr().unwrap());
+        let a = h.drive_udp(a_socket, &Setup::new().peer(b_addr), Reflector::new()).unwrap();
+        let b = h.drive_udp(b_socket, &Setup::new(), Reflector::new()).unwrap();
+        let parts: Vec<Bytes> = (0..3).map(|i| payload(i, 20 + i)).collect();
+        a.send(ReflectorCommand::TransmitEach(parts.clone())).unwrap();
+        for part in parts {
+            assert_eq!(b.recv().unwrap().unwrap(), (a_addr, part), "one datagram per transmit, in order");
+        }
+        a.join().unwrap();
+        b.join().unwrap();
+    })
+}
+
+/// A machine that asks a stream driver for an addressed datagram was put on the wrong
+/// transport: the driver ends with the same typed error, blamed on the caller, everywhere.
+pub fn datagram_on_a_stream<H: Harness>() {
+    run::<H>(|h| {
+        let listener = std::net::TcpListener::bind(localhost()).unwrap();
+        let conn = h.connect(listener.local_addr().unwrap(), &Setup::new(), Reflector::new()).unwrap();
+        let _peer = listener.accept().unwrap();
+        let to = SocketAddr::from(([127, 0, 0, 1], 9));
+        // The send itself may already find the connection ended: the result says why.
+        let _ = conn.send(ReflectorCommand::SendTo(to, Bytes::from_static(b"lost")));
+        match conn.join() {
+            Err(e @ DriverError::DatagramOnStream) => assert_eq!(e.fault(), Fault::Caller),
+            other => panic!("expected DatagramOnStream, got {other:?}"),
         }
     })
 }
@@ -1495,7 +1513,7 @@ pub fn stage_expire<H: Harness>() {
             (conn.wait(), reader.join().unwrap())
         });
         match result {
-            Err(Failure::Protocol(e @ stage::Error::Expired { .. })) => assert_eq!(e.fault(), Fault::Peer),
+            Err(DriverError::Machine(e @ stage::Error::Expired { .. })) => assert_eq!(e.fault(), Fault::Peer),
             other => panic!("expected Expired, got {other:?}"),
         }
         assert!(seen.is_empty());
@@ -1541,7 +1559,7 @@ pub fn stage_answers_before_peer_eof<H: Harness>(truncated: bool) {
         assert_eq!(echoed, expected, "every frame before the EOF was answered, in order");
         match (truncated, result) {
             (false, Ok(())) => {}
-            (true, Err(Failure::Protocol(e @ stage::Error::Truncated { .. }))) => assert_eq!(e.fault(), Fault::Peer),
+            (true, Err(DriverError::Machine(e @ stage::Error::Truncated { .. }))) => assert_eq!(e.fault(), Fault::Peer),
             (_, other) => panic!("unexpected end: {other:?}"),
         }
     })
@@ -1580,7 +1598,9 @@ pub fn stage_answers_before_bad_header<H: Harness>() {
         assert_eq!(answered, 3);
         assert_eq!(echoed, answers, "every frame before the bad header was answered, in order");
         match result {
-            Err(Failure::Protocol(e @ stage::Error::LengthTooShort { len: 2 })) => assert_eq!(e.fault(), Fault::Peer),
+            Err(DriverError::Machine(e @ stage::Error::LengthTooShort { len: 2 })) => {
+                assert_eq!(e.fault(), Fault::Peer)
+            }
             other => panic!("expected LengthTooShort, got {other:?}"),
         }
     })
@@ -2449,7 +2469,7 @@ pub fn direct_expire<A: Adapter>() {
                 .await;
         let _peer = listener.accept().unwrap();
         match conn.recv().await {
-            Some(Err(DriverError::Protocol(stage::Error::Expired { .. }))) => {}
+            Some(Err(DriverError::Machine(stage::Error::Expired { .. }))) => {}
             other => panic!("expected Expired, got {other:?}"),
         }
         assert!(conn.recv().await.is_none(), "the result is reported once");
@@ -2488,7 +2508,7 @@ pub fn direct_bad_header_and_refusal<A: Adapter>() {
         // connection's result once the application closes.
         assert!(conn.recv().await.is_none());
         match conn.close_and_join().await {
-            Err(e @ DriverError::Protocol(stage::Error::LengthTooShort { len: 2 })) => {
+            Err(e @ DriverError::Machine(stage::Error::LengthTooShort { len: 2 })) => {
                 assert_eq!(e.fault(), Fault::Peer)
             }
             other => panic!("expected LengthTooShort, got {other:?}"),
@@ -2630,7 +2650,7 @@ pub fn router_over_the_wire<A: Adapter>() {
             panic!("a refused client got {event:?}");
         }
         match m.join().await {
-            Err(DriverError::Protocol(RouterError::Refused { code: RefuseCode::Unauthorized, .. })) => {}
+            Err(DriverError::Machine(RouterError::Refused { code: RefuseCode::Unauthorized, .. })) => {}
             other => panic!("expected unauthorized, got {other:?}"),
         }
 

@@ -140,6 +140,7 @@ impl<M: Machine, S: BlockingStream + AsFd> Conn<M, S> {
             Some(Ok(event)) => Some(Ok(event)),
             Some(Err(Ending::Machine(e))) => Some(Err(DriverError::Machine(e))),
             Some(Err(Ending::Unflushed(unsent))) => Some(Err(DriverError::Unflushed { unsent })),
+            Some(Err(Ending::DatagramOnStream)) => Some(Err(DriverError::DatagramOnStream)),
             None => self.io_error.take().map(|e| Err(DriverError::Io(e))),
         }
     }

@@ -12,7 +12,7 @@ use switchboard_proto::stage::{PacketConnection, PacketDatagram};
 use switchboard_proto::Machine;
 use switchboard_rt::async_driver::TrySendError;
 use switchboard_rt::kcom::KcomOptions;
-use switchboard_rt::testing::{BoxError, Conn, Failure, Figures, Harness, Service, Setup, Stopped, GUARD};
+use switchboard_rt::testing::{BoxError, Conn, Figures, Harness, Service, Setup, Stopped, GUARD};
 use switchboard_rt::{Delivery, Drivable, SocketOptions, SpecConnectError};
 use switchboard_std::{kcom, Control, DriverError, DriverThread, Events, Handle, Notice, Running, Session, Settings};
 
@@ -37,14 +37,6 @@ fn settings<M: Drivable>(setup: &Setup) -> Settings<M::Command> {
         settings = settings.default_destination(peer);
     }
     settings
-}
-
-fn failure<E: std::error::Error + Send + Sync + 'static>(e: DriverError<E>) -> Failure<E> {
-    match e {
-        DriverError::Machine(e) => Failure::Protocol(e),
-        DriverError::Io(e) => Failure::Io(e),
-        other => Failure::Other(Box::new(other)),
-    }
 }
 
 fn figures(stats: switchboard_std::Stats) -> Figures {
@@ -116,21 +108,21 @@ impl<M: Drivable> Conn<M> for StdConn<M> {
         figures(self.handle.stats())
     }
 
-    fn wait(self) -> Result<(), Failure<M::Error>> {
+    fn wait(self) -> Result<(), DriverError<M::Error>> {
         let StdConn { handle, events, driver } = self;
         drop(events);
         // The handle outlives the driver: dropping it first would close the connection.
-        let result = driver.join().map_err(failure);
+        let result = driver.join();
         drop(handle);
         result
     }
 
-    fn join_with_figures(self) -> (Result<(), Failure<M::Error>>, Figures) {
+    fn join_with_figures(self) -> (Result<(), DriverError<M::Error>>, Figures) {
         let StdConn { handle, events, driver } = self;
         // An explicit close keeps the handle, so the final figures can be read after the end.
         handle.close();
         drop(events);
-        let result = driver.join().map_err(failure);
+        let result = driver.join();
         (result, figures(handle.stats()))
     }
 }
@@ -146,7 +138,7 @@ impl<M: Drivable, A> Session<M, A> for Served<M> {
     }
 
     fn on_finished(&mut self, _peer: A, result: Result<(), DriverError<M::Error>>) {
-        self.0.ended(result.map_err(failure));
+        self.0.ended(result);
     }
 }
 
@@ -255,11 +247,6 @@ impl Harness for StdTests {
 
     fn kcom_receive(&self, options: &KcomOptions) -> Result<(String, Bytes), BoxError> {
         Ok(kcom::receive(options)?)
-    }
-
-    fn is_no_destination<E: std::error::Error + Send + Sync + 'static>(failure: &Failure<E>) -> bool {
-        matches!(failure, Failure::Other(e)
-            if matches!(e.downcast_ref::<DriverError<E>>(), Some(DriverError::NoDestination)))
     }
 }
 

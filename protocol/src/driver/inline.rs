@@ -53,6 +53,9 @@ pub enum Ending<X> {
     Machine(X),
     /// The linger time ran out with this many transmitted bytes unwritten.
     Unflushed(usize),
+    /// The machine asked for an addressed datagram, which a stream cannot send: it was put on
+    /// the wrong transport (the caller's fault). The connection ends at once.
+    DatagramOnStream,
 }
 
 /// Why a send to an inline-driven connection did not take effect (the adapters re-export it
@@ -411,6 +414,10 @@ impl<M: Machine> Inline<M> {
 
     /// Once the machine reported `Finished`, move to Finishing with its result.
     fn check_finished(&mut self, now: Instant) {
+        if self.is_running() && self.pump.next_datagram().is_some() {
+            self.phase = Phase::Ended(Err(Ending::DatagramOnStream));
+            return;
+        }
         if self.is_open() && self.pump.is_finished() {
             let result = self.pump.take_result().unwrap_or(Ok(()));
             self.finish(now, result);

@@ -109,6 +109,18 @@ impl WriteQueue {
         self.chunks().next()
     }
 
+    /// Take the first waiting buffer whole, uncopied: on a datagram driver (no gathering) each
+    /// buffer is one transmit, so one datagram.
+    pub fn pop_front(&mut self) -> Option<Bytes> {
+        let front = match self.bufs.pop_front() {
+            Some(front) => front,
+            None if self.staging.is_empty() => return None,
+            None => self.staging.split().freeze(),
+        };
+        self.len -= front.len();
+        Some(front)
+    }
+
     /// Mark `n` bytes as written.
     pub fn advance(&mut self, mut n: usize) {
         debug_assert!(n <= self.len);

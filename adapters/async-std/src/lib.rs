@@ -119,6 +119,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
+use switchboard_proto::Instant as MachineInstant;
+use switchboard_rt::clock::wall_to_std;
+
 pub use switchboard_proto as proto;
 /// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
 pub use switchboard_rt::kcom;
@@ -144,12 +147,12 @@ impl std::fmt::Debug for AsyncStdTimer {
     }
 }
 
-fn sleep_until(at: StdInstant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async_std::task::sleep(at.saturating_duration_since(StdInstant::now())))
+fn sleep_until(at: MachineInstant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async_std::task::sleep(wall_to_std(at).saturating_duration_since(StdInstant::now())))
 }
 
 impl switchboard_rt::Timer for AsyncStdTimer {
-    fn reset(&mut self, at: StdInstant) {
+    fn reset(&mut self, at: MachineInstant) {
         self.0 = sleep_until(at);
     }
 
@@ -214,7 +217,7 @@ impl Runtime for AsyncStd {
     type UnixListener = UnixListener;
     type Udp = UdpSocket;
 
-    fn timer(&self, at: StdInstant) -> AsyncStdTimer {
+    fn timer(&self, at: MachineInstant) -> AsyncStdTimer {
         AsyncStdTimer(sleep_until(at))
     }
 

@@ -60,7 +60,6 @@ use switchboard_proto::{Input, Instant, Machine};
 pub use async_channel::{SendError, TrySendError};
 
 use crate::runtime::{ByteStream, DatagramSocket, Runtime, Timer};
-use crate::Clock;
 
 /// A machine the async driver can run on another task: `Send`, with `Send` commands, events
 /// and errors. Every such machine is one (a blanket impl); closing is the contract's
@@ -621,7 +620,6 @@ enum Step {
 /// What both drivers share: the pump, its timer, and the two channels.
 struct Core<R: Runtime, M: Drivable> {
     pump: Pump<M>,
-    clock: Clock,
     runtime: R,
     timer: Option<R::Timer>,
     armed: Option<Instant>,
@@ -650,7 +648,7 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
         if !self.started {
             self.started = true;
             let pending = &mut self.pending;
-            self.pump.drain(self.clock.now(), |event| pending.push_back(Ok(event)));
+            self.pump.drain(self.runtime.now(), |event| pending.push_back(Ok(event)));
         }
     }
 
@@ -739,13 +737,13 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
     /// earlier or the timer fired, so an idle timer pushed back by every read costs nothing.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(deadline) = self.pump.deadline() else { return false };
-        let now = self.clock.now();
+        let now = self.runtime.now();
         if now >= deadline {
             self.armed = None;
             self.feed(now, Input::Timeout);
             return true;
         }
-        let at = self.clock.to_std(deadline);
+        let at = deadline;
         let timer = match self.timer.as_mut() {
             Some(timer) => {
                 if self.armed.is_none_or(|armed| armed > deadline) {
@@ -818,7 +816,6 @@ fn core<R: Runtime, M: Drivable>(
     };
     let core = Core {
         pump: Pump::new(machine),
-        clock: Clock::new(),
         runtime,
         timer: None,
         armed: None,
@@ -1012,7 +1009,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
 
     /// Take a command and read, unless held back; true if anything came in.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Result<bool, DriverError<M::Error>> {
-        let now = self.core.clock.now();
+        let now = self.core.runtime.now();
         let mut progress = false;
         // Take every command that is ready (within budget) before writing: the whole batch
         // then goes out in one vectored write and costs one wake-up, not one per command. Each
@@ -1080,7 +1077,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> StreamDriver<R, M, S> {
         let timer = match self.linger_timer.as_mut() {
             Some(timer) => timer,
             None => {
-                let at = std::time::Instant::now() + self.linger;
+                let at = self.core.runtime.now().saturating_add(self.linger);
                 self.linger_timer.insert(self.core.runtime.timer(at))
             }
         };
@@ -1198,7 +1195,7 @@ impl<R: Runtime, M: Drivable, U: DatagramSocket> DatagramDriver<R, M, U> {
                 Step::Idle
             });
         }
-        let now = self.core.clock.now();
+        let now = self.core.runtime.now();
         if self.accepting() && self.core.poll_command(cx, now) {
             self.core.gate.open();
             self.collect()?;

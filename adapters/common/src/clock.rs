@@ -1,6 +1,26 @@
+use std::sync::OnceLock;
 use std::time::{Duration, Instant as StdInstant};
 
 use switchboard_proto::{Entropy, Instant};
+
+/// Where machine time starts on the wall clock: the first time this process asked.
+static ORIGIN: OnceLock<StdInstant> = OnceLock::new();
+
+fn origin() -> StdInstant {
+    *ORIGIN.get_or_init(StdInstant::now)
+}
+
+/// The machines' time on the wall clock (monotonic): nanoseconds since this process first
+/// asked. What [`Runtime::now`](crate::Runtime::now) returns unless a runtime keeps a clock of
+/// its own (a simulator's virtual one).
+pub fn wall_now() -> Instant {
+    Instant::from_nanos(u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The wall-clock instant of the machine time `at` (see [`wall_now`]), for a runtime's timers.
+pub fn wall_to_std(at: Instant) -> StdInstant {
+    origin() + Duration::from_nanos(at.as_nanos())
+}
 
 /// Turns the monotonic wall clock into machine time: nanoseconds since this clock was made.
 #[derive(Clone, Copy, Debug)]

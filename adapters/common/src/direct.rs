@@ -27,7 +27,7 @@ use switchboard_proto::time::Instant;
 use switchboard_proto::Machine;
 
 use crate::async_driver::with_scratch;
-use crate::{ByteStream, Clock, Drivable, DriverConfig, DriverError, Runtime, Timer};
+use crate::{ByteStream, Drivable, DriverConfig, DriverError, Runtime, Timer};
 
 /// At most this many buffers go into one vectored write.
 const MAX_IOVECS: usize = 64;
@@ -60,7 +60,6 @@ pub struct Direct<R: Runtime, M: Machine, S> {
     runtime: R,
     stream: S,
     inline: Inline<M>,
-    clock: Clock,
     now: Instant,
     timer: Option<R::Timer>,
     armed: Option<Instant>,
@@ -72,13 +71,11 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
     /// Drive `machine` over `stream` (options already applied) with `config`'s read size and
     /// linger; `config.commands` and `config.events` do not apply (there are no channels).
     pub fn new(runtime: R, stream: S, machine: M, config: &DriverConfig) -> Self {
-        let clock = Clock::new();
-        let now = clock.now();
+        let now = runtime.now();
         Direct {
             runtime,
             stream,
             inline: Inline::new(now, machine, config.read_chunk, config.linger),
-            clock,
             now,
             timer: None,
             armed: None,
@@ -248,7 +245,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
             }
         }
         if progressed {
-            self.now = self.clock.now();
+            self.now = self.runtime.now();
         }
 
         if self.inline.wants_read(sending) {
@@ -283,7 +280,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
             return Poll::Pending;
         };
         if self.armed != Some(at) {
-            let when = self.clock.to_std(at);
+            let when = at;
             match self.timer.as_mut() {
                 Some(timer) => timer.reset(when),
                 None => self.timer = Some(self.runtime.timer(when)),
@@ -294,7 +291,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
         match timer.poll_fire(cx) {
             Poll::Ready(()) => {
                 self.armed = None;
-                self.now = self.clock.now();
+                self.now = self.runtime.now();
                 Poll::Ready(())
             }
             Poll::Pending => Poll::Pending,
@@ -307,14 +304,14 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
     fn poll_read_once(&mut self, cx: &mut Context<'_>, sending: bool) -> Poll<io::Result<()>> {
         if self.inline.read_buffer_allocated() {
             let n = ready!(Pin::new(&mut self.stream).poll_read(cx, self.inline.read_buffer()))?;
-            self.now = self.clock.now();
+            self.now = self.runtime.now();
             self.inline.on_read(self.now, n, sending);
             return Poll::Ready(Ok(()));
         }
-        let (stream, inline, clock, now) = (&mut self.stream, &mut self.inline, &self.clock, &mut self.now);
+        let (stream, inline, runtime, now) = (&mut self.stream, &mut self.inline, &self.runtime, &mut self.now);
         with_scratch(self.read_chunk, |scratch| {
             let n = ready!(Pin::new(stream).poll_read(cx, scratch))?;
-            *now = clock.now();
+            *now = runtime.now();
             inline.on_read_copy(*now, &scratch[..n], sending);
             Poll::Ready(Ok(()))
         })

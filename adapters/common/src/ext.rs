@@ -297,7 +297,7 @@ pub trait RuntimeExt: Runtime {
     /// Wait `duration`.
     fn sleep(self, duration: Duration) -> impl Future<Output = ()> + Send {
         let rt = self;
-        async move { sleep_until(&rt, std::time::Instant::now() + duration).await }
+        async move { sleep_until(&rt, rt.now().saturating_add(duration)).await }
     }
 }
 

@@ -215,6 +215,8 @@ fn remaining(at: Option<StdInstant>, close: Option<Duration>, waiting: Waiting) 
 /// `future`'s output, or `None` once `at` has come.
 async fn until<R: Runtime, F: Future>(rt: &R, at: Option<StdInstant>, future: F) -> Option<F::Output> {
     let Some(at) = at else { return Some(future.await) };
+    // The deadline on the runtime's clock (a simulator's may not be the wall clock).
+    let at = rt.now().saturating_add(at.saturating_duration_since(StdInstant::now()));
     let mut timer = std::pin::pin!(sleep_until(rt, at));
     let mut future = std::pin::pin!(future);
     std::future::poll_fn(|cx| {

@@ -37,7 +37,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod clock;
+/// Machine time on the wall clock, and the operating system's random source.
+pub mod clock;
 mod direct;
 pub mod net;
 mod options;

@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use switchboard_proto::message::{self, ErrorPayload, MessageConfig, MessageConnection};
 use switchboard_proto::router::{
@@ -48,7 +48,7 @@ use crate::async_driver::{Connection, DriverConfig, DriverError};
 use crate::ext::{accept_each, drive_tracked};
 use crate::registry::lock;
 use crate::runtime::{Listener, Runtime, Timer};
-use crate::{Clock, Connections, RuntimeExt, SocketOptions};
+use crate::{Connections, RuntimeExt, SocketOptions};
 
 /// How a hub serves its clients.
 #[derive(Clone, Debug)]
@@ -112,7 +112,6 @@ pub struct RouterHub {
 
 struct Shared {
     hub: Mutex<Hub>,
-    clock: Clock,
     connections: Connections<MessageConnection>,
     /// Connections dropped for staying over their cap: they leave with reason `"slow"`, and
     /// nothing more is queued for them.
@@ -178,7 +177,6 @@ where
     let (events_tx, events_rx) = async_channel::unbounded();
     let shared = Arc::new(Shared {
         hub: Mutex::new(hub),
-        clock: Clock::new(),
         connections: Connections::new(),
         slow: Mutex::new(BTreeSet::new()),
         events_tx,
@@ -239,10 +237,10 @@ impl Shared {
     /// Give the hub one input and carry out what it decides; then wait for every connection
     /// this queued commands on to be back under its cap (dropping the ones that stay over).
     async fn apply<R: Runtime>(&self, rt: &R, input: HubInput) {
-        let touched = self.decide(input);
+        let touched = self.decide(rt.now(), input);
         for conn in touched {
             let Some(commands) = self.connections.get(conn) else { continue };
-            let deadline = StdInstant::now() + self.slow_after;
+            let deadline = rt.now().saturating_add(self.slow_after);
             let mut timer = rt.timer(deadline);
             let mut room = pin!(commands.room());
             let in_time = std::future::poll_fn(|cx| {
@@ -260,9 +258,8 @@ impl Shared {
 
     /// The hub's decision on `input`, carried out under its lock so that every connection gets
     /// its commands in decision order. Returns the connections commands were queued on.
-    fn decide(&self, input: HubInput) -> BTreeSet<ConnId> {
+    fn decide(&self, now: switchboard_proto::Instant, input: HubInput) -> BTreeSet<ConnId> {
         let mut touched = BTreeSet::new();
-        let now = self.clock.now();
         let mut hub = self.hub();
         // Refused only for an input the glue got wrong (an id opened twice or never): nothing
         // to carry out.

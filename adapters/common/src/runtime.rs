@@ -12,17 +12,19 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
-use std::time::Instant as StdInstant;
+use std::time::Duration;
 
 use futures_io::{AsyncRead, AsyncWrite};
 use socket2::SockRef;
+use switchboard_proto::Instant;
 
 use crate::SocketOptions;
 
-/// A one-shot timer that can be re-armed without allocating.
+/// A one-shot timer that can be re-armed without allocating. Times are the machines'
+/// [`Instant`]s on the runtime's clock ([`Runtime::now`]).
 pub trait Timer: Send + Unpin + 'static {
     /// Fire at `at` instead (earlier or later than before).
-    fn reset(&mut self, at: StdInstant);
+    fn reset(&mut self, at: Instant);
     /// Ready once the time set last has come.
     fn poll_fire(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
@@ -135,8 +137,15 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// A UDP socket.
     type Udp: DatagramSocket;
 
-    /// A timer firing at `at`.
-    fn timer(&self, at: StdInstant) -> Self::Timer;
+    /// The current time on this runtime's clock, in the machines' terms. Every driver reads
+    /// time here and nowhere else, so a runtime with a virtual clock (a simulator) runs the
+    /// same drivers and applications unchanged. Default: the wall clock
+    /// ([`wall_now`](crate::clock::wall_now)).
+    fn now(&self) -> Instant {
+        crate::clock::wall_now()
+    }
+    /// A timer firing at `at` on this runtime's clock ([`now`](Self::now)).
+    fn timer(&self, at: Instant) -> Self::Timer;
     /// Run `future` as a task of its own.
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F);
     /// Connect a TCP stream with `options` applied before `connect` (buffer sizes shape the
@@ -159,8 +168,13 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn udp(&self, socket: std::net::UdpSocket) -> io::Result<Self::Udp>;
 }
 
-/// Wait until `at` on runtime `rt`.
-pub async fn sleep_until<R: Runtime>(rt: &R, at: StdInstant) {
+/// Wait until `at` on runtime `rt`'s clock.
+pub async fn sleep_until<R: Runtime>(rt: &R, at: Instant) {
     let mut timer = rt.timer(at);
     std::future::poll_fn(|cx| timer.poll_fire(cx)).await
+}
+
+/// Wait for `duration` on runtime `rt`'s clock.
+pub async fn sleep_for<R: Runtime>(rt: &R, duration: Duration) {
+    sleep_until(rt, rt.now().saturating_add(duration)).await
 }

@@ -2275,9 +2275,9 @@ pub fn driver_event_room<A: Adapter>() {
             take(&mut next, events.recv().await);
         }
         // Not taking for a while: the driver fills the room and stops reading.
-        crate::runtime::sleep_until(&rt, StdInstant::now() + Duration::from_millis(150)).await;
+        crate::runtime::sleep_for(&rt, Duration::from_millis(150)).await;
         let read_while_full = stats.bytes_read();
-        crate::runtime::sleep_until(&rt, StdInstant::now() + Duration::from_millis(100)).await;
+        crate::runtime::sleep_for(&rt, Duration::from_millis(100)).await;
         assert_eq!(stats.bytes_read(), read_while_full, "no reads while the event room is full");
         // What was read: the events taken, the room, and at most one read (4 KiB) past it.
         let bound = ((10 + ROOM) * (SIZE + 4) + 4096) as u64;
@@ -2299,7 +2299,7 @@ async fn eventually<R: Runtime>(rt: &R, what: &str, mut done: impl FnMut() -> bo
     let deadline = StdInstant::now() + GUARD;
     while !done() {
         assert!(StdInstant::now() < deadline, "{what}: not within {GUARD:?}");
-        crate::runtime::sleep_until(rt, StdInstant::now() + Duration::from_millis(5)).await;
+        crate::runtime::sleep_for(rt, Duration::from_millis(5)).await;
     }
 }
 

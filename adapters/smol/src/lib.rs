@@ -117,7 +117,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant as StdInstant;
+
+use switchboard_proto::Instant as MachineInstant;
+use switchboard_rt::clock::wall_to_std;
 
 use smol::Async;
 
@@ -141,8 +143,8 @@ pub struct Smol;
 pub struct SmolTimer(smol::Timer);
 
 impl switchboard_rt::Timer for SmolTimer {
-    fn reset(&mut self, at: StdInstant) {
-        self.0.set_at(at);
+    fn reset(&mut self, at: MachineInstant) {
+        self.0.set_at(wall_to_std(at));
     }
 
     fn poll_fire(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -206,8 +208,8 @@ impl Runtime for Smol {
     type UnixListener = UnixListener;
     type Udp = UdpSocket;
 
-    fn timer(&self, at: StdInstant) -> SmolTimer {
-        SmolTimer(smol::Timer::at(at))
+    fn timer(&self, at: MachineInstant) -> SmolTimer {
+        SmolTimer(smol::Timer::at(wall_to_std(at)))
     }
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) {

@@ -210,7 +210,9 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant as StdInstant;
+
+use switchboard_proto::Instant as MachineInstant;
+use switchboard_rt::clock::wall_to_std;
 
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 
@@ -235,8 +237,8 @@ pub struct Tokio;
 pub struct TokioTimer(Pin<Box<tokio::time::Sleep>>);
 
 impl switchboard_rt::Timer for TokioTimer {
-    fn reset(&mut self, at: StdInstant) {
-        self.0.as_mut().reset(at.into());
+    fn reset(&mut self, at: MachineInstant) {
+        self.0.as_mut().reset(wall_to_std(at).into());
     }
 
     fn poll_fire(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -387,8 +389,8 @@ impl Runtime for Tokio {
     type UnixListener = UnixListener;
     type Udp = UdpSocket;
 
-    fn timer(&self, at: StdInstant) -> TokioTimer {
-        TokioTimer(Box::pin(tokio::time::sleep_until(at.into())))
+    fn timer(&self, at: MachineInstant) -> TokioTimer {
+        TokioTimer(Box::pin(tokio::time::sleep_until(wall_to_std(at).into())))
     }
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) {

@@ -13,31 +13,26 @@
 //!
 //! ## Design
 //!
-//! [`Direct`] leaves every decision to [`Inline`](switchboard_proto::driver::Inline) and does
-//! the reads, writes and `poll(2)` waits it asks for, on the caller's thread (see its docs).
+//! Every stream driver here is one shell over [`Inline`](switchboard_proto::driver::Inline),
+//! the I/O-free connection core: it decides when to read, write, drain, pause and linger, and
+//! the shell does the non-blocking reads, vectored writes and `poll(2)` waits it asks for.
+//! [`Direct`] runs that shell on the caller's thread. The threaded drivers ([`spawn`], [`run`],
+//! [`serve`]) run the same shell on **one thread per connection**, which also waits on an
+//! eventfd that the application's [`Handle`]s (a command, a close) and [`Events`] (room again)
+//! ring, only while the driver sleeps. Frames are slices of the receive buffer (zero-copy in)
+//! and the machine's own `Bytes` go to `writev` (zero-copy out). A connection that read nothing
+//! for a second gives its receive buffer back.
 //!
-//! For the threaded drivers the bookkeeping is [`Pump`](switchboard_proto::driver::Pump)'s;
-//! this crate only moves bytes and waits. A threaded stream connection uses three threads:
-//!
-//! * the **driver thread** owns the pump (so the machine), and waits with `recv_timeout` until
-//!   the machine's deadline, measured with the real clock ([`switchboard_rt::Clock`]). Commands
-//!   arrive on a bounded channel; the reader and writer post their news on a second channel and
-//!   ring a doorbell on the first (std channels cannot select), so one wait covers both;
-//! * the **reader thread** reads into a `BytesMut`, sends *the buffer itself* to the driver and
-//!   waits to get it back (ping-pong ownership). The machine splits frames off it as `Bytes`,
-//!   so frames are slices of the receive buffer: zero-copy in;
-//! * the **writer thread** takes the pump's whole write queue in one `mem::replace` (the
-//!   machine's own `Bytes`: zero-copy out) and writes it with blocking vectored writes. A peer
-//!   that stops reading blocks this thread only; timers, reads and commands go on.
-//!
-//! **Backpressure.** While bytes queued or being written reach the machine's
+//! **Backpressure and bounds.** While the bytes queued for the socket reach the machine's
 //! [`write_budget`](switchboard_proto::Machine::write_budget), the driver takes nothing from
-//! the command channel, so it fills and [`Handle::send`] blocks; and once a read makes the
-//! machine transmit while over budget, the driver keeps the receive buffer, so the reader stops
-//! and the peer's sends back up in the kernel. Queued output stays within the budget plus what
-//! one input produced. Reads that transmit nothing go on even over budget: they cannot grow
-//! the queue, and stopping them would let two peers that each send faster than the other reads
-//! (an echo server and its pipelining client) wait on each other forever.
+//! the command channel ([`Handle::send`] blocks) and hands a callback no further event, so
+//! its replies cannot pile up either; reads that make the machine transmit stop. Reads that
+//! only produce events go on (holding at most
+//! [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD)), so two peers that each send
+//! faster than the other reads do not wait on each other forever. With [`spawn`], at most
+//! [`Settings::events`] notices wait for the application; while they do, the driver stops
+//! reading. [`serve`] runs at most [`Settings::max_connections`] connections and closes the
+//! excess at once.
 //!
 //! **Graceful close.** [`Handle::close`], [`Control::close`] or dropping every [`Handle`] feeds
 //! the machine `Input::Close` after every command sent before it. When the machine has finished and

@@ -6,7 +6,7 @@
 //! [`Direct::recv`], which writes what is queued, reads, runs the machine's timers and waits in
 //! `poll(2)` for whichever of those can go on. Commands are fed in batches and the machine is
 //! drained once per batch, so coalescing output (OUT) really coalesces. What to do when is
-//! decided by [`Inline`] (shared with the async adapters' `Direct`); this type does the I/O.
+//! decided by [`Inline`](switchboard_proto::driver::Inline) (shared with the async adapters' `Direct`); this type does the I/O.
 //!
 //! The one thing a single thread cannot do is read while the application is busy elsewhere:
 //! when both ends send far more than they read, call [`Direct::try_recv`] between sends (or
@@ -35,7 +35,7 @@ pub type SendError<E> = Refusal<E>;
 /// [`Direct::recv`], which writes what is queued, reads, runs the machine's timers and waits in
 /// `poll(2)` for whichever of those can go on. Commands are fed in batches and the machine is
 /// drained once per batch, so coalescing output (OUT) really coalesces. What to do when is
-/// decided by [`Inline`] (shared with the async adapters' `Direct`); this type does the I/O.
+/// decided by [`Inline`](switchboard_proto::driver::Inline) (shared with the async adapters' `Direct`); this type does the I/O.
 ///
 /// The one thing a single thread cannot do is read while the application is busy elsewhere:
 /// when both ends send far more than they read, call [`Direct::try_recv`] between sends (or

@@ -38,9 +38,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use switchboard_proto::message::{self, ErrorPayload, MessageConfig, MessageConnection};
-use switchboard_proto::router::{
-    ClientConfig, ClientDoc, ConnId, Hub, HubAction, HubConfig, HubInput, RouterClient, RouterError,
-};
+use switchboard_proto::router::{ClientConfig, ClientDoc, ConnId, Hub, HubAction, HubInput, RouterClient, RouterError};
 use switchboard_proto::stage::FramingConfig;
 use switchboard_proto::{Input, Machine, Output};
 
@@ -50,11 +48,19 @@ use crate::registry::lock;
 use crate::runtime::{Listener, Runtime, Timer};
 use crate::{Connections, RuntimeExt, SocketOptions};
 
-/// How a hub serves its clients.
+/// How a hub serves its clients: their connections' transport, message layer and driver.
+///
+/// The hub's own rules (client limit, unique policy, token) are the [`Hub`]'s, given to
+/// [`serve_hub`] with it: there is one place to set them, so none can be set here and then be
+/// ignored (as a `hub` field once was):
+///
+/// ```compile_fail
+/// use switchboard_rt::router::HubSettings;
+/// use switchboard_proto::router::HubConfig;
+/// let settings = HubSettings { hub: HubConfig::default().with_max_clients(1), ..HubSettings::default() };
+/// ```
 #[derive(Clone, Debug)]
 pub struct HubSettings {
-    /// Admission: client limit, unique policy, token.
-    pub hub: HubConfig,
     /// Each client connection's message layer: limits and heartbeats (`interval`, `dead_after`).
     /// Its error payload is always raw (§5's are BSON documents).
     pub message: MessageConfig,
@@ -68,12 +74,11 @@ pub struct HubSettings {
 }
 
 impl Default for HubSettings {
-    /// No client limit, `replace` policy, no token; frames up to 1 MiB each way; a heartbeat
+    /// Frames up to 1 MiB each way; a heartbeat
     /// after 5 s of silence and a client silent for 15 s dropped; 4096 commands queued per
     /// client; a client over that for 5 s dropped as slow.
     fn default() -> Self {
         HubSettings {
-            hub: HubConfig::default(),
             message: message_config(),
             options: SocketOptions::new().nodelay(true),
             driver: DriverConfig { commands: 4096, ..DriverConfig::default() },

@@ -204,7 +204,31 @@ impl<E: std::error::Error + 'static> DriverError<E> {
     }
 }
 
-/// Live figures of one driver, readable from any thread.
+/// A snapshot of a driver's counters: the same figures from every driver, blocking or async.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes read from the socket (payload bytes for datagrams).
+    pub bytes_read: u64,
+    /// Bytes written to the socket (payload bytes for datagrams).
+    pub bytes_written: u64,
+    /// Successful write calls (one per datagram sent): coalescing shows as fewer of them.
+    pub writes: u64,
+    /// Bytes the machine transmitted that are not written yet.
+    pub queued: usize,
+    /// The driver is holding back: the write queue has reached the machine's write budget, so
+    /// it takes no commands (`send` waits) until the peer reads.
+    pub paused: bool,
+    /// The most bytes that were ever waiting at once: stays near the machine's write budget
+    /// however slowly the peer reads.
+    pub max_queued: usize,
+    /// Commands fed to the machine.
+    pub commands: u64,
+    /// Events the machine reported.
+    pub events: u64,
+}
+
+/// Live figures of one driver, readable from any thread; [`snapshot`](Self::snapshot) gives
+/// them as the [`Stats`] every driver reports.
 #[derive(Debug, Default)]
 pub struct DriverStats {
     queued: AtomicUsize,
@@ -213,9 +237,25 @@ pub struct DriverStats {
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
     writes: AtomicU64,
+    commands: AtomicU64,
+    events: AtomicU64,
 }
 
 impl DriverStats {
+    /// Every figure at once.
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            bytes_read: self.bytes_read(),
+            bytes_written: self.bytes_written(),
+            writes: self.writes(),
+            queued: self.queued(),
+            paused: self.is_paused(),
+            max_queued: self.max_queued(),
+            commands: self.commands.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+        }
+    }
+
     /// Bytes transmitted by the machine and not yet written.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
@@ -647,14 +687,21 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
     fn start(&mut self) {
         if !self.started {
             self.started = true;
-            let pending = &mut self.pending;
-            self.pump.drain(self.runtime.now(), |event| pending.push_back(Ok(event)));
+            let (pending, events) = (&mut self.pending, &self.stats.events);
+            self.pump.drain(self.runtime.now(), |event| {
+                events.fetch_add(1, Ordering::Relaxed);
+                pending.push_back(Ok(event))
+            });
         }
     }
 
     fn feed(&mut self, now: Instant, input: Input<'_, M::Command>) {
-        let pending = &mut self.pending;
-        if let Err(refused) = self.pump.input(now, input, |event| pending.push_back(Ok(event))) {
+        let (pending, events) = (&mut self.pending, &self.stats.events);
+        let taken = |event| {
+            events.fetch_add(1, Ordering::Relaxed);
+            pending.push_back(Ok(event))
+        };
+        if let Err(refused) = self.pump.input(now, input, taken) {
             pending.push_back(Err(refused));
         }
     }
@@ -720,6 +767,7 @@ impl<R: Runtime, M: Drivable> Core<R, M> {
             // sender per command taken makes it send one and wait again, a wake-up per command
             // (measured: tokio 1 KiB framing through `connect_with` ran at half the speed).
             Poll::Ready(Some(Request::Command(command))) => {
+                self.stats.commands.fetch_add(1, Ordering::Relaxed);
                 self.feed(now, Input::Command(command));
             }
             Poll::Ready(Some(Request::Close)) => self.feed(now, Input::Close),

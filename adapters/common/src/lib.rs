@@ -59,7 +59,7 @@ pub mod testing;
 
 pub use async_driver::{
     datagram_driver, stream_driver, Commands, Connection, Delivery, Done, Drivable, DriverConfig, DriverError,
-    DriverStats, Events,
+    DriverStats, Events, Stats,
 };
 pub use clock::{Clock, OsEntropy};
 pub use direct::{Direct, SendError};

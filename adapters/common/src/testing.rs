@@ -110,32 +110,8 @@ impl Setup {
     }
 }
 
-/// A driver's live figures, as every driver counts them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Figures {
-    /// Bytes the machine transmitted that are not written yet.
-    pub queued: usize,
-    /// The most bytes ever waiting at once.
-    pub max_queued: usize,
-    /// The driver holds back (takes no commands) because the write queue is over budget.
-    pub paused: bool,
-    /// Bytes written.
-    pub bytes_written: u64,
-    /// Write (or send) calls.
-    pub writes: u64,
-}
-
-impl From<&DriverStats> for Figures {
-    fn from(s: &DriverStats) -> Self {
-        Figures {
-            queued: s.queued(),
-            max_queued: s.max_queued(),
-            paused: s.is_paused(),
-            bytes_written: s.bytes_written(),
-            writes: s.writes(),
-        }
-    }
-}
+/// A driver's figures, as every driver counts them.
+pub type Figures = crate::Stats;
 
 /// The driver stopped before it took the command.
 #[derive(Debug)]
@@ -405,7 +381,7 @@ impl<M: Drivable> Conn<M> for AsyncConn<M> {
         let _ = self.commands().close();
     }
     fn figures(&self) -> Figures {
-        Figures::from(&*self.stats)
+        self.stats.snapshot()
     }
     fn wait(mut self) -> Result<(), DriverError<M::Error>> {
         // Keep the commands: dropping the last sender would close the connection.
@@ -417,7 +393,7 @@ impl<M: Drivable> Conn<M> for AsyncConn<M> {
         drop(self.commands.take());
         drop(self.events.take());
         let result = block_here(self.done.wait());
-        (result, Figures::from(&*self.stats))
+        (result, self.stats.snapshot())
     }
 }
 

@@ -243,28 +243,7 @@ impl Shared {
     }
 }
 
-/// A snapshot of a driver's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Bytes read from the socket (payload bytes for datagrams).
-    pub bytes_read: u64,
-    /// Bytes written to the socket (payload bytes for datagrams).
-    pub bytes_written: u64,
-    /// Successful write calls (one per datagram sent): coalescing shows as fewer of them.
-    pub writes: u64,
-    /// Bytes the machine transmitted that are not written yet.
-    pub queued: usize,
-    /// The stream driver is holding back: the write queue has reached the machine's write
-    /// budget, so it takes no commands ([`Handle::send`] waits) until the peer reads.
-    pub paused: bool,
-    /// The most bytes that were ever waiting at once: stays near the machine's write budget
-    /// however slowly the peer reads.
-    pub max_queued: usize,
-    /// Commands fed to the machine.
-    pub commands: u64,
-    /// Events the machine reported.
-    pub events: u64,
-}
+pub use switchboard_rt::Stats;
 
 pub(crate) struct HandleInner<C> {
     tx: SyncSender<Msg<C>>,

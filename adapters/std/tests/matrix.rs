@@ -39,16 +39,6 @@ fn settings<M: Drivable>(setup: &Setup) -> Settings<M::Command> {
     settings
 }
 
-fn figures(stats: switchboard_std::Stats) -> Figures {
-    Figures {
-        queued: stats.queued,
-        max_queued: stats.max_queued,
-        paused: stats.paused,
-        bytes_written: stats.bytes_written,
-        writes: stats.writes,
-    }
-}
-
 /// A notice as the matrix sees it: an event, or a refused command (`Err`).
 fn delivery<E, X>(notice: Notice<E, X>) -> Option<Result<E, X>> {
     match notice {
@@ -105,7 +95,7 @@ impl<M: Drivable> Conn<M> for StdConn<M> {
     }
 
     fn figures(&self) -> Figures {
-        figures(self.handle.stats())
+        self.handle.stats()
     }
 
     fn wait(self) -> Result<(), DriverError<M::Error>> {
@@ -123,7 +113,7 @@ impl<M: Drivable> Conn<M> for StdConn<M> {
         handle.close();
         drop(events);
         let result = driver.join();
-        (result, figures(handle.stats()))
+        (result, handle.stats())
     }
 }
 

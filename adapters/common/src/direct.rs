@@ -14,7 +14,7 @@
 //! [`RuntimeExt::drive`](crate::RuntimeExt::drive) when several tasks share one connection.
 //! A single task cannot read while it is busy elsewhere: when both ends send far more than
 //! they read, call [`Direct::try_recv`] between sends. While awaiting inside `send`, the driver
-//! keeps reading up to [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events.
+//! keeps reading up to [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events ([`BYTES_HELD`](switchboard_proto::driver::BYTES_HELD) bytes).
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
@@ -52,7 +52,7 @@ pub type SendError<E> = Refusal<E>;
 /// [`RuntimeExt::drive`](crate::RuntimeExt::drive) when several tasks share one connection.
 /// A single task cannot read while it is busy elsewhere: when both ends send far more than
 /// they read, call [`Direct::try_recv`] between sends. While awaiting inside `send`, the driver
-/// keeps reading up to [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events.
+/// keeps reading up to [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events ([`BYTES_HELD`](switchboard_proto::driver::BYTES_HELD) bytes).
 ///
 /// Each runtime adapter's crate docs show a complete program (`switchboard_tokio`,
 /// `switchboard_smol`, `switchboard_async_std`).

@@ -11,7 +11,7 @@
 //! The one thing a single thread cannot do is read while the application is busy elsewhere:
 //! when both ends send far more than they read, call [`Direct::try_recv`] between sends (or
 //! use [`spawn`](crate::spawn)). While blocked inside `send`, the driver keeps reading up to
-//! [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events.
+//! [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events ([`BYTES_HELD`](switchboard_proto::driver::BYTES_HELD) bytes).
 
 use std::io;
 use std::net::SocketAddr;
@@ -40,7 +40,7 @@ pub type SendError<E> = Refusal<E>;
 /// The one thing a single thread cannot do is read while the application is busy elsewhere:
 /// when both ends send far more than they read, call [`Direct::try_recv`] between sends (or
 /// use [`spawn`](crate::spawn)). While blocked inside `send`, the driver keeps reading up to
-/// [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events.
+/// [`EVENTS_HELD`](switchboard_proto::driver::EVENTS_HELD) events ([`BYTES_HELD`](switchboard_proto::driver::BYTES_HELD) bytes).
 ///
 /// ```
 /// use std::net::{TcpListener, TcpStream};

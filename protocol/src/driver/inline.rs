@@ -46,6 +46,11 @@ const MAX_BATCH: usize = 256;
 /// than they read from waiting on each other; this bounds what that can hold.
 pub const EVENTS_HELD: usize = 1024;
 
+/// While the application is sending, reads also stop once this many bytes were read since it
+/// last emptied the event queue: events are slices of what was read, so this bounds the
+/// memory they hold in bytes, whatever their count (1024 events of a 1 MiB IN would be 1 GiB).
+pub const BYTES_HELD: usize = 1024 * 1024;
+
 /// How an inline-driven connection ended, before the adapter adds its own I/O errors.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ending<X> {
@@ -108,6 +113,9 @@ pub struct Inline<M: Machine> {
     /// Bytes were fed and the machine not drained since: `next` takes its events one by one
     /// straight from the machine (no second queue on the receive path).
     undrained: bool,
+    /// Bytes read while the application was sending, since it last emptied the event queue
+    /// (counted against [`BYTES_HELD`]).
+    read_unclaimed: usize,
 }
 
 impl<M: Machine> Inline<M> {
@@ -128,6 +136,7 @@ impl<M: Machine> Inline<M> {
             write_shut: false,
             read_paused: false,
             undrained: false,
+            read_unclaimed: 0,
         };
         inline.drain(now);
         inline
@@ -179,6 +188,7 @@ impl<M: Machine> Inline<M> {
         if let Some(event) = self.events.pop_front() {
             return Some(Ok(event));
         }
+        self.read_unclaimed = 0;
         if self.undrained {
             if let Some(event) = self.pump.next_event(now) {
                 return Some(Ok(event));
@@ -254,7 +264,7 @@ impl<M: Machine> Inline<M> {
         if self.read_paused && self.pump.queued() < self.pump.machine().write_budget() {
             self.read_paused = false;
         }
-        let holding_events = sending && self.events.len() >= EVENTS_HELD;
+        let holding_events = sending && (self.events.len() >= EVENTS_HELD || self.read_unclaimed >= BYTES_HELD);
         // Once the machine closed its read side (a fault in what the peer sent), nothing read
         // has anywhere to go until the machine finishes; then the linger drains the socket.
         let machine_reads = !(self.is_open() && self.pump.is_read_closed());
@@ -303,7 +313,8 @@ impl<M: Machine> Inline<M> {
 
     /// A read returned `n` bytes (0: the peer's EOF). `sending` as for
     /// [`wants_read`](Self::wants_read): then the machine is drained into the event queue at
-    /// once (its events are counted against [`EVENTS_HELD`]); otherwise [`next`](Self::next)
+    /// once (its events are counted against [`EVENTS_HELD`], its bytes against [`BYTES_HELD`]);
+    /// otherwise [`next`](Self::next)
     /// takes them from the machine as the application asks.
     pub fn on_read(&mut self, now: Instant, n: usize, sending: bool) {
         if n == 0 {
@@ -325,6 +336,9 @@ impl<M: Machine> Inline<M> {
             // Lingering after the end: what the peer still sends has nowhere to go.
             self.rx.received().clear();
             return;
+        }
+        if sending {
+            self.read_unclaimed = self.read_unclaimed.saturating_add(n);
         }
         let over_budget = self.pump.queued() >= self.pump.machine().write_budget();
         let queued_before = self.pump.queued();

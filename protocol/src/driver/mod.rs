@@ -23,7 +23,7 @@
 
 mod inline;
 
-pub use inline::{Ending, Inline, Refusal, Step, EVENTS_HELD};
+pub use inline::{Ending, Inline, Refusal, Step, BYTES_HELD, EVENTS_HELD};
 
 use alloc::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
@@ -535,6 +535,36 @@ mod tests {
         assert!(rb.release_if_empty());
         assert!(!rb.is_allocated());
         assert_eq!(&frame[..], b"ab", "a frame split off lives on after the release");
+    }
+
+    #[test]
+    fn while_sending_reads_stop_at_the_bytes_held_and_go_on_once_the_events_are_taken() {
+        use core::time::Duration;
+        let config = FramingConfig::packet(1 << 20, 0);
+        let mut inline = Inline::new(Instant::ZERO, PacketConnection::new(config), 64 * 1024, Duration::ZERO);
+        let now = Instant::ZERO;
+        let body = alloc::vec![5u8; 256 * 1024 - 4];
+        let mut frame = alloc::vec::Vec::from(((body.len() + 4) as u32).to_le_bytes());
+        frame.extend_from_slice(&body);
+        let mut read = 0;
+        // The application is inside a send: whole frames arrive and nobody takes them.
+        while inline.wants_read(true) {
+            let room = inline.read_buffer();
+            let n = room.len().min(frame.len() - read % frame.len());
+            let start = read % frame.len();
+            room[..n].copy_from_slice(&frame[start..start + n]);
+            inline.on_read(now, n, true);
+            read += n;
+            assert!(read <= BYTES_HELD + 64 * 1024, "read {read} bytes with nobody taking events");
+        }
+        assert!(read >= BYTES_HELD, "stopped after {read} bytes, before the bound");
+        let mut taken = 0;
+        while let Some(Ok(Event::Frame(f))) = inline.next(now) {
+            assert_eq!(f.len(), frame.len());
+            taken += 1;
+        }
+        assert_eq!(taken, read / frame.len());
+        assert!(inline.wants_read(true), "reading goes on once the events are taken");
     }
 
     #[test]

@@ -178,7 +178,7 @@ impl<M: Machine, S: BlockingStream + AsFd> Driver<M, S> {
                     return;
                 }
             }
-            let sending = self.conn.inline.must_write();
+            let sending = !self.takes_events();
             let may_read = self.held.is_none();
             match self.conn.io_round(false, sending, may_read, None) {
                 Round::Progress => continue,
@@ -211,6 +211,15 @@ impl<M: Machine, S: BlockingStream + AsFd> Driver<M, S> {
         self.conn.io_round(true, sending, may_read, Some(wake));
         self.conn.set_alarm(None);
         wake.disarm();
+    }
+
+    /// Whether events are handed over now. A callback on this thread answers into the write
+    /// queue, so it gets the next event only while the queue is under budget; an application on
+    /// its own thread answers through the command channel, which the budget gates already, so
+    /// its events flow as long as it has room (two peers that both send more than they read
+    /// would otherwise wait on each other).
+    fn takes_events(&self) -> bool {
+        self.at_read_closed == ReadClosed::EndEvents || !self.conn.inline.must_write()
     }
 
     fn can_take(&self) -> bool {
@@ -308,11 +317,11 @@ impl<M: Machine, S: BlockingStream + AsFd> Driver<M, S> {
         }
     }
 
-    /// Hand the machine's events over while the write queue is under budget (a callback's
-    /// replies count against it before the next event) and the application has room.
+    /// Hand the machine's events over while [`takes_events`](Self::takes_events) and the
+    /// application has room.
     fn hand_over_events(&mut self, deliver: &mut Deliver<'_, M::Event, M::Error, M::Command>) -> bool {
         let mut progress = false;
-        while self.held.is_none() && !self.conn.inline.must_write() {
+        while self.held.is_none() && self.takes_events() {
             match self.conn.next_ready() {
                 Some(Ok(event)) => {
                     self.shared.events.fetch_add(1, Ordering::Relaxed);

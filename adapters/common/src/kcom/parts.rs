@@ -124,7 +124,7 @@ impl Verdict {
 
 impl<M: Machine<Error = proto::Error>> FailFast<M> {
     /// Wrap `machine`; `socket` is a second handle to the socket it will run over (see
-    /// [`socket2::SockRef::try_clone`]).
+    /// [`socket2::Socket::try_clone`], through a `SockRef`).
     pub fn new(machine: M, socket: Socket) -> (Self, Verdict) {
         let verdict = Verdict::default();
         (FailFast { machine, socket, verdict: verdict.clone() }, verdict)

@@ -26,7 +26,7 @@
 //! default [`DEFAULT_CHUNK`]) and hands each to the driver, waiting while the machine's write
 //! budget (1 MiB) is used up: a transfer of any size holds at most the budget and three chunks.
 //! [`receive_to`] writes each chunk as it arrives; while the sink is slow the driver stops
-//! reading and the sender is held back by TCP. Progress callbacks are optional:
+//! reading once about 2 MiB wait for it, and the sender is held back by TCP. Progress callbacks are optional:
 //! `progress(done, total)` is called with `(0, total)` once the peer's hello checked out (sender)
 //! or the header arrived (receiver), then after each chunk. The traits are `futures-io`'s; a
 //! tokio reader or writer goes in through `switchboard_tokio::TokioStream`.
@@ -75,6 +75,13 @@ pub const DEFAULT_CHUNK: usize = 128 * 1024;
 /// Data chunks waiting for the driver while the next is read: with the one being read and the
 /// one the driver may take over budget, a streamed send holds the budget plus three chunks.
 const QUEUED_CHUNKS: usize = 1;
+
+/// Bytes a receiver reads at a time: each read is at most one data chunk handed on.
+const RECEIVE_READ: usize = 64 * 1024;
+/// Chunks that may wait for the application before the receiver's driver stops reading (and
+/// TCP holds the sender back): with one the driver could not hand over yet and one the
+/// application is taking, a receiver holds at most 34 reads, about 2 MiB.
+const RECEIVE_QUEUE: usize = 32;
 
 /// A progress callback: `(done, total)` in data bytes.
 type Progress<'a> = Option<&'a mut (dyn FnMut(u64, u64) + Send)>;
@@ -461,8 +468,7 @@ impl Receiving {
         let Connected { rt, stream, spare, options, deadline, .. } = connected;
         let config = options.config(deadline.remaining(Waiting::Transfer)?);
         let (machine, verdict) = FailFast::new(Receiver::new(config, &mut OsEntropy), spare);
-        // A few reads of data wait for the application at most; then the driver stops reading.
-        let driver = DriverConfig::default().with_read_chunk(64 * 1024).with_events(32);
+        let driver = DriverConfig::default().with_read_chunk(RECEIVE_READ).with_events(RECEIVE_QUEUE);
         let (commands, events, done) = rt.drive(machine, stream, &driver).split();
         Ok(Receiving { commands, events, done, verdict, deadline, arrivals: Arrivals::new() })
     }

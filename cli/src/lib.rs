@@ -11,9 +11,10 @@
 //! kcom unpack ADDRESS
 //! ```
 //!
-//! What the binary is made of: [`transfer`] (KCOM5 on any address, the machines of
-//! `switchboard_proto::kcom` on `switchboard_std`'s driver), [`progress`] (the transfer clock,
-//! started when the peer connects) and [`output`] (an output file that appears only complete).
+//! The transfers themselves are `switchboard_std::kcom`'s (`--host` names go to its
+//! `KcomListener::bind_to` and `connect_to` as the addresses they resolve to); this crate adds
+//! [`progress`] (the transfer clock, started when the peer connects) and [`output`] (an output
+//! file that appears only complete).
 //!
 //! `kcom pack` prints exactly what the protocol crate's `pack` returns:
 //!
@@ -25,4 +26,3 @@
 
 pub mod output;
 pub mod progress;
-pub mod transfer;

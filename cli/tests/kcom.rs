@@ -1,15 +1,17 @@
 //! The `kcom` binary as a user meets it: help texts, exit statuses (0 success, 1 I/O or transfer
 //! failure, 2 bad arguments), address packing, transfers between two processes (by port, by
-//! address string, by host name), an output file that appears only complete, and rates counted
-//! from the peer's connection rather than from the start of the wait.
+//! address string, by host name), an output file that appears only complete, rates counted
+//! from the peer's connection rather than from the start of the wait, and a failed transfer
+//! that ends at once rather than seconds after its deadline or the peer's error.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{entries, free_port, kcom, scratch, stderr, stdout};
 
@@ -287,4 +289,36 @@ fn rates_count_from_the_connection_not_the_wait() {
     let secs = summary_seconds(&stderr(&received));
     assert!(secs < 1.0, "recv counted {secs} s for a transfer that waited {WAIT:?} for its sender");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A sender that reads the hello, answers it with `answer` (nothing, or garbage) and then keeps
+/// the connection open, silent, until the returned sender is dropped. Returns its port too.
+fn stubborn_sender(answer: &'static [u8]) -> (u16, mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (release, held) = mpsc::channel::<()>();
+    let peer = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = stream.read_exact(&mut [0; 8]);
+        let _ = stream.write_all(answer);
+        let _ = held.recv();
+    });
+    (port, release, peer)
+}
+
+#[test]
+fn a_failed_transfer_exits_at_once_though_the_peer_stays() {
+    // The deadline (0.3 s) with a sender that never answers, and a bad echo with 30 s to go:
+    // both final at once. The drivers linger 2 s for a peer's end of stream; kcom must not.
+    for (answer, timeout, says) in [(&b""[..], "0.3", "timed out"), (&b"garbage!"[..], "30", "echoed")] {
+        let (port, release, peer) = stubborn_sender(answer);
+        let started = Instant::now();
+        let out = kcom(&["recv", "--ipv4", "--port", &port.to_string(), "--timeout", timeout, "-q"]);
+        let took = started.elapsed();
+        drop(release);
+        peer.join().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert!(took < Duration::from_millis(1500), "kcom recv took {took:?} (--timeout {timeout})");
+    }
 }

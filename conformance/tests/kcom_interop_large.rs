@@ -7,7 +7,7 @@ mod kcom_peer;
 
 use std::time::Instant;
 
-use kcom_peer::{finish, our_listener, peer_got, peer_sender, start_peer, Pattern};
+use kcom_peer::{finish, our_listener, peer_got, peer_sender, start_peer, Api, Pattern};
 use sha2_std::{Digest, Sha256};
 use switchboard_std::kcom::{self, Incoming};
 
@@ -42,13 +42,12 @@ fn peer_to_us_256_mib() {
 
 #[test]
 fn us_to_peer_256_mib() {
-    let (listener, options) = our_listener(true);
+    let (listener, options) = our_listener(Api::Std, true);
     let child = start_peer("recv", true, options.port, &[]);
     let started = Instant::now();
-    let mut reports = 0u32;
-    let sent = listener.send_from("large", LEN, Pattern::new(LEN), |_, _| reports += 1);
+    let sent = listener.send_from("large", LEN, Pattern::new(LEN));
     let (code, stdout, stderr) = finish(child);
-    sent.unwrap_or_else(|e| panic!("{e}; peer: {stderr}"));
+    let reports = sent.unwrap_or_else(|e| panic!("{e}; peer: {stderr}")).len();
     eprintln!("us_to_peer_256_mib: {:.2?}, {reports} progress reports", started.elapsed());
     assert_eq!(code, Some(0), "peer: {stderr}");
     let got = peer_got(&stdout);

@@ -34,6 +34,15 @@
 //! multicast membership ([`multicast`]), and the conformance matrix every adapter runs
 //! (`testing`, behind the `testing` feature). `switchboard-tokio`, `switchboard-smol` and
 //! `switchboard-async-std` hold only their runtime's trait impls.
+//!
+//! ## KCOM5, one vocabulary
+//!
+//! [`kcom`] holds what every KCOM5 API shares — [`kcom::KcomOptions`], [`kcom::KcomError`]
+//! (whose [`Blame`](switchboard_proto::Blame) tells the peer's faults from the caller's), the
+//! received pieces, and the building blocks in [`kcom::parts`] — and the async API itself
+//! (`KcomListener`, `connect`, `send_from` from an `AsyncRead`, `receive_to` into an
+//! `AsyncWrite`, …), which the async adapters re-export as their `kcom`. `switchboard-std`'s
+//! blocking `kcom` has the same names on the same types.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -138,8 +138,10 @@
 //! # }
 //! ```
 //!
-//! Encrypted connections from STAGE specs are in [`connect_spec`] / [`serve_spec`]; KCOM5 in
-//! [`kcom`].
+//! Encrypted connections from STAGE specs are in [`connect_spec`] / [`serve_spec`]; KCOM5
+//! one-shot transfers in [`kcom`], the blocking form of the async adapters' API
+//! (`switchboard_rt::kcom`): the same names, options and errors, streaming from any `Read` and
+//! into any `Write`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

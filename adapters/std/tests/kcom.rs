@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use switchboard_proto::kcom::{Error as ProtoError, Part};
 use switchboard_proto::{Blame, Fault};
-use switchboard_std::kcom::{self, ErrorKind, Incoming, KcomError, KcomOptions, Listener, Waiting};
+use switchboard_std::kcom::{self, ErrorKind, Incoming, KcomError, KcomListener, KcomOptions, Waiting};
 
 /// IPv4 loopback on a port the system picked, with a deadline generous enough for slow CI.
-fn bound() -> (Listener, KcomOptions) {
+fn bound() -> (KcomListener, KcomOptions) {
     let options = KcomOptions::new().ipv4(true).port(0).close_secs(20.0);
-    let listener = Listener::bind(&options).unwrap();
+    let listener = KcomListener::bind(&options).unwrap();
     let options = options.port(listener.port());
     (listener, options)
 }
@@ -49,17 +49,18 @@ fn streamed_both_ways_with_progress() {
     let (listener, options) = bound();
     let sender = thread::spawn(move || {
         let mut last = (0, 0);
-        let sent = listener.send_from("big", LEN, Pattern { at: 0, len: LEN }, |done, total| last = (done, total));
+        let mut progress = |done, total| last = (done, total);
+        let sent = listener.send_from("big", LEN, Pattern { at: 0, len: LEN }, Some(&mut progress));
         sent.map(|()| last)
     });
     let mut out = Vec::new();
     let mut calls = 0u32;
     let mut last = (0, 0);
-    let header = kcom::receive_to(&options, &mut out, |done, total| {
+    let mut progress = |done, total| {
         calls += 1;
         last = (done, total);
-    })
-    .unwrap();
+    };
+    let header = kcom::receive_to(&options, &mut out, Some(&mut progress)).unwrap();
     assert_eq!(sender.join().unwrap().unwrap(), (LEN, LEN));
     assert_eq!((header.msg.as_str(), header.data_len), ("big", LEN));
     assert_eq!(last, (LEN, LEN));
@@ -88,7 +89,7 @@ fn callback_error_stops_the_transfer_as_a_sink_error() {
 #[test]
 fn short_source_is_the_callers_fault() {
     let (listener, options) = bound();
-    let sender = thread::spawn(move || listener.send_from("m", 1000, &[0u8; 10][..], |_, _| {}));
+    let sender = thread::spawn(move || listener.send_from("m", 1000, &[0u8; 10][..], None));
     let receiver = thread::spawn(move || kcom::receive(&options));
     let err = sender.join().unwrap().unwrap_err();
     assert!(matches!(err, KcomError::ShortSource { got: 10, expected: 1000 }), "{err:?}");

@@ -136,7 +136,7 @@ impl Harness for StdTests {
     type Conn<M: Drivable> = StdConn<M>;
     type Listener = TcpListener;
     type Stream = TcpStream;
-    type KcomSender = kcom::Listener;
+    type KcomSender = kcom::KcomListener;
 
     fn start() -> Self {
         StdTests { servers: Mutex::new(Vec::new()) }
@@ -223,15 +223,15 @@ impl Harness for StdTests {
         switchboard_std::bind_spec(spec, default_to).map(StdConn::from)
     }
 
-    fn kcom_bind(&self, options: &KcomOptions) -> Result<kcom::Listener, BoxError> {
-        Ok(kcom::Listener::bind(options)?)
+    fn kcom_bind(&self, options: &KcomOptions) -> Result<kcom::KcomListener, BoxError> {
+        Ok(kcom::KcomListener::bind(options)?)
     }
 
-    fn kcom_port(sender: &kcom::Listener) -> u16 {
+    fn kcom_port(sender: &kcom::KcomListener) -> u16 {
         sender.port()
     }
 
-    fn kcom_send(&self, sender: kcom::Listener, msg: &str, data: Bytes) -> Result<(), BoxError> {
+    fn kcom_send(&self, sender: kcom::KcomListener, msg: &str, data: Bytes) -> Result<(), BoxError> {
         Ok(sender.send(msg, data)?)
     }
 

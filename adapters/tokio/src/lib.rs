@@ -170,6 +170,34 @@
 //! }
 //! ```
 //!
+//! The same API as `switchboard_std::kcom` (see [`switchboard_rt::kcom`]), streaming too:
+//! `send_from` reads a chunk at a time and `receive_to` writes as the data arrives, so memory
+//! stays at a few MiB whatever the size. Their readers and writers are `futures-io`'s; a tokio
+//! one (a `tokio::fs::File`, say) goes in through [`TokioStream`]. Progress callbacks are
+//! optional:
+//!
+//! ```
+//! use switchboard_tokio::kcom::{self, KcomListener, KcomOptions};
+//! use switchboard_tokio::{Tokio, TokioStream};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let options = KcomOptions::new().ipv4(true).port(0);
+//!     let listener = KcomListener::bind(&Tokio, &options)?;
+//!     let options = options.port(listener.port());
+//!     let source = TokioStream(&b"streamed data"[..]); // any tokio::io::AsyncRead
+//!     let sender = tokio::spawn(listener.send_from("file.bin", 13, source, None));
+//!
+//!     let mut sink = TokioStream(Vec::new()); // any tokio::io::AsyncWrite
+//!     let mut last = (0, 0);
+//!     let mut progress = |done, total| last = (done, total);
+//!     let header = kcom::receive_to(&Tokio, &options, &mut sink, Some(&mut progress)).await?;
+//!     sender.await??;
+//!     assert_eq!((header.msg.as_str(), &sink.0[..], last), ("file.bin", &b"streamed data"[..], (13, 13)));
+//!     Ok(())
+//! }
+//! ```
+//!
 //! The router hub (WIRE §5, [`router`]) and two clients: one broadcasts, the other hears it.
 //!
 //! ```
@@ -217,7 +245,8 @@ use switchboard_rt::clock::wall_to_std;
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 
 pub use switchboard_proto as proto;
-/// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]).
+/// KCOM5 transfers on this runtime (see [`switchboard_rt::kcom`]; readers and writers are
+/// `futures-io`'s: wrap tokio's in [`TokioStream`]).
 pub use switchboard_rt::kcom;
 /// The router hub (WIRE §5) and its clients on this runtime (see [`switchboard_rt::router`]).
 pub use switchboard_rt::router;

@@ -20,9 +20,9 @@ use clap::{Args, Parser, Subcommand};
 use sha2_std::{Digest, Sha256};
 use switchboard_cli::output::StagedFile;
 use switchboard_cli::progress::{Meter, Summary};
-use switchboard_cli::transfer::{self, Listener, Sending};
 use switchboard_proto::kcom::DEFAULT_CLOSE;
-use switchboard_std::kcom::{self, Incoming, KcomOptions, DEFAULT_PORT};
+use switchboard_std::kcom::{self, Incoming, KcomListener, KcomOptions, DEFAULT_PORT};
+use switchboard_std::net::resolve;
 
 /// KCOM5 one-shot transfers, byte-compatible with the Python and Go originals (WIRE.md §1)
 #[derive(Parser)]
@@ -141,9 +141,19 @@ impl Endpoint {
         options.ipv4(self.ipv4).close_secs(self.timeout)
     }
 
+    /// The addresses to listen on or connect to: `--host` resolved (only its IPv4 addresses
+    /// with `--ipv4`), or without it the options' loopback address, as the originals use.
     fn addresses(&self, options: &KcomOptions) -> Result<Vec<SocketAddr>, String> {
-        transfer::addresses(self.host.as_deref(), self.ipv4, options.port)
-            .map_err(|e| format!("cannot resolve {}: {e}", self.host.as_deref().unwrap_or("the loopback address")))
+        let Some(host) = self.host.as_deref() else { return Ok(vec![options.addr()]) };
+        let found: Vec<SocketAddr> = resolve(host, options.port)
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .into_iter()
+            .filter(|a| a.is_ipv4() || !self.ipv4)
+            .collect();
+        if found.is_empty() {
+            return Err(format!("cannot resolve {host}: it has no IPv4 address"));
+        }
+        Ok(found)
     }
 
     /// A line on stderr, unless quiet.
@@ -184,21 +194,15 @@ fn send(args: SendArgs) -> Result<(), String> {
     let SendArgs { endpoint, msg, input } = args;
     let (source, len) = open_input(&input)?;
     let options = endpoint.options();
-    let listener = Listener::bind(&endpoint.addresses(&options)?, &options).map_err(|e| e.to_string())?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = KcomListener::bind_to(&endpoint.addresses(&options)?, &options).map_err(|e| e.to_string())?;
+    let local = listener.local_addr();
     endpoint.say(format_args!("listening on {local}, waiting for a receiver ({})", patience(options.close)));
+    let accepted = listener.accept().map_err(|e| e.to_string())?;
+    endpoint.say(format_args!("receiver {} connected; sending {len} bytes", accepted.peer_addr()));
+    // The first report, (0, len), comes once the receiver's hello checked out: the clock starts.
     let mut meter = None;
-    let sent = listener.send_from(&msg, len, source, |progress| match progress {
-        Sending::Connected(peer) => {
-            endpoint.say(format_args!("receiver {peer} connected; sending {len} bytes"));
-            meter = Some(Meter::start(len, !endpoint.quiet));
-        }
-        Sending::Sent(done) => {
-            if let Some(meter) = &meter {
-                meter.set(done);
-            }
-        }
-    });
+    let mut progress = |done, total| meter.get_or_insert_with(|| Meter::start(total, !endpoint.quiet)).set(done);
+    let sent = accepted.send_from(&msg, len, source, Some(&mut progress));
     let elapsed = meter.map(Meter::finish);
     sent.map_err(|e| e.to_string())?;
     endpoint.say(Summary { verb: "sent", bytes: len, elapsed: elapsed.unwrap_or_default() });
@@ -246,26 +250,23 @@ fn recv(args: RecvArgs) -> Result<(), String> {
     let mut sink = BufWriter::with_capacity(256 * 1024, sink);
     let mut hasher = json.then(Sha256::new);
     let mut meter = None;
-    let received = transfer::receive_with(
-        &addrs,
-        &options,
-        |peer| endpoint.say(format_args!("connected to {peer}")),
-        |piece| {
-            match piece {
-                Incoming::Header(header) => meter = Some(Meter::start(header.data_len, !endpoint.quiet)),
-                Incoming::Data { chunk, received, .. } => {
-                    sink.write_all(&chunk)?;
-                    if let Some(hasher) = &mut hasher {
-                        hasher.update(&chunk);
-                    }
-                    if let Some(meter) = &meter {
-                        meter.set(received);
-                    }
+    let connected = kcom::connect_to(&addrs, &options).map_err(|e| e.to_string())?;
+    endpoint.say(format_args!("connected to {}", connected.peer_addr()));
+    let received = connected.receive_with(|piece| {
+        match piece {
+            Incoming::Header(header) => meter = Some(Meter::start(header.data_len, !endpoint.quiet)),
+            Incoming::Data { chunk, received, .. } => {
+                sink.write_all(&chunk)?;
+                if let Some(hasher) = &mut hasher {
+                    hasher.update(&chunk);
+                }
+                if let Some(meter) = &meter {
+                    meter.set(received);
                 }
             }
-            Ok(())
-        },
-    );
+        }
+        Ok(())
+    });
     let elapsed = meter.map(Meter::finish);
     // On failure `staged` is dropped on return, which removes the temporary file.
     let received = received.map_err(|e| e.to_string())?;

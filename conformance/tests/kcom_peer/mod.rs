@@ -1,11 +1,18 @@
-//! Running the independent Python KCOM5 peer (`shared/peers/kcom_peer.py`) next to our API.
+//! Running the independent Python KCOM5 peer (`shared/peers/kcom_peer.py`) next to our APIs,
+//! and [`Api`]: the blocking and the async KCOM5 APIs behind one face, so every case runs
+//! through both.
 #![allow(dead_code)] // each test binary uses its own part of this
 
 use std::io::{self, BufRead, BufReader, Read};
-use std::net::{Ipv6Addr, TcpListener};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
-use switchboard_std::kcom::{KcomOptions, Listener};
+use bytes::Bytes;
+use switchboard_std::kcom::{self as blocking, Incoming, KcomError, KcomListener, KcomOptions, Received};
+use switchboard_tokio::{kcom as nonblocking, Tokio};
 
 pub use switchboard_conformance::require_shared_dir as shared_dir;
 
@@ -31,10 +38,10 @@ pub fn options(ipv4: bool, port: u16) -> KcomOptions {
     KcomOptions::new().ipv4(ipv4).port(port).close_secs(60.0)
 }
 
-/// A listener for our sender on a system-picked port, and its options.
-pub fn our_listener(ipv4: bool) -> (Listener, KcomOptions) {
+/// A listener for our sender (of `api`) on a system-picked port, and its options.
+pub fn our_listener(api: Api, ipv4: bool) -> (Bound, KcomOptions) {
     let options = options(ipv4, 0);
-    let listener = Listener::bind(&options).unwrap();
+    let listener = api.bind(&options).unwrap();
     let options = options.port(listener.port());
     (listener, options)
 }
@@ -150,5 +157,169 @@ impl Read for Pattern {
         }
         self.at += n as u64;
         Ok(n)
+    }
+}
+
+impl futures_io::AsyncRead for Pattern {
+    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.read(buf))
+    }
+}
+
+/// The KCOM5 API under test: `switchboard_std::kcom`, or `switchboard_tokio::kcom` (the async
+/// API, `switchboard_rt::kcom`) on a shared tokio runtime. They speak one vocabulary, so a case
+/// is written once and run through both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    Std,
+    Tokio,
+}
+
+/// The `(done, total)` progress reports of a transfer, in order.
+pub type Reports = Vec<(u64, u64)>;
+
+/// Both APIs.
+pub const APIS: [Api; 2] = [Api::Std, Api::Tokio];
+
+/// The runtime the async API runs on in these tests.
+fn tokio() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
+}
+
+/// A bound sender of either API.
+pub enum Bound {
+    Std(KcomListener),
+    Tokio(nonblocking::KcomListener<Tokio>),
+}
+
+impl Api {
+    /// `KcomListener::bind`.
+    pub fn bind(self, options: &KcomOptions) -> Result<Bound, KcomError> {
+        self.bind_to(&[options.addr()], options)
+    }
+
+    /// `KcomListener::bind_to`.
+    pub fn bind_to(self, addrs: &[SocketAddr], options: &KcomOptions) -> Result<Bound, KcomError> {
+        match self {
+            Api::Std => KcomListener::bind_to(addrs, options).map(Bound::Std),
+            Api::Tokio => {
+                // Tokio registers the socket with the reactor of the runtime it is entered in.
+                let _entered = tokio().enter();
+                nonblocking::KcomListener::bind_to(&Tokio, addrs, options).map(Bound::Tokio)
+            }
+        }
+    }
+
+    /// `receive`.
+    pub fn receive(self, options: &KcomOptions) -> Result<(String, Bytes), KcomError> {
+        match self {
+            Api::Std => blocking::receive(options),
+            Api::Tokio => tokio().block_on(nonblocking::receive(&Tokio, options)),
+        }
+    }
+
+    /// `connect_to`, then `receive`; also says which address answered.
+    pub fn receive_from(
+        self,
+        addrs: &[SocketAddr],
+        options: &KcomOptions,
+    ) -> Result<(SocketAddr, (String, Bytes)), KcomError> {
+        match self {
+            Api::Std => {
+                let connected = blocking::connect_to(addrs, options)?;
+                Ok((connected.peer_addr(), connected.receive()?))
+            }
+            Api::Tokio => tokio().block_on(async {
+                let connected = nonblocking::connect_to(&Tokio, addrs, options).await?;
+                Ok((connected.peer_addr(), connected.receive().await?))
+            }),
+        }
+    }
+
+    /// `receive_with`.
+    pub fn receive_with(
+        self,
+        options: &KcomOptions,
+        on_piece: impl FnMut(Incoming<'_>) -> io::Result<()>,
+    ) -> Result<Received, KcomError> {
+        match self {
+            Api::Std => blocking::receive_with(options, on_piece),
+            Api::Tokio => tokio().block_on(nonblocking::receive_with(&Tokio, options, on_piece)),
+        }
+    }
+
+    /// `receive_to` into memory, with progress reports collected.
+    pub fn receive_to(self, options: &KcomOptions) -> Result<(Received, Vec<u8>, Reports), KcomError> {
+        let mut sink = Vec::new();
+        let mut reports = Vec::new();
+        let received = match self {
+            Api::Std => blocking::receive_to(options, &mut sink, Some(&mut |done, total| reports.push((done, total)))),
+            Api::Tokio => tokio().block_on(nonblocking::receive_to(
+                &Tokio,
+                options,
+                &mut sink,
+                Some(&mut |done, total| reports.push((done, total))),
+            )),
+        }?;
+        Ok((received, sink, reports))
+    }
+}
+
+impl Bound {
+    /// `KcomListener::port`.
+    pub fn port(&self) -> u16 {
+        match self {
+            Bound::Std(listener) => listener.port(),
+            Bound::Tokio(listener) => listener.port(),
+        }
+    }
+
+    /// `KcomListener::local_addr`.
+    pub fn local_addr(&self) -> SocketAddr {
+        match self {
+            Bound::Std(listener) => listener.local_addr(),
+            Bound::Tokio(listener) => listener.local_addr(),
+        }
+    }
+
+    /// `KcomListener::send`.
+    pub fn send(self, msg: &str, data: impl Into<Bytes>) -> Result<(), KcomError> {
+        match self {
+            Bound::Std(listener) => listener.send(msg, data),
+            Bound::Tokio(listener) => tokio().block_on(listener.send(msg, data)),
+        }
+    }
+
+    /// `accept`, then `send`; also says who connected.
+    pub fn accept_and_send(self, msg: &str, data: impl Into<Bytes>) -> Result<SocketAddr, KcomError> {
+        match self {
+            Bound::Std(listener) => {
+                let accepted = listener.accept()?;
+                let peer = accepted.peer_addr();
+                accepted.send(msg, data).map(|()| peer)
+            }
+            Bound::Tokio(listener) => tokio().block_on(async {
+                let accepted = listener.accept().await?;
+                let peer = accepted.peer_addr();
+                accepted.send(msg, data).await.map(|()| peer)
+            }),
+        }
+    }
+
+    /// `KcomListener::send_from`, with progress reports collected.
+    pub fn send_from<S: Read + futures_io::AsyncRead + Unpin + Send>(
+        self,
+        msg: &str,
+        len: u64,
+        source: S,
+    ) -> Result<Reports, KcomError> {
+        let mut reports = Vec::new();
+        let mut progress = |done, total| reports.push((done, total));
+        match self {
+            Bound::Std(listener) => listener.send_from(msg, len, source, Some(&mut progress)),
+            Bound::Tokio(listener) => tokio().block_on(listener.send_from(msg, len, source, Some(&mut progress))),
+        }?;
+        Ok(reports)
     }
 }

@@ -3,8 +3,8 @@
 //! sequence of sends, flushes, time steps, deliveries of the sender's bytes in fuzzer-sized
 //! pieces, injected garbage, `Close` and EOF.
 //!
-//! Input: the filter, IN and OUT (`u16` each), `commit` (ms, 0 = at once), the cipher choice,
-//! then operations until the input ends.
+//! Input: the filter, IN and OUT (`u16` each), `commit` (ms, 0 = at once), `expire` (ms, 0 =
+//! none), the cipher choice, then operations until the input ends.
 //!
 //! Checks: with no cipher the sender's bytes are exactly the reference encoding of the sends it
 //! accepted (a header and body per packet frame, text and raw as given), and a send is refused
@@ -12,8 +12,9 @@
 //! OUT; the receiver gets back exactly the frames sent (decrypted, in order), or lines / bytes
 //! for text and raw, however the bytes are cut, until garbage is injected; its only possible
 //! error before that is a frame or line over its IN; it never delivers a frame over IN nor keeps
-//! IN bytes buffered; a finished connection refuses commands; no drained connection reports a
-//! deadline already due.
+//! IN bytes buffered; `expire` ends either side exactly when it is due, counted from the last
+//! bytes received (the sender never receives any); a finished connection refuses commands; no
+//! drained connection reports a deadline already due.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
@@ -21,7 +22,7 @@ use libfuzzer_sys::fuzz_target;
 use switchboard_fuzz::{cipher_pair, drain_into, optional_millis, reference_frame, Clock, Fed, Script};
 use switchboard_proto::machine::drain;
 use switchboard_proto::stage::{Command, Error, Event, Filter, FramingConfig, PacketConnection, HEADER_LEN};
-use switchboard_proto::{Input, Instant, Machine};
+use switchboard_proto::{Duration, Input, Instant, Machine};
 
 /// The most a sealed or padded frame adds to its plain frame (sealed: nonce and tag).
 const CIPHER_OVERHEAD: usize = 28;
@@ -31,6 +32,8 @@ struct Receiver {
     fed: Fed<Event, Error>,
     buffer: BytesMut,
     ended_input: bool,
+    /// When bytes last arrived: the expire timer runs from here.
+    last_inbound: Instant,
 }
 
 impl Receiver {
@@ -39,6 +42,9 @@ impl Receiver {
             return;
         }
         self.buffer.extend_from_slice(bytes);
+        if !bytes.is_empty() {
+            self.last_inbound = now;
+        }
         self.conn.handle_input(now, Input::Stream(&mut self.buffer)).expect("stream input while open");
         drain_into(&mut self.conn, now, &mut self.fed);
         if !self.fed.is_finished() {
@@ -57,10 +63,11 @@ fuzz_target!(|data: &[u8]| {
     let max_in = usize::from(script.u16()).max(HEADER_LEN);
     let max_out = usize::from(script.u16());
     let commit = optional_millis(script.byte()).unwrap_or_default();
+    let expire = optional_millis(script.byte());
     let cipher_choice = script.byte();
     let config = match filter {
-        Filter::Raw => FramingConfig { max_out, ..FramingConfig::raw() },
-        _ => FramingConfig { filter, max_in, max_out, expire: None, commit },
+        Filter::Raw => FramingConfig { max_out, expire, ..FramingConfig::raw() },
+        _ => FramingConfig { filter, max_in, max_out, expire, commit },
     };
     let ciphers = if filter == Filter::Packet { cipher_pair(cipher_choice) } else { None };
     let encrypted = ciphers.is_some();
@@ -70,9 +77,20 @@ fuzz_target!(|data: &[u8]| {
         }
         None => (PacketConnection::new(config), PacketConnection::new(config)),
     };
-    let mut receiver = Receiver { conn: receiver, fed: Fed::default(), buffer: BytesMut::new(), ended_input: false };
+    let mut receiver = Receiver {
+        conn: receiver,
+        fed: Fed::default(),
+        buffer: BytesMut::new(),
+        ended_input: false,
+        last_inbound: Instant::ZERO,
+    };
     let mut sent = Fed::<Event, Error>::default();
     let mut clock = Clock::new();
+    // Both expire clocks start at the first call.
+    let start = clock.now();
+    drain_into(&mut sender, start, &mut sent);
+    drain_into(&mut receiver.conn, start, &mut receiver.fed);
+    receiver.last_inbound = start;
     // What the sender accepted: packet frames one by one, text and raw as one byte string.
     let mut expected_frames: Vec<Vec<u8>> = Vec::new();
     let mut expected_bytes: Vec<u8> = Vec::new();
@@ -155,6 +173,8 @@ fuzz_target!(|data: &[u8]| {
             sent.absorb(drained, now);
         }
         drain_into(&mut receiver.conn, now, &mut receiver.fed);
+        check_expire(&sent, expire, start, now);
+        check_expire(&receiver.fed, expire, receiver.last_inbound, now);
     }
 
     // Flush what is coalesced and deliver everything: the receiver must then hold every frame.
@@ -191,7 +211,10 @@ fuzz_target!(|data: &[u8]| {
                     let wire_len = if encrypted { next + CIPHER_OVERHEAD } else { next };
                     assert!(wire_len > max_in, "a frame of {next} bytes was refused with IN = {max_in}");
                 }
-                Some(Err(e)) if !matches!(e, Error::Truncated { .. }) => panic!("the receiver failed: {e}"),
+                Some(Err(e)) if !matches!(e, Error::Truncated { .. } | Error::Expired { .. }) => {
+                    panic!("the receiver failed: {e}")
+                }
+                Some(Err(_)) => {}
                 _ if all_delivered => assert_eq!(frames, expected, "frames were lost"),
                 _ => {}
             }
@@ -204,10 +227,23 @@ fuzz_target!(|data: &[u8]| {
             }
             match &receiver.fed.finished {
                 Some(Err(Error::LineTooLong { .. })) => assert_eq!(filter, Filter::Text),
-                Some(Err(e)) if !matches!(e, Error::Truncated { .. }) => panic!("the receiver failed: {e}"),
+                Some(Err(e)) if !matches!(e, Error::Truncated { .. } | Error::Expired { .. }) => {
+                    panic!("the receiver failed: {e}")
+                }
+                Some(Err(_)) => {}
                 _ if all_delivered && filter == Filter::Raw => assert_eq!(received, expected_bytes, "bytes were lost"),
                 _ => {}
             }
         }
     }
 });
+
+/// `expire` ends a connection exactly when `now` reaches the last inbound bytes plus `expire`.
+fn check_expire(fed: &Fed<Event, Error>, expire: Option<Duration>, last_inbound: Instant, now: Instant) {
+    let due = expire.is_some_and(|idle| now >= last_inbound + idle);
+    match &fed.finished {
+        Some(Err(Error::Expired { .. })) => assert!(due, "expired before the deadline"),
+        None => assert!(!due, "expire was due at {now:?} but the connection is open"),
+        Some(_) => {}
+    }
+}

@@ -135,7 +135,7 @@ fn main() {
             }
         };
         let mut w = ScriptWriter::new();
-        w.byte(filter).u16(8192).u16(0).byte(0).byte(cipher);
+        w.byte(filter).u16(8192).u16(0).byte(0).byte(0).byte(cipher);
         w.byte(0).bytes(body); // SendBody
         w.byte(1).bytes(&frames[1].plain).byte(0); // Send a whole frame
         w.byte(4).u16(wire_len as u16); // deliver the first frame
@@ -143,11 +143,11 @@ fn main() {
         s.add(name, &w.finish());
     }
     let mut w = ScriptWriter::new();
-    w.byte(0).u16(64).u16(32).byte(10).byte(0);
+    w.byte(0).u16(64).u16(32).byte(10).byte(0).byte(0);
     w.byte(0).bytes(b"abc").byte(0).bytes(b"defgh").byte(3).u16(10).byte(4).u16(20).byte(0).bytes(&[7; 40]);
     s.add("coalescing_with_commit", &w.finish());
     let mut w = ScriptWriter::new();
-    w.byte(1).u16(8).u16(0).byte(0).byte(0);
+    w.byte(1).u16(8).u16(0).byte(0).byte(200).byte(0);
     w.byte(0).bytes(b"one\ntwo\n").byte(4).u16(3).byte(4).u16(5).byte(0).bytes(b"toolongline\n").byte(4).u16(12);
     s.add("text", &w.finish());
 

@@ -16,7 +16,7 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{optional_millis, Clock, Fed, Script};
+use switchboard_fuzz::{drain_into, end_input, optional_millis, Clock, Fed, Script};
 use switchboard_proto::kcom::{Error, KcomConfig, Part, Sender, SenderCommand, SenderEvent, HELLO_LEN, MAGIC};
 use switchboard_proto::machine::drain;
 use switchboard_proto::{Input, Machine};
@@ -79,16 +79,13 @@ fuzz_target!(|data: &[u8]| {
                 }
                 assert_eq!(sender.remaining(), data_len - accepted.len() as u64);
             }
-            2 if !input_ended => {
-                input_ended = true;
-                sender.handle_input(now, Input::Eof).expect("EOF while open");
-            }
+            2 if !input_ended => end_input(&mut sender, now, &mut input_ended),
             _ => {
                 clock.advance(u64::from(script.u16()));
             }
         }
         let now = clock.now();
-        fed.absorb(drain(&mut sender, now), now);
+        drain_into(&mut sender, now, &mut fed);
         let due = close.is_some_and(|close| now >= start + close);
         match &fed.finished {
             Some(Err(Error::TimedOut { .. })) => assert!(due, "timed out before the deadline"),

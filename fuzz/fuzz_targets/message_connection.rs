@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{optional_millis, reference_frames, Clock, Fed, Script};
+use switchboard_fuzz::{end_input, optional_millis, reference_frames, Clock, Fed, Script};
 use switchboard_proto::machine::drain;
 use switchboard_proto::message::{
     encode_message, Command, Error, ErrorPayload, Event, Message, MessageConfig, MessageConnection, MessageKind,
@@ -117,8 +117,7 @@ fuzz_target!(|data: &[u8]| {
             }
             9 | 10 if input_ended => None,
             10 => {
-                input_ended = true;
-                conn.handle_input(now, Input::Eof).expect("EOF while open");
+                end_input(&mut conn, now, &mut input_ended);
                 None
             }
             _ => {

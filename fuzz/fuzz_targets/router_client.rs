@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{optional_millis, reference_frames, Clock, Fed, Script};
+use switchboard_fuzz::{drain_into, end_input, optional_millis, reference_frames, Clock, Fed, Script};
 use switchboard_proto::machine::drain;
 use switchboard_proto::message::{encode_message, Message, MessageConfig, MessageKind};
 use switchboard_proto::router::{
@@ -141,16 +141,13 @@ fuzz_target!(|data: &[u8]| {
                     Err(e) => panic!("command refused: {e}"),
                 }
             }
-            3 if !input_ended => {
-                input_ended = true;
-                client.handle_input(now, Input::Eof).expect("EOF while open");
-            }
+            3 if !input_ended => end_input(&mut client, now, &mut input_ended),
             _ => {
                 clock.advance(u64::from(script.u16()));
             }
         }
         let now = clock.now();
-        fed.absorb(drain(&mut client, now), now);
+        drain_into(&mut client, now, &mut fed);
     }
     if let Some(Err(e)) = &fed.finished {
         assert_eq!(e.fault(), Fault::Peer, "the client ended blaming the caller: {e}");

@@ -19,7 +19,7 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{cipher_pair, drain_into, optional_millis, reference_frame, Clock, Fed, Script};
+use switchboard_fuzz::{cipher_pair, drain_into, end_input, optional_millis, reference_frame, Clock, Fed, Script};
 use switchboard_proto::machine::drain;
 use switchboard_proto::stage::{Command, Error, Event, Filter, FramingConfig, PacketConnection, HEADER_LEN};
 use switchboard_proto::{Duration, Input, Instant, Machine};
@@ -155,9 +155,8 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(result.is_err(), sent.is_finished(), "Close: {result:?}");
             }
             _ => {
-                if !receiver.fed.is_finished() && !receiver.ended_input {
-                    receiver.conn.handle_input(now, Input::Eof).expect("EOF while open");
-                    receiver.ended_input = true;
+                if !receiver.fed.is_finished() {
+                    end_input(&mut receiver.conn, now, &mut receiver.ended_input);
                 }
             }
         }

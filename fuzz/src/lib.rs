@@ -407,3 +407,14 @@ pub fn cipher_pair(choice: u8) -> Option<(BoxedCipher, BoxedCipher)> {
 
 /// A cipher as the machines take it.
 pub type BoxedCipher = Box<dyn FrameCipher + Send>;
+
+/// Report the end of the stream once (`ended` remembers it): never refused while the machine
+/// is open. After it the harness feeds no more bytes.
+pub fn end_input<M: Machine>(machine: &mut M, now: Instant, ended: &mut bool) {
+    if !*ended {
+        *ended = true;
+        if let Err(e) = machine.handle_input(now, Input::Eof) {
+            panic!("EOF refused while open: {e}");
+        }
+    }
+}

@@ -257,6 +257,10 @@ fn main() {
     s.add("truncated_data", &StreamCase::write(1024, true, &stream[..stream.len() - 3]));
     s.add("bad_echo", &StreamCase::write(1024, true, b"KCOM5\x01\x02\x04"));
 
+    let mut s = Seeds::new(&root, "kcom_address");
+    s.add("unpack", b"\x0013600.01.AB");
+    s.add("pack", &ScriptWriter::new().byte(1).u16(13600).raw(&[0x01, 0xab, 0x02]).finish());
+
     let mut s = Seeds::new(&root, "kcom_sender");
     let mut w = ScriptWriter::new();
     w.byte(0).byte(0).u16(4096).bytes(b"hi").bytes(b"payload").byte(0).bytes(b"KCOM5abc");

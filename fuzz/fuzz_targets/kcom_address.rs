@@ -28,13 +28,13 @@ fuzz_target!(|data: &[u8]| {
         let key = script.rest();
         match pack(port, key) {
             Ok(packed) => {
-                assert!(!key.is_empty() && KEY_LEN % key.len() == 0, "packed a key of {} bytes", key.len());
+                assert!(!key.is_empty() && KEY_LEN.is_multiple_of(key.len()), "packed a key of {} bytes", key.len());
                 let (got_port, full) = unpack(&packed).expect("a packed address unpacks");
                 assert_eq!(got_port, port);
                 assert!(full.iter().zip(key.iter().cycle()).all(|(a, b)| a == b), "the key is not repeated");
             }
             Err(AddressError::EmptyKey) => assert!(key.is_empty()),
-            Err(AddressError::BadKeyLength { len }) => assert!(len == key.len() && KEY_LEN % len != 0),
+            Err(AddressError::BadKeyLength { len }) => assert!(len == key.len() && !KEY_LEN.is_multiple_of(len)),
             Err(other) => panic!("pack failed: {other:?}"),
         }
     }

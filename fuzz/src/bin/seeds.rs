@@ -263,12 +263,15 @@ fn main() {
 
     let mut s = Seeds::new(&root, "kcom_sender");
     let mut w = ScriptWriter::new();
-    w.byte(0).byte(0).u16(4096).bytes(b"hi").bytes(b"payload").byte(0).bytes(b"KCOM5abc");
+    w.byte(0).byte(0).u16(4096).bytes(b"hi").byte(0).bytes(b"payload").byte(0).bytes(b"KCOM5abc");
     s.add("whole", &w.finish());
     let mut w = ScriptWriter::new();
-    w.byte(1).byte(50).u16(8).bytes(b"file.bin").u16(12).byte(1).bytes(b"early").byte(1).bytes(b"too much!");
+    w.byte(1).byte(50).u16(8).bytes(b"file.bin").byte(0).u16(12).byte(1).bytes(b"early").byte(1).bytes(b"too much!");
     w.byte(0).bytes(b"KCOM5").byte(0).bytes(b"xyz").byte(1).bytes(b"rest!!!").byte(2).byte(3).u16(60);
     s.add("streaming", &w.finish());
+    let mut w = ScriptWriter::new();
+    w.byte(0).byte(0).u16(0).bytes(b"a long message ").byte(1).bytes(b"data").byte(0).bytes(b"KCOM5xyz");
+    s.add("long_message", &w.finish());
 
     let mut s = Seeds::new(&root, "router_doc");
     let hello = Hello::new("alice", "chess").with_unique("a1").with_token("t").with_header("v", "1");

@@ -329,6 +329,20 @@ fn main() {
     w.byte(20).byte(0).byte(0).byte(2).bytes(b"full").byte(1).byte(1).u16(0xFFFF);
     s.add("refused", &w.finish());
 
+    let mut s = Seeds::new(&root, "router_net");
+    let mut w = ScriptWriter::new();
+    w.byte(0).byte(0).byte(3);
+    w.byte(0).byte(0).bytes(b"alice").byte(1); // slot 0 asks for "a"
+    w.byte(1).byte(0).bytes(b"bob").byte(0); // slot 1 gets one assigned
+    w.byte(0).byte(3);
+    w.byte(0).byte(1).byte(1).byte(0).byte(0); // alice broadcasts
+    w.byte(1).byte(1).byte(2).byte(0).byte(3).byte(0).bytes(b"white"); // bob: datastore k
+    w.byte(0).byte(3);
+    w.byte(2).byte(0).bytes(b"carol").byte(1); // carol takes "a" over
+    w.byte(2).byte(3).byte(1).byte(1).byte(3).byte(1).byte(1).byte(4); // bob: at [b], then bye
+    w.byte(0).byte(3).byte(2).byte(2).byte(0).byte(3);
+    s.add("join_replace_bye_drop", &w.finish());
+
     let total: u64 = walk_size(&root);
     println!("wrote seeds under {} ({total} bytes)", root.display());
 }

@@ -2,8 +2,8 @@
 //! receiver bytes (a real hello or anything), data chunks, EOF and time steps.
 //!
 //! Input: the mode (whole or streaming), the `close` deadline (ms, 0 = none), the write budget
-//! (`u16`), the message and how often it repeats (1, 2001, 4001 or 6001 times), the data (whole
-//! mode) or its announced length (streaming), then operations.
+//! (`u16`), the message and whether to repeat it past 4 KiB, the data (whole mode) or its
+//! announced length (streaming), then operations.
 //!
 //! Checks: the bytes sent are the reference encoding: the first 8 bytes received, echoed, then
 //! the u32 message length, the message, the u64 data length and the data accepted, in order,
@@ -27,8 +27,12 @@ fuzz_target!(|data: &[u8]| {
     let close = optional_millis(script.byte());
     let budget = usize::from(script.u16());
     let config = KcomConfig::default().with_close(close).with_write_budget(budget);
-    // Repeated so that short inputs reach messages over 4 KiB too, which go out uncopied.
-    let message = script.string().repeat(1 + usize::from(script.byte() % 4) * 2000);
+    // Repeated past 4 KiB on request, so that short inputs reach the long messages that go out
+    // uncopied.
+    let mut message = script.string();
+    if script.byte() & 1 == 1 && !message.is_empty() {
+        message = message.repeat(4096 / message.len() + 1);
+    }
     let mut accepted: Vec<u8> = Vec::new();
     let (mut sender, data_len) = if streaming {
         let data_len = u64::from(script.u16());

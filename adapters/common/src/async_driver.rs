@@ -194,6 +194,19 @@ impl<E: std::error::Error + Blame + 'static> Blame for DriverError<E> {
     }
 }
 
+impl<E: std::error::Error + 'static> From<switchboard_proto::driver::Ending<E>> for DriverError<E> {
+    /// How the I/O-free core says a connection ended, in the drivers' terms (every shell over
+    /// [`Inline`](switchboard_proto::driver::Inline) reports it this way).
+    fn from(ending: switchboard_proto::driver::Ending<E>) -> Self {
+        use switchboard_proto::driver::Ending;
+        match ending {
+            Ending::Machine(e) => DriverError::Machine(e),
+            Ending::Unflushed(unsent) => DriverError::Unflushed { unsent },
+            Ending::DatagramOnStream => DriverError::DatagramOnStream,
+        }
+    }
+}
+
 impl<E: std::error::Error + 'static> DriverError<E> {
     /// The machine's error, if that is why the connection ended.
     pub fn machine(&self) -> Option<&E> {

@@ -22,7 +22,7 @@ use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use switchboard_proto::driver::{Ending, Inline, Refusal, Step};
+use switchboard_proto::driver::{Inline, Refusal, Step};
 use switchboard_proto::time::Instant;
 use switchboard_proto::Machine;
 
@@ -203,10 +203,7 @@ impl<R: Runtime, M: Drivable, S: ByteStream> Direct<R, M, S> {
 
     fn next_ready(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
         match self.inline.next(self.now) {
-            Some(Ok(event)) => Some(Ok(event)),
-            Some(Err(Ending::Machine(e))) => Some(Err(DriverError::Machine(e))),
-            Some(Err(Ending::Unflushed(unsent))) => Some(Err(DriverError::Unflushed { unsent })),
-            Some(Err(Ending::DatagramOnStream)) => Some(Err(DriverError::DatagramOnStream)),
+            Some(next) => Some(next.map_err(DriverError::from)),
             None => self.io_error.take().map(|e| Err(DriverError::Io(e))),
         }
     }

@@ -873,15 +873,15 @@ macro_rules! stage_suite {
             }
             #[test]
             fn frames_before_the_peers_eof_are_answered() {
-                $crate::testing::stage_answers_before_peer_eof::<$harness>(false)
+                $crate::testing::stage_answers_before_the_end::<$harness>($crate::testing::PeerEnd::Eof)
             }
             #[test]
             fn frames_before_a_truncating_eof_are_answered() {
-                $crate::testing::stage_answers_before_peer_eof::<$harness>(true)
+                $crate::testing::stage_answers_before_the_end::<$harness>($crate::testing::PeerEnd::TruncatingEof)
             }
             #[test]
             fn frames_before_a_bad_header_in_the_same_read_are_answered() {
-                $crate::testing::stage_answers_before_bad_header::<$harness>()
+                $crate::testing::stage_answers_before_the_end::<$harness>($crate::testing::PeerEnd::BadHeader)
             }
         }
     };
@@ -1496,56 +1496,23 @@ pub fn stage_expire<H: Harness>() {
     })
 }
 
-/// A peer that sends frames and then shuts down its sending side (with or without half a frame
-/// after them) still gets the answers an application sends as it takes each frame: the peer's
-/// EOF reaches the machine only once the application has taken every event before it and asks
-/// for the next. (The seed's broker answers in the same loop turn as the read; a reply racing
-/// the end of the connection would be lost.)
-pub fn stage_answers_before_peer_eof<H: Harness>(truncated: bool) {
-    use std::io::Write;
-    run::<H>(move |h| {
-        let listener = h.listen(localhost(), &SocketOptions::new()).unwrap();
-        let addr = H::local_addr(&listener);
-        let mut peer = std::net::TcpStream::connect(addr).unwrap();
-        peer.set_read_timeout(Some(GUARD)).unwrap();
-        let stream = h.accept(&listener).unwrap();
-        let conn = h.drive(stream, &Setup::new(), PacketConnection::new(FramingConfig::packet(1024, 0))).unwrap();
-        let frames: Vec<Bytes> = (0..3).map(|i| payload(i, 10 + i)).collect();
-        let mut wire: Vec<u8> =
-            frames.iter().flat_map(|body| [&(body.len() as u32 + 4).to_le_bytes()[..], &body[..]].concat()).collect();
-        if truncated {
-            wire.extend_from_slice(&20u32.to_le_bytes()[..]);
-            wire.extend_from_slice(b"half");
-        }
-        peer.write_all(&wire).unwrap();
-        peer.shutdown(std::net::Shutdown::Write).unwrap();
-        let (answered, result, echoed) = thread::scope(|s| {
-            let reader = s.spawn(move || read_to_end(&mut peer).unwrap());
-            let mut answered = 0;
-            while let Some(delivery) = conn.recv() {
-                if let Ok(Event::Frame(frame)) = delivery {
-                    conn.send(Command::Send(frame)).expect("the connection takes the answer");
-                    answered += 1;
-                }
-            }
-            (answered, conn.join(), reader.join().unwrap())
-        });
-        assert_eq!(answered, 3);
-        let expected: Vec<u8> = wire[..wire.len() - if truncated { 8 } else { 0 }].to_vec();
-        assert_eq!(echoed, expected, "every frame before the EOF was answered, in order");
-        match (truncated, result) {
-            (false, Ok(())) => {}
-            (true, Err(DriverError::Machine(e @ stage::Error::Truncated { .. }))) => assert_eq!(e.fault(), Fault::Peer),
-            (_, other) => panic!("unexpected end: {other:?}"),
-        }
-    })
+/// How the peer ends what it sends, in [`stage_answers_before_the_end`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerEnd {
+    /// It shuts down its sending side after whole frames.
+    Eof,
+    /// It sends half a frame, then shuts down its sending side.
+    TruncatingEof,
+    /// It sends a header shorter than itself in the same write as the frames, and stays open.
+    BadHeader,
 }
 
-/// Frames followed by a bad header in one write (so most likely one read): every frame before
-/// the bad header is answered before the connection closes with the peer's error, and the
-/// peer's connection stays open meanwhile (it never sends EOF). The attack the driver-core issue
-/// found: the valid frame was never answered.
-pub fn stage_answers_before_bad_header<H: Harness>() {
+/// A peer sends frames and then ends (see [`PeerEnd`]): every frame before the end is answered,
+/// in order, by an application that answers each frame as it takes it, and the connection then
+/// ends with the peer's fault, if any. The seed's broker answers in the same loop turn as the
+/// read, so a reply racing the end must not be lost; and with a bad header in the same read as
+/// good frames, the good frames were once never answered (the driver-core issue's attack).
+pub fn stage_answers_before_the_end<H: Harness>(end: PeerEnd) {
     use std::io::Write;
     run::<H>(move |h| {
         let listener = h.listen(localhost(), &SocketOptions::new()).unwrap();
@@ -1558,8 +1525,15 @@ pub fn stage_answers_before_bad_header<H: Harness>() {
         let mut wire: Vec<u8> =
             frames.iter().flat_map(|body| [&(body.len() as u32 + 4).to_le_bytes()[..], &body[..]].concat()).collect();
         let answers = wire.clone();
-        wire.extend_from_slice(&2u32.to_le_bytes()); // shorter than its own header
+        match end {
+            PeerEnd::Eof => {}
+            PeerEnd::TruncatingEof => wire.extend_from_slice(&[&20u32.to_le_bytes()[..], b"half"].concat()),
+            PeerEnd::BadHeader => wire.extend_from_slice(&2u32.to_le_bytes()),
+        }
         peer.write_all(&wire).unwrap();
+        if end != PeerEnd::BadHeader {
+            peer.shutdown(std::net::Shutdown::Write).unwrap();
+        }
         let (answered, result, echoed) = thread::scope(|s| {
             let reader = s.spawn(move || read_to_end(&mut peer).unwrap());
             let mut answered = 0;
@@ -1572,12 +1546,14 @@ pub fn stage_answers_before_bad_header<H: Harness>() {
             (answered, conn.join(), reader.join().unwrap())
         });
         assert_eq!(answered, 3);
-        assert_eq!(echoed, answers, "every frame before the bad header was answered, in order");
-        match result {
-            Err(DriverError::Machine(e @ stage::Error::LengthTooShort { len: 2 })) => {
+        assert_eq!(echoed, answers, "every frame before the end was answered, in order");
+        match (end, result) {
+            (PeerEnd::Eof, Ok(())) => {}
+            (PeerEnd::TruncatingEof, Err(DriverError::Machine(e @ stage::Error::Truncated { .. })))
+            | (PeerEnd::BadHeader, Err(DriverError::Machine(e @ stage::Error::LengthTooShort { len: 2 }))) => {
                 assert_eq!(e.fault(), Fault::Peer)
             }
-            other => panic!("expected LengthTooShort, got {other:?}"),
+            (end, other) => panic!("unexpected end after {end:?}: {other:?}"),
         }
     })
 }

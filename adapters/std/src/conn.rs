@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::event::{poll, EventfdFlags, PollFd, PollFlags, Timespec};
-use switchboard_proto::driver::{Ending, Inline, Refusal, Step, WriteQueue};
+use switchboard_proto::driver::{Inline, Refusal, Step, WriteQueue};
 use switchboard_proto::time::Instant;
 use switchboard_proto::Machine;
 use switchboard_rt::Clock;
@@ -137,10 +137,7 @@ impl<M: Machine, S: BlockingStream + AsFd> Conn<M, S> {
     /// An event or the end, if one is ready without I/O.
     pub(crate) fn next_ready(&mut self) -> Option<Result<M::Event, DriverError<M::Error>>> {
         match self.inline.next(self.now) {
-            Some(Ok(event)) => Some(Ok(event)),
-            Some(Err(Ending::Machine(e))) => Some(Err(DriverError::Machine(e))),
-            Some(Err(Ending::Unflushed(unsent))) => Some(Err(DriverError::Unflushed { unsent })),
-            Some(Err(Ending::DatagramOnStream)) => Some(Err(DriverError::DatagramOnStream)),
+            Some(next) => Some(next.map_err(DriverError::from)),
             None => self.io_error.take().map(|e| Err(DriverError::Io(e))),
         }
     }

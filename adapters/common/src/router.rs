@@ -71,6 +71,9 @@ pub struct HubSettings {
     pub driver: DriverConfig,
     /// How long a client may stay over its command cap before it is dropped as slow.
     pub slow_after: Duration,
+    /// Joins and leaves kept for [`RouterHub::next_event`] until taken (default 1024); past
+    /// that the oldest go, so an unwatched hub's memory does not grow with its churn.
+    pub events: usize,
 }
 
 impl Default for HubSettings {
@@ -83,6 +86,7 @@ impl Default for HubSettings {
             options: SocketOptions::new().nodelay(true),
             driver: DriverConfig { commands: 4096, ..DriverConfig::default() },
             slow_after: Duration::from_secs(5),
+            events: 1024,
         }
     }
 }
@@ -121,9 +125,31 @@ struct Shared {
     /// Connections dropped for staying over their cap: they leave with reason `"slow"`, and
     /// nothing more is queued for them.
     slow: Mutex<BTreeSet<ConnId>>,
+    /// Joins and leaves for the application, at most `HubSettings::events` of them: when
+    /// nobody takes them the oldest go, so a hub left running unwatched does not grow.
     events_tx: async_channel::Sender<HubEvent>,
     events_rx: async_channel::Receiver<HubEvent>,
+    events_dropped: std::sync::atomic::AtomicU64,
     slow_after: Duration,
+}
+
+impl Shared {
+    /// Record a join or leave; when the queue is full, the oldest goes.
+    fn note(&self, event: HubEvent) {
+        let mut event = event;
+        loop {
+            match self.events_tx.try_send(event) {
+                Ok(()) => return,
+                Err(async_channel::TrySendError::Full(back)) => {
+                    event = back;
+                    if self.events_rx.try_recv().is_ok() {
+                        self.events_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                Err(async_channel::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
 }
 
 impl RouterHub {
@@ -147,7 +173,9 @@ impl RouterHub {
         &self.shared.connections
     }
 
-    /// The next join or leave, waiting for one. They queue until taken.
+    /// The next join or leave, waiting for one. They queue until taken, at most
+    /// [`HubSettings::events`] of them (then the oldest go: see
+    /// [`events_dropped`](Self::events_dropped)).
     pub async fn next_event(&self) -> Option<HubEvent> {
         self.shared.events_rx.recv().await.ok()
     }
@@ -155,6 +183,11 @@ impl RouterHub {
     /// The next join or leave, if one is waiting.
     pub fn try_event(&self) -> Option<HubEvent> {
         self.shared.events_rx.try_recv().ok()
+    }
+
+    /// Joins and leaves dropped because [`HubSettings::events`] were waiting untaken.
+    pub fn events_dropped(&self) -> u64 {
+        self.shared.events_dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -179,13 +212,14 @@ where
 {
     let message = settings.message.with_error_payload(ErrorPayload::Raw);
     MessageConnection::new(message).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let (events_tx, events_rx) = async_channel::unbounded();
+    let (events_tx, events_rx) = async_channel::bounded(settings.events.max(1));
     let shared = Arc::new(Shared {
         hub: Mutex::new(hub),
         connections: Connections::new(),
         slow: Mutex::new(BTreeSet::new()),
         events_tx,
         events_rx,
+        events_dropped: std::sync::atomic::AtomicU64::new(0),
         slow_after: settings.slow_after,
     });
     let handle = RouterHub { shared: shared.clone() };
@@ -285,12 +319,8 @@ impl Shared {
                 HubAction::Close { conn } => {
                     self.connections.close(conn);
                 }
-                HubAction::Joined(client) => {
-                    let _ = self.events_tx.try_send(HubEvent::Joined(client));
-                }
-                HubAction::Left { client, reason } => {
-                    let _ = self.events_tx.try_send(HubEvent::Left { client, reason });
-                }
+                HubAction::Joined(client) => self.note(HubEvent::Joined(client)),
+                HubAction::Left { client, reason } => self.note(HubEvent::Left { client, reason }),
             }
         }
         touched

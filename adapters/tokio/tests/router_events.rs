@@ -25,7 +25,7 @@ async fn unwatched_join_and_leave_events_keep_only_the_newest() {
         assert!(matches!(client.recv().await, Some(Ok(ClientEvent::Welcome { .. }))));
         // Closing a welcomed client says bye; wait until the hub has seen it leave.
         client.join().await.unwrap();
-        while hub.len() != 0 {
+        while !hub.is_empty() {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     }

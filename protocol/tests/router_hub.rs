@@ -58,7 +58,6 @@ fn new_hub(config: HubConfig) -> Hub {
 fn input(hub: &mut Hub, input: HubInput) -> Vec<Seen> {
     hub.handle_input(NOW, Input::Command(input)).unwrap();
     let out = drain(hub, NOW);
-    assert_eq!(out.deadline, None);
     assert!(out.finished.is_none() && out.transmits.is_empty());
     out.events.into_iter().map(decode).collect()
 }
@@ -493,4 +492,43 @@ fn garbage_never_panics_the_hub() {
         TestResult::passed()
     }
     quickcheck(prop as fn(Vec<(u8, Vec<u8>)>) -> TestResult);
+}
+
+#[test]
+fn a_connection_without_a_hello_is_refused_and_closed_when_its_time_is_up() {
+    let timeout = switchboard_proto::Duration::from_secs(3);
+    let mut hub = new_hub(HubConfig::new().with_hello_timeout(Some(timeout)));
+    open(&mut hub, 1);
+    let due = NOW.saturating_add(timeout);
+    assert_eq!(drain(&mut hub, NOW).deadline, Some(due), "the hub asks to be woken at the deadline");
+    // A second connection that says hello in time has no deadline any more.
+    hub.handle_input(
+        NOW.saturating_add(switchboard_proto::Duration::from_secs(1)),
+        Input::Command(HubInput::Opened { conn: 2, ip: ip(2) }),
+    )
+    .unwrap();
+    let welcomed = say_hello(&mut hub, 2, &hello("b", Some("b")));
+    assert!(matches!(welcomed[..], [Seen::Welcome(2, 1, _), Seen::Joined(_)]), "{welcomed:?}");
+    // One nanosecond before: nothing. At the deadline: refused and closed, once.
+    let just_before = Instant::from_nanos(due.as_nanos() - 1);
+    assert!(drain(&mut hub, just_before).events.is_empty());
+    let out = drain(&mut hub, due);
+    let seen: Vec<Seen> = out.events.into_iter().map(decode).collect();
+    assert_eq!(
+        seen,
+        [
+            Seen::Refused(1, 0, Refused { code: RefuseCode::BadRequest, reason: "no hello in time".into() }),
+            Seen::Close(1)
+        ]
+    );
+    assert_eq!(out.deadline, None, "the welcomed connection has no deadline");
+    assert!(drain(&mut hub, due.saturating_add(timeout)).events.is_empty(), "refused once");
+    // Its Closed is a plain goodbye; the welcomed client is untouched.
+    assert_eq!(closed(&mut hub, 1, "closed"), []);
+    assert_eq!(hub.len(), 1);
+
+    // Without a timeout, a silent connection is never refused.
+    let mut patient = new_hub(HubConfig::new().with_hello_timeout(None));
+    open(&mut patient, 1);
+    assert_eq!(drain(&mut patient, NOW.saturating_add(timeout * 1000)).deadline, None);
 }

@@ -131,6 +131,10 @@ struct Shared {
     events_rx: async_channel::Receiver<HubEvent>,
     events_dropped: std::sync::atomic::AtomicU64,
     slow_after: Duration,
+    /// When the hub asked to be woken last (a hello deadline), for the clock task.
+    deadline: Mutex<Option<switchboard_proto::Instant>>,
+    /// Rung when that deadline moves earlier, so the clock task looks again.
+    deadline_moved: (async_channel::Sender<()>, async_channel::Receiver<()>),
 }
 
 impl Shared {
@@ -220,9 +224,12 @@ where
         events_tx,
         events_rx,
         events_dropped: std::sync::atomic::AtomicU64::new(0),
+        deadline: Mutex::new(None),
+        deadline_moved: async_channel::bounded(1),
         slow_after: settings.slow_after,
     });
     let handle = RouterHub { shared: shared.clone() };
+    rt.spawn(hub_clock(rt.clone(), Arc::downgrade(&shared)));
     let accept = accept_each(rt.clone(), listener, settings.options.clone(), move |stream, peer: SocketAddr| {
         // Never refused: the same configuration was accepted above.
         let Ok(machine) = MessageConnection::new(message) else { return };
@@ -230,6 +237,32 @@ where
         rt.spawn(serve_client(rt.clone(), shared.clone(), id, peer, connection));
     });
     Ok((handle, accept))
+}
+
+/// Wakes the hub at the deadline it asked for (a connection's hello is overdue), for as long
+/// as the hub is served: sleeps until it, or until it moves earlier, and looks at least every
+/// second (so the task notices when the hub is gone).
+async fn hub_clock<R: Runtime>(rt: R, shared: std::sync::Weak<Shared>) {
+    loop {
+        let Some(hub) = shared.upgrade() else { return };
+        let next_look = rt.now().saturating_add(Duration::from_secs(1));
+        let at = lock(&hub.deadline).map_or(next_look, |at| at.min(next_look));
+        let moved = hub.deadline_moved.1.clone();
+        drop(hub);
+        let mut timer = rt.timer(at);
+        let mut moved = pin!(moved.recv());
+        std::future::poll_fn(|cx| {
+            if moved.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            timer.poll_fire(cx)
+        })
+        .await;
+        let Some(hub) = shared.upgrade() else { return };
+        if lock(&hub.deadline).is_some_and(|due| rt.now() >= due) {
+            hub.apply(&rt, None).await;
+        }
+    }
 }
 
 /// One client connection's life at the hub.
@@ -240,11 +273,11 @@ async fn serve_client<R: Runtime>(
     peer: SocketAddr,
     connection: Connection<MessageConnection>,
 ) {
-    shared.apply(&rt, HubInput::Opened { conn: id, ip: peer.ip() }).await;
+    shared.apply(&rt, Some(HubInput::Opened { conn: id, ip: peer.ip() })).await;
     while let Some(delivery) = connection.recv().await {
         // A refused command is the hub's own (a send to a connection already ending): no news.
         if let Ok(event) = delivery {
-            shared.apply(&rt, HubInput::Message { conn: id, event }).await;
+            shared.apply(&rt, Some(HubInput::Message { conn: id, event })).await;
         }
     }
     let slow = shared.slow_set().remove(&id);
@@ -254,7 +287,7 @@ async fn serve_client<R: Runtime>(
         Err(DriverError::Machine(message::Error::PeerDead { .. })) => "timeout".to_string(),
         Err(e) => e.to_string(),
     };
-    shared.apply(&rt, HubInput::Closed { conn: id, reason }).await;
+    shared.apply(&rt, Some(HubInput::Closed { conn: id, reason })).await;
 }
 
 impl Shared {
@@ -275,7 +308,7 @@ impl Shared {
 
     /// Give the hub one input and carry out what it decides; then wait for every connection
     /// this queued commands on to be back under its cap (dropping the ones that stay over).
-    async fn apply<R: Runtime>(&self, rt: &R, input: HubInput) {
+    async fn apply<R: Runtime>(&self, rt: &R, input: Option<HubInput>) {
         let touched = self.decide(rt.now(), input);
         for conn in touched {
             let Some(commands) = self.connections.get(conn) else { continue };
@@ -297,16 +330,33 @@ impl Shared {
 
     /// The hub's decision on `input`, carried out under its lock so that every connection gets
     /// its commands in decision order. Returns the connections commands were queued on.
-    fn decide(&self, now: switchboard_proto::Instant, input: HubInput) -> BTreeSet<ConnId> {
+    /// `None`: only time passed (the hub's deadline came).
+    fn decide(&self, now: switchboard_proto::Instant, input: Option<HubInput>) -> BTreeSet<ConnId> {
         let mut touched = BTreeSet::new();
         let mut hub = self.hub();
+        let input = match input {
+            Some(input) => Input::Command(input),
+            None => Input::Timeout,
+        };
         // Refused only for an input the glue got wrong (an id opened twice or never): nothing
         // to carry out.
-        if hub.handle_input(now, Input::Command(input)).is_err() {
+        if hub.handle_input(now, input).is_err() {
             return touched;
         }
         let slow = self.slow_set().clone();
-        while let Output::Event(action) = hub.poll_output(now) {
+        loop {
+            let action = match hub.poll_output(now) {
+                Output::Event(action) => action,
+                Output::Timeout(deadline) => {
+                    let mut known = lock(&self.deadline);
+                    if deadline.is_some_and(|at| known.is_none_or(|k| at < k)) {
+                        let _ = self.deadline_moved.0.try_send(());
+                    }
+                    *known = deadline;
+                    break;
+                }
+                _ => break,
+            };
             match action {
                 HubAction::Send { conn, .. } if slow.contains(&conn) => {}
                 HubAction::Send { conn, command } => {

@@ -1950,6 +1950,10 @@ macro_rules! direct_suite {
                 $crate::testing::router_drops_a_silent_client::<$adapter>();
             }
             #[test]
+            fn router_closes_a_connection_that_never_says_hello() {
+                $crate::testing::router_hello_timeout::<$adapter>();
+            }
+            #[test]
             fn router_drops_a_slow_client() {
                 $crate::testing::router_drops_a_slow_client::<$adapter>();
             }
@@ -2641,6 +2645,47 @@ pub fn router_over_the_wire<A: Adapter>() {
         );
         a.join().await.unwrap();
         b.join().await.unwrap();
+    });
+}
+
+/// A connection that never says hello (nor anything else) is refused (`bad_request`) and
+/// closed when the hub's `hello_timeout` passes: connections that never speak cannot hold the
+/// hub's resources (the hub issue's attack: 500 of them held 519 MB for as long as they liked).
+pub fn router_hello_timeout<A: Adapter>() {
+    use crate::router::{self, HubSettings};
+    use std::io::Read;
+    use switchboard_proto::router::{Hub, HubConfig, RefuseCode, Refused};
+    use switchboard_proto::SplitMix64;
+
+    run_direct::<A, _>(|rt| async move {
+        let listener = rt.listen("127.0.0.1:0").unwrap();
+        let addr = Listener::local_addr(&listener).unwrap();
+        let timeout = Duration::from_millis(150);
+        let hub = Hub::new(HubConfig::default().with_hello_timeout(Some(timeout)), Box::new(SplitMix64::new(1)));
+        let (hub, accept) = router::serve_hub(rt.clone(), listener, hub, HubSettings::default()).unwrap();
+        rt.spawn(async move {
+            let _ = accept.await;
+        });
+        let started = StdInstant::now();
+        let silent = thread::spawn(move || {
+            let mut silent = std::net::TcpStream::connect(addr).unwrap();
+            silent.set_read_timeout(Some(GUARD)).unwrap();
+            let mut got = Vec::new();
+            silent.read_to_end(&mut got).unwrap();
+            got
+        });
+        let got = loop {
+            if silent.is_finished() {
+                break silent.join().unwrap();
+            }
+            crate::runtime::sleep_for(&rt, Duration::from_millis(10)).await;
+        };
+        assert!(started.elapsed() >= timeout, "closed before its time");
+        // One error frame (type 4, id 0) carrying the refusal, then EOF.
+        assert_eq!(got[4], 4, "an error frame: {got:?}");
+        let refused = Refused::from_bytes(&got[13..]).unwrap();
+        assert_eq!((refused.code, refused.reason.as_str()), (RefuseCode::BadRequest, "no hello in time"));
+        assert_eq!(hub.connections().len(), 0, "nothing is kept for it");
     });
 }
 

@@ -18,6 +18,7 @@
 //! | AwaitingHello | `hello` while `max_clients` are joined (no replacement)  | `refused full` + `Close`                                             | Gone         |
 //! | AwaitingHello | a request that is not a valid hello                      | `refused bad_request` (the request's id) + `Close`                   | Gone         |
 //! | AwaitingHello | a notification or error frame                            | `refused bad_request` (id 0) + `Close`                               | Gone         |
+//! | AwaitingHello | `hello_timeout` passes without a hello                   | `refused bad_request` (id 0) + `Close`                               | Gone         |
 //! | Joined       | `broadcast` / `at` / `omit`                               | `Notify(op)` to the addressed clients, in join order                 | Joined       |
 //! | Joined       | `datastore`                                               | stored on its record; `Notify(datastore)` to the others              | Joined       |
 //! | Joined       | `bye`                                                     | `Close`; the reason is kept for its `Closed`                         | Leaving      |
@@ -45,6 +46,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use bytes::Bytes;
 use core::net::IpAddr;
+use core::time::Duration;
 
 use super::doc::{ClientDoc, DocError, FromHub, Hello, RefuseCode, Refused, ToHub, Welcome};
 use crate::entropy::Entropy;
@@ -71,7 +73,7 @@ pub enum UniquePolicy {
 }
 
 /// How a [`Hub`] admits clients.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubConfig {
     /// Most clients joined at once (0: no limit).
     pub max_clients: usize,
@@ -79,12 +81,31 @@ pub struct HubConfig {
     pub policy: UniquePolicy,
     /// The token every hello must carry (`None`: none needed).
     pub token: Option<String>,
+    /// How long a connection may stay open without a hello: then it is refused
+    /// (`bad_request`) and closed, so connections that never speak cannot hold the hub's
+    /// resources (`None`: forever).
+    pub hello_timeout: Option<Duration>,
+}
+
+/// The default [`HubConfig::hello_timeout`].
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig { max_clients: 0, policy: UniquePolicy::default(), token: None, hello_timeout: Some(HELLO_TIMEOUT) }
+    }
 }
 
 impl HubConfig {
-    /// No limit, policy `replace`, no token.
+    /// No limit, policy `replace`, no token, a hello within [`HELLO_TIMEOUT`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Set how long a connection may stay without a hello (`None`: forever).
+    pub fn with_hello_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.hello_timeout = timeout;
+        self
     }
 
     /// Set the most clients joined at once (0: no limit).
@@ -206,6 +227,8 @@ enum ConnState {
 struct Conn {
     ip: IpAddr,
     state: ConnState,
+    /// While awaiting the hello: when it is overdue (its entry in `Hub::hello_deadlines`).
+    hello_by: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -227,6 +250,8 @@ pub struct Hub {
     by_unique: BTreeMap<String, u64>,
     next_seq: u64,
     actions: VecDeque<HubAction>,
+    /// When each connection still awaiting its hello is refused, earliest first.
+    hello_deadlines: BTreeSet<(Instant, ConnId)>,
 }
 
 impl core::fmt::Debug for Hub {
@@ -252,6 +277,7 @@ impl Hub {
             by_unique: BTreeMap::new(),
             next_seq: 0,
             actions: VecDeque::new(),
+            hello_deadlines: BTreeSet::new(),
         }
     }
 
@@ -300,18 +326,49 @@ impl Hub {
         self.conns.len()
     }
 
-    fn on_input(&mut self, input: HubInput) -> Result<(), HubError> {
+    /// A connection that got past awaiting its hello (welcomed or refused) has no deadline.
+    fn settle_hello(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if !matches!(c.state, ConnState::AwaitingHello) {
+            if let Some(at) = c.hello_by.take() {
+                self.hello_deadlines.remove(&(at, conn));
+            }
+        }
+    }
+
+    /// Refuse every connection whose hello is overdue at `now`.
+    fn on_time(&mut self, now: Instant) {
+        while let Some(&(at, conn)) = self.hello_deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.hello_deadlines.pop_first();
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.hello_by = None;
+            }
+            self.refuse(conn, 0, RefuseCode::BadRequest, "no hello in time");
+        }
+    }
+
+    fn on_input(&mut self, now: Instant, input: HubInput) -> Result<(), HubError> {
         match input {
             HubInput::Opened { conn, ip } => {
                 if self.conns.contains_key(&conn) {
                     return Err(HubError::AlreadyOpen { conn });
                 }
-                self.conns.insert(conn, Conn { ip, state: ConnState::AwaitingHello });
+                let hello_by = self.config.hello_timeout.map(|t| now.saturating_add(t));
+                self.conns.insert(conn, Conn { ip, state: ConnState::AwaitingHello, hello_by });
+                if let Some(at) = hello_by {
+                    self.hello_deadlines.insert((at, conn));
+                }
             }
             HubInput::Message { conn, event } => {
                 let state = &self.conns.get(&conn).ok_or(HubError::UnknownConn { conn })?.state;
                 match *state {
-                    ConnState::AwaitingHello => self.before_hello(conn, event),
+                    ConnState::AwaitingHello => {
+                        self.before_hello(conn, event);
+                        self.settle_hello(conn);
+                    }
                     ConnState::Joined(seq) => self.after_join(conn, seq, event),
                     ConnState::Leaving(_) | ConnState::Gone => {}
                 }
@@ -320,6 +377,9 @@ impl Hub {
                 let Some(closed) = self.conns.remove(&conn) else {
                     return Err(HubError::UnknownConn { conn });
                 };
+                if let Some(at) = closed.hello_by {
+                    self.hello_deadlines.remove(&(at, conn));
+                }
                 if let ConnState::Joined(seq) | ConnState::Leaving(seq) = closed.state {
                     self.remove_member(seq, reason);
                 }
@@ -574,9 +634,10 @@ impl Machine for Hub {
     type Event = HubAction;
     type Error = HubError;
 
-    fn handle_input(&mut self, _now: Instant, input: Input<'_, HubInput>) -> Result<(), HubError> {
+    fn handle_input(&mut self, now: Instant, input: Input<'_, HubInput>) -> Result<(), HubError> {
+        self.on_time(now);
         match input {
-            Input::Command(input) => self.on_input(input),
+            Input::Command(input) => self.on_input(now, input),
             // The hub owns no transport of its own: each client's connection is closed through
             // `HubAction::Close`, so there is nothing for it to finish.
             Input::Timeout | Input::Close => Ok(()),
@@ -584,10 +645,13 @@ impl Machine for Hub {
         }
     }
 
-    fn poll_output(&mut self, _now: Instant) -> Output<HubAction, HubError> {
+    fn poll_output(&mut self, now: Instant) -> Output<HubAction, HubError> {
+        if self.actions.is_empty() {
+            self.on_time(now);
+        }
         match self.actions.pop_front() {
             Some(action) => Output::Event(action),
-            None => Output::Timeout(None),
+            None => Output::Timeout(self.hello_deadlines.first().map(|&(at, _)| at)),
         }
     }
 }

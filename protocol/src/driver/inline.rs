@@ -139,7 +139,12 @@ impl<M: Machine> Inline<M> {
         if !matches!(self.phase, Phase::Open) {
             return Err(Refusal::Closed);
         }
-        self.pump.feed(now, Input::Command(command)).map_err(Refusal::Refused)?;
+        if let Err(e) = self.pump.feed(now, Input::Command(command)) {
+            // A timer due at `now` may have ended the machine on this very call (contract rule
+            // 1), which then refuses the command: the connection has ended, not the caller erred.
+            self.drain(now);
+            return Err(if self.is_open() { Refusal::Refused(e) } else { Refusal::Closed });
+        }
         self.fed += 1;
         if self.fed >= self.batch {
             self.drain(now);

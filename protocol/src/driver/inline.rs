@@ -108,6 +108,9 @@ pub struct Inline<M: Machine> {
     /// Bytes were fed and the machine not drained since: `next` takes its events one by one
     /// straight from the machine (no second queue on the receive path).
     undrained: bool,
+    /// The latest time a call brought, for a drain in a call that brings none (`wants_read`):
+    /// the machine never sees time go back.
+    now: Instant,
 }
 
 impl<M: Machine> Inline<M> {
@@ -128,6 +131,7 @@ impl<M: Machine> Inline<M> {
             write_shut: false,
             read_paused: false,
             undrained: false,
+            now,
         };
         inline.drain(now);
         inline
@@ -136,6 +140,7 @@ impl<M: Machine> Inline<M> {
     /// Hand `command` to the machine. Afterwards, while [`must_write`](Self::must_write), the
     /// adapter does I/O rounds (backpressure).
     pub fn send(&mut self, now: Instant, command: M::Command) -> Result<(), Refusal<M::Error>> {
+        self.now = now;
         if !matches!(self.phase, Phase::Open) {
             return Err(Refusal::Closed);
         }
@@ -168,6 +173,7 @@ impl<M: Machine> Inline<M> {
 
     /// Whether anything is waiting to be written (drains pending commands first).
     pub fn has_writes(&mut self, now: Instant) -> bool {
+        self.now = now;
         if self.fed > 0 || self.undrained {
             self.drain(now);
         }
@@ -178,6 +184,7 @@ impl<M: Machine> Inline<M> {
     /// error (reported once, after every event before it). `None`: nothing now (do an I/O
     /// round), or the end was reported ([`is_reported`](Self::is_reported)).
     pub fn next(&mut self, now: Instant) -> Option<Result<M::Event, Ending<M::Error>>> {
+        self.now = now;
         if self.fed > 0 {
             self.drain(now);
         }
@@ -230,6 +237,7 @@ impl<M: Machine> Inline<M> {
 
     /// Ask the machine to finish cleanly (`Input::Close`), after every command before.
     pub fn close(&mut self, now: Instant) {
+        self.now = now;
         if !matches!(self.phase, Phase::Open) {
             return;
         }
@@ -256,6 +264,12 @@ impl<M: Machine> Inline<M> {
     /// Whether to read now. `sending`: the application is inside a send or flush, not taking
     /// events.
     pub fn wants_read(&mut self, sending: bool) -> bool {
+        if self.undrained {
+            // Events read while not sending wait in the machine, maybe with its `ReadClosed`
+            // (a fault in what the peer sent): count them, and read nothing more for a machine
+            // whose read side closed.
+            self.drain(self.now);
+        }
         if self.read_paused && self.pump.queued() < self.pump.machine().write_budget() {
             self.read_paused = false;
         }
@@ -311,6 +325,7 @@ impl<M: Machine> Inline<M> {
     /// once (its events are counted against [`EVENTS_HELD`]); otherwise [`next`](Self::next)
     /// takes them from the machine as the application asks.
     pub fn on_read(&mut self, now: Instant, n: usize, sending: bool) {
+        self.now = now;
         if n == 0 {
             self.peer_eof = true;
             if self.is_open() {
@@ -326,6 +341,7 @@ impl<M: Machine> Inline<M> {
     /// `n` more bytes are in the receive buffer (`n > 0`).
     fn on_filled(&mut self, now: Instant, n: usize, sending: bool) {
         debug_assert!(n > 0);
+        self.now = now;
         if !self.is_open() {
             // Lingering after the end: what the peer still sends has nowhere to go.
             self.rx.received().clear();
@@ -355,6 +371,7 @@ impl<M: Machine> Inline<M> {
 
     /// Run the machine's timers (and the linger) at `now`. Returns whether anything was due.
     pub fn on_wake(&mut self, now: Instant) -> bool {
+        self.now = now;
         match self.phase {
             Phase::Open if self.pump.deadline().is_some_and(|d| now >= d) => {
                 let _ = self.pump.feed(now, Input::Timeout);

@@ -99,6 +99,9 @@ pub struct Inline<M: Machine> {
     /// Commands fed since the last drain, and how many to feed before the next one.
     fed: usize,
     batch: usize,
+    /// Commands drained since a drain last brought bytes out: the next batch is sized from
+    /// what they produced together.
+    unmeasured: usize,
     phase: Phase<M::Error>,
     linger: Duration,
     peer_eof: bool,
@@ -125,6 +128,7 @@ impl<M: Machine> Inline<M> {
             rx: ReadBuffer::new(read_chunk),
             fed: 0,
             batch: 1,
+            unmeasured: 0,
             phase: Phase::Open,
             linger,
             peer_eof: false,
@@ -423,13 +427,21 @@ impl<M: Machine> Inline<M> {
 
     /// Drain the machine into the write queue and the event queue; notice when it finished.
     fn drain(&mut self, now: Instant) {
-        let (fed, before) = (self.fed, self.pump.queued());
+        let before = self.pump.queued();
+        self.unmeasured += self.fed;
         self.fed = 0;
         self.undrained = false;
         let events = &mut self.events;
         self.pump.drain(now, |event| events.push_back(event));
-        if let Some(per_command) = self.pump.queued().saturating_sub(before).checked_div(fed) {
+        // A machine that coalesces (OUT) transmits nothing for most commands, then many at
+        // once: a drain that brought nothing out says nothing of their size (taking it for
+        // "tiny" would let the next batch be MAX_BATCH frames of any size), so the batch is
+        // sized when bytes come out, from every command since.
+        let produced = self.pump.queued().saturating_sub(before);
+        if produced > 0 && self.unmeasured > 0 {
+            let per_command = produced / self.unmeasured;
             self.batch = (self.pump.machine().write_budget() / 4 / per_command.max(1)).clamp(1, MAX_BATCH);
+            self.unmeasured = 0;
         }
         self.check_finished(now);
     }

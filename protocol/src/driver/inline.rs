@@ -104,6 +104,9 @@ pub struct Inline<M: Machine> {
     /// Commands fed since the last drain, and how many to feed before the next one.
     fed: usize,
     batch: usize,
+    /// Commands drained since a drain last brought bytes out: the next batch is sized from
+    /// what they produced together.
+    unmeasured: usize,
     phase: Phase<M::Error>,
     linger: Duration,
     peer_eof: bool,
@@ -116,6 +119,9 @@ pub struct Inline<M: Machine> {
     /// Bytes read while the application was sending, since it last emptied the event queue
     /// (counted against [`BYTES_HELD`]).
     read_unclaimed: usize,
+    /// The latest time a call brought, for a drain in a call that brings none (`wants_read`):
+    /// the machine never sees time go back.
+    now: Instant,
 }
 
 impl<M: Machine> Inline<M> {
@@ -130,6 +136,7 @@ impl<M: Machine> Inline<M> {
             rx: ReadBuffer::new(read_chunk),
             fed: 0,
             batch: 1,
+            unmeasured: 0,
             phase: Phase::Open,
             linger,
             peer_eof: false,
@@ -137,6 +144,7 @@ impl<M: Machine> Inline<M> {
             read_paused: false,
             undrained: false,
             read_unclaimed: 0,
+            now,
         };
         inline.drain(now);
         inline
@@ -145,10 +153,16 @@ impl<M: Machine> Inline<M> {
     /// Hand `command` to the machine. Afterwards, while [`must_write`](Self::must_write), the
     /// adapter does I/O rounds (backpressure).
     pub fn send(&mut self, now: Instant, command: M::Command) -> Result<(), Refusal<M::Error>> {
+        self.now = now;
         if !matches!(self.phase, Phase::Open) {
             return Err(Refusal::Closed);
         }
-        self.pump.feed(now, Input::Command(command)).map_err(Refusal::Refused)?;
+        if let Err(e) = self.pump.feed(now, Input::Command(command)) {
+            // A timer due at `now` may have ended the machine on this very call (contract rule
+            // 1), which then refuses the command: the connection has ended, not the caller erred.
+            self.drain(now);
+            return Err(if self.is_open() { Refusal::Refused(e) } else { Refusal::Closed });
+        }
         self.fed += 1;
         if self.fed >= self.batch {
             self.drain(now);
@@ -172,6 +186,7 @@ impl<M: Machine> Inline<M> {
 
     /// Whether anything is waiting to be written (drains pending commands first).
     pub fn has_writes(&mut self, now: Instant) -> bool {
+        self.now = now;
         if self.fed > 0 || self.undrained {
             self.drain(now);
         }
@@ -182,6 +197,7 @@ impl<M: Machine> Inline<M> {
     /// error (reported once, after every event before it). `None`: nothing now (do an I/O
     /// round), or the end was reported ([`is_reported`](Self::is_reported)).
     pub fn next(&mut self, now: Instant) -> Option<Result<M::Event, Ending<M::Error>>> {
+        self.now = now;
         if self.fed > 0 {
             self.drain(now);
         }
@@ -235,6 +251,7 @@ impl<M: Machine> Inline<M> {
 
     /// Ask the machine to finish cleanly (`Input::Close`), after every command before.
     pub fn close(&mut self, now: Instant) {
+        self.now = now;
         if !matches!(self.phase, Phase::Open) {
             return;
         }
@@ -261,6 +278,12 @@ impl<M: Machine> Inline<M> {
     /// Whether to read now. `sending`: the application is inside a send or flush, not taking
     /// events.
     pub fn wants_read(&mut self, sending: bool) -> bool {
+        if self.undrained {
+            // Events read while not sending wait in the machine, maybe with its `ReadClosed`
+            // (a fault in what the peer sent): count them, and read nothing more for a machine
+            // whose read side closed.
+            self.drain(self.now);
+        }
         if self.read_paused && self.pump.queued() < self.pump.machine().write_budget() {
             self.read_paused = false;
         }
@@ -317,6 +340,7 @@ impl<M: Machine> Inline<M> {
     /// otherwise [`next`](Self::next)
     /// takes them from the machine as the application asks.
     pub fn on_read(&mut self, now: Instant, n: usize, sending: bool) {
+        self.now = now;
         if n == 0 {
             self.peer_eof = true;
             if self.is_open() {
@@ -332,6 +356,7 @@ impl<M: Machine> Inline<M> {
     /// `n` more bytes are in the receive buffer (`n > 0`).
     fn on_filled(&mut self, now: Instant, n: usize, sending: bool) {
         debug_assert!(n > 0);
+        self.now = now;
         if !self.is_open() {
             // Lingering after the end: what the peer still sends has nowhere to go.
             self.rx.received().clear();
@@ -364,6 +389,7 @@ impl<M: Machine> Inline<M> {
 
     /// Run the machine's timers (and the linger) at `now`. Returns whether anything was due.
     pub fn on_wake(&mut self, now: Instant) -> bool {
+        self.now = now;
         match self.phase {
             Phase::Open if self.pump.deadline().is_some_and(|d| now >= d) => {
                 let _ = self.pump.feed(now, Input::Timeout);
@@ -415,13 +441,21 @@ impl<M: Machine> Inline<M> {
 
     /// Drain the machine into the write queue and the event queue; notice when it finished.
     fn drain(&mut self, now: Instant) {
-        let (fed, before) = (self.fed, self.pump.queued());
+        let before = self.pump.queued();
+        self.unmeasured += self.fed;
         self.fed = 0;
         self.undrained = false;
         let events = &mut self.events;
         self.pump.drain(now, |event| events.push_back(event));
-        if let Some(per_command) = self.pump.queued().saturating_sub(before).checked_div(fed) {
+        // A machine that coalesces (OUT) transmits nothing for most commands, then many at
+        // once: a drain that brought nothing out says nothing of their size (taking it for
+        // "tiny" would let the next batch be MAX_BATCH frames of any size), so the batch is
+        // sized when bytes come out, from every command since.
+        let produced = self.pump.queued().saturating_sub(before);
+        if produced > 0 && self.unmeasured > 0 {
+            let per_command = produced / self.unmeasured;
             self.batch = (self.pump.machine().write_budget() / 4 / per_command.max(1)).clamp(1, MAX_BATCH);
+            self.unmeasured = 0;
         }
         self.check_finished(now);
     }

@@ -74,6 +74,10 @@ pub struct HubSettings {
     /// Joins and leaves kept for [`RouterHub::next_event`] until taken (default 1024); past
     /// that the oldest go, so an unwatched hub's memory does not grow with its churn.
     pub events: usize,
+    /// The most client connections open at once, welcomed or not (default 10 000); one
+    /// accepted past it is closed at once, before a byte is read. With the hub's
+    /// `hello_timeout` this bounds what connections that never speak can hold.
+    pub max_connections: usize,
 }
 
 impl Default for HubSettings {
@@ -87,6 +91,7 @@ impl Default for HubSettings {
             driver: DriverConfig { commands: 4096, ..DriverConfig::default() },
             slow_after: Duration::from_secs(5),
             events: 1024,
+            max_connections: 10_000,
         }
     }
 }
@@ -133,6 +138,8 @@ struct Shared {
     slow_after: Duration,
     /// When the hub asked to be woken last (a hello deadline), for the clock task.
     deadline: Mutex<Option<switchboard_proto::Instant>>,
+    /// Connections closed at once because `max_connections` were open.
+    refused_connections: std::sync::atomic::AtomicU64,
     /// Rung when that deadline moves earlier, so the clock task looks again.
     deadline_moved: (async_channel::Sender<()>, async_channel::Receiver<()>),
 }
@@ -189,6 +196,11 @@ impl RouterHub {
         self.shared.events_rx.try_recv().ok()
     }
 
+    /// Connections closed at once because [`HubSettings::max_connections`] were open.
+    pub fn refused_connections(&self) -> u64 {
+        self.shared.refused_connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Joins and leaves dropped because [`HubSettings::events`] were waiting untaken.
     pub fn events_dropped(&self) -> u64 {
         self.shared.events_dropped.load(std::sync::atomic::Ordering::Relaxed)
@@ -225,12 +237,19 @@ where
         events_rx,
         events_dropped: std::sync::atomic::AtomicU64::new(0),
         deadline: Mutex::new(None),
+        refused_connections: std::sync::atomic::AtomicU64::new(0),
         deadline_moved: async_channel::bounded(1),
         slow_after: settings.slow_after,
     });
     let handle = RouterHub { shared: shared.clone() };
     rt.spawn(hub_clock(rt.clone(), Arc::downgrade(&shared)));
     let accept = accept_each(rt.clone(), listener, settings.options.clone(), move |stream, peer: SocketAddr| {
+        if shared.connections.len() >= settings.max_connections {
+            // Dropped unread: the peer sees the connection close.
+            shared.refused_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(stream);
+            return;
+        }
         // Never refused: the same configuration was accepted above.
         let Ok(machine) = MessageConnection::new(message) else { return };
         let (id, connection) = drive_tracked(&rt, &shared.connections, machine, stream, &settings.driver);

@@ -39,3 +39,41 @@ async fn unwatched_join_and_leave_events_keep_only_the_newest() {
     assert_eq!(kept, ["+u8", "-u8 bye", "+u9", "-u9 bye"], "the newest {KEPT} of {} events", 2 * CYCLES);
     assert_eq!(hub.events_dropped(), (2 * CYCLES - KEPT) as u64);
 }
+
+/// Past `HubSettings::max_connections` a connection is closed at once, unread, while the ones
+/// already open stay; a place that frees up is taken again.
+#[tokio::test]
+async fn connections_past_the_hubs_limit_are_closed_at_once() {
+    use std::io::Read;
+    use std::time::Duration;
+    let listener = Tokio.listen("127.0.0.1:0").unwrap();
+    let addr = switchboard_rt::Listener::local_addr(&listener).unwrap();
+    let hub = Hub::new(HubConfig::default(), Box::new(SplitMix64::new(3)));
+    let settings = HubSettings { max_connections: 2, ..HubSettings::default() };
+    let (hub, accept) = router::serve_hub(Tokio, listener, hub, settings).unwrap();
+    tokio::spawn(accept);
+    let open: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    while hub.connections().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let over = tokio::task::spawn_blocking(move || {
+        let mut over = std::net::TcpStream::connect(addr).unwrap();
+        over.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        // EOF long before the 10 s hello timeout: closed at once, nothing said.
+        over.read_to_end(&mut got).map(|_| got)
+    });
+    let got = over.await.unwrap().expect("closed at once, not timed out");
+    assert!(got.is_empty());
+    assert_eq!(hub.refused_connections(), 1);
+    assert_eq!(hub.connections().len(), 2, "the open ones stay");
+    drop(open);
+    while !hub.connections().is_empty() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _again = std::net::TcpStream::connect(addr).unwrap();
+    while hub.connections().is_empty() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(hub.refused_connections(), 1, "a freed place is taken again");
+}

@@ -556,3 +556,32 @@ fn random_garbage_never_panics() {
         assert!(garbage_run(&wire, &cuts, cfg), "{wire:02x?}");
     }
 }
+
+/// Found by the fuzz targets: after the read side closed, `dead_after` no longer acts, and the
+/// deadline it would have set must not be reported (a driver would wake for it forever).
+#[test]
+fn no_dead_after_deadline_is_reported_once_the_read_side_closed() {
+    let config = MessageConfig::default().with_heartbeat(None, Some(Duration::from_millis(100)));
+    let mut c = conn(config);
+    c.handle_input(Instant::ZERO, Input::Eof).unwrap();
+    let out = drain(&mut c, Instant::ZERO);
+    assert!(out.read_closed);
+    assert_eq!(out.deadline, None, "no timer is running");
+    let later = Instant::from_millis(1_000);
+    let out = drain(&mut c, later);
+    assert!(out.finished.is_none() && out.deadline.is_none(), "{out:?}");
+}
+
+/// Found by the fuzz targets: `Close` while the connection is finishing is a no-op, not a
+/// refusal (contract rule 8), here and through the router client above it.
+#[test]
+fn close_while_finishing_is_no_news() {
+    let mut c = conn(MessageConfig::default());
+    feed(&mut c, Instant::ZERO, &frame(MessageKind::Request, 0, b"")).unwrap();
+    // A request with id 0 closes the read side; the first close starts the finish.
+    c.handle_input(Instant::ZERO, Input::Close).unwrap();
+    assert!(c.is_finished());
+    assert_eq!(c.handle_input(Instant::ZERO, Input::Close), Ok(()));
+    assert_eq!(drain(&mut c, Instant::ZERO).finished, Some(Err(Error::ZeroRequestId)));
+    assert_eq!(c.handle_input(Instant::ZERO, Input::Close), Ok(()), "and after the finish");
+}

@@ -506,7 +506,9 @@ impl MessageConnection {
 
     /// This layer's own next deadline.
     fn deadline(&self) -> Option<Instant> {
-        let dead = self.config.dead_after.zip(self.last_received).map(|(d, t)| t + d);
+        // After the read side closed nothing can arrive: `dead_after` no longer acts, so it
+        // must not be reported either (a deadline never acted on would have a driver spin).
+        let dead = self.config.dead_after.filter(|_| !self.read_closed).zip(self.last_received).map(|(d, t)| t + d);
         let beat = self.config.interval.zip(self.last_sent).map(|(d, t)| t + d);
         earliest(self.pending.next_deadline(), earliest(dead, beat))
     }
@@ -531,6 +533,10 @@ impl Machine for MessageConnection {
 
     fn handle_input(&mut self, now: Instant, input: Input<'_, Command>) -> Result<(), Error> {
         self.on_time(now);
+        if matches!(input, Input::Close) && self.is_finished() {
+            // Closing what is finishing (or finished) is no news (contract rule 8).
+            return Ok(());
+        }
         self.check_open()?;
         match input {
             Input::Stream(_) if self.read_closed => {

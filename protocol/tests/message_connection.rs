@@ -585,3 +585,18 @@ fn close_while_finishing_is_no_news() {
     assert_eq!(drain(&mut c, Instant::ZERO).finished, Some(Err(Error::ZeroRequestId)));
     assert_eq!(c.handle_input(Instant::ZERO, Input::Close), Ok(()), "and after the finish");
 }
+
+/// Found by the fuzz targets: an error answer whose text is not UTF-8 closes the read side; the
+/// request it answered still ends exactly once (unanswered: no answer could be read).
+#[test]
+fn a_malformed_error_answer_leaves_its_request_unanswered_not_lost() {
+    let mut c = conn(MessageConfig::default());
+    let id = c.request(Instant::ZERO, b(b"q"), None).unwrap();
+    drain(&mut c, Instant::ZERO);
+    feed(&mut c, Instant::ZERO, &frame(MessageKind::Error, id, b"\xc3\x28")).unwrap();
+    let out = drain(&mut c, Instant::ZERO);
+    assert_eq!(out.events, [Event::Unanswered { id }]);
+    assert!(out.read_closed);
+    c.handle_input(Instant::ZERO, Input::Close).unwrap();
+    assert_eq!(drain(&mut c, Instant::ZERO).finished, Some(Err(Error::InvalidErrorText { id })));
+}

@@ -485,7 +485,15 @@ impl MessageConnection {
             MessageKind::Error if id == 0 => self.error_event(id, payload)?,
             MessageKind::Response | MessageKind::Error => match self.pending.complete(now, id) {
                 Completion::OnTime if kind == MessageKind::Response => Event::Response { id, payload },
-                Completion::OnTime => self.error_event(id, payload)?,
+                Completion::OnTime => match self.error_event(id, payload) {
+                    Ok(event) => event,
+                    Err(fault) => {
+                        // The request is off the table already: it ends here, unanswered (no
+                        // answer could be read), before the fault closes the read side.
+                        self.events.push_back(Event::Unanswered { id });
+                        return Err(fault);
+                    }
+                },
                 Completion::Late => Event::LateResponse { id },
                 Completion::NotPending if self.ids.was_issued(id) => Event::LateResponse { id },
                 Completion::NotPending => return Err(Error::UnsolicitedResponse { id }),

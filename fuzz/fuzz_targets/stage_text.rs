@@ -7,7 +7,10 @@
 //! points; the lines are exactly the reference split of the stream (each ends with its only
 //! `\n` and is at most IN long, newline included); `LineTooLong` comes exactly where the
 //! reference finds a line over IN, or an unfinished one that can no longer fit; an EOF inside a
-//! line reports how much was buffered; the receive buffer never holds IN bytes.
+//! line reports how much was buffered; an EOF or a line over IN closes only the read side
+//! (`ReadClosed` after the lines, no event after it) and the end, the peer's fault if any, comes
+//! only once the harness closes (it stops reading at `ReadClosed` and closes, as a driver does);
+//! the receive buffer never holds IN bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -26,12 +29,14 @@ fuzz_target!(|data: &[u8]| {
     let (expected, rest, too_long) = reference_lines(stream, max_in);
     let lines: Vec<&[u8]> = fed.events.iter().map(|Event::Frame(line)| &line[..]).collect();
     assert_eq!(lines, expected, "lines differ from the reference split");
+    assert_eq!(fed.is_finished(), fed.read_closed, "finished {:?}, read side closed: {}", fed.finished, fed.read_closed);
+    assert_eq!(fed.is_finished(), fed.closed, "finished before the harness closed: {:?}", fed.finished);
     match &fed.finished {
         Some(Err(Error::LineTooLong { max })) => {
             assert!(too_long && *max == max_in, "LineTooLong where the reference finds none")
         }
         _ if too_long => panic!("a line over IN was not refused: {:?}", fed.finished),
-        None => assert!(!eof || rest.is_empty(), "open after EOF with {} bytes of a line left", rest.len()),
+        None => assert!(!eof, "open after EOF"),
         Some(Ok(())) => assert!(rest.is_empty(), "a clean end with {} bytes of a line left", rest.len()),
         Some(Err(Error::Truncated { buffered })) => {
             assert!(eof, "truncated without an EOF");

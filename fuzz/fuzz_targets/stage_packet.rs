@@ -22,7 +22,7 @@ use switchboard_proto::stage::{encode_frame, Error, Event, FramingConfig, Packet
 use switchboard_proto::Instant;
 
 fuzz_target!(|data: &[u8]| {
-    let StreamCase { limit, eof, cuts, stream } = StreamCase::read(data);
+    let StreamCase { limit, eof, cuts, stream, .. } = StreamCase::read(data);
     let max_in = usize::from(limit).max(HEADER_LEN);
 
     let config = FramingConfig::packet(max_in, 0);

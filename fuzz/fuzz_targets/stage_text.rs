@@ -19,7 +19,7 @@ use switchboard_proto::stage::{Error, Event, FramingConfig, PacketConnection};
 use switchboard_proto::Instant;
 
 fuzz_target!(|data: &[u8]| {
-    let StreamCase { limit, eof, cuts, stream } = StreamCase::read(data);
+    let StreamCase { limit, eof, cuts, stream, .. } = StreamCase::read(data);
     let max_in = usize::from(limit).max(1);
 
     let config = FramingConfig::text(max_in, 0);

@@ -442,13 +442,15 @@ pub fn optional_millis(byte: u8) -> Option<Duration> {
     (byte != 0).then(|| Duration::from_millis(u64::from(byte)))
 }
 
-/// The common layout of the stream-decoder targets: a `u16` limit, an EOF flag, cut points,
-/// then the stream itself (the rest of the input).
+/// The common layout of the stream-decoder targets: a `u16` limit, a flags byte (bit 0: EOF,
+/// bit 1: close), cut points, then the stream itself (the rest of the input).
 pub struct StreamCase<'a> {
     /// The limit under test (IN, or the largest message), as the fuzzer chose it.
     pub limit: u16,
     /// Whether the stream ends with an EOF.
     pub eof: bool,
+    /// Whether the application closes the machine after the stream (targets that use it).
+    pub close: bool,
     /// Where the stream is cut, sorted.
     pub cuts: Vec<usize>,
     /// The bytes.
@@ -460,10 +462,10 @@ impl<'a> StreamCase<'a> {
     pub fn read(data: &'a [u8]) -> Self {
         let mut script = Script::new(data);
         let limit = script.u16();
-        let eof = script.byte() & 1 == 1;
+        let flags = script.byte();
         let cuts = script.cuts();
         let stream = script.rest();
-        StreamCase { limit, eof, cuts: cuts.within(stream.len()), stream }
+        StreamCase { limit, eof: flags & 1 == 1, close: flags & 2 == 2, cuts: cuts.within(stream.len()), stream }
     }
 
     /// Write a case (for seeds), with no cuts.

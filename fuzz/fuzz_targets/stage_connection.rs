@@ -26,9 +26,7 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{
-    cipher_pair, close, drain, end_input, optional_millis, reference_frame, Clock, Fed, Script,
-};
+use switchboard_fuzz::{cipher_pair, close, drain, end_input, optional_millis, reference_frame, Clock, Fed, Script};
 use switchboard_proto::stage::{Command, Error, Event, Filter, FramingConfig, PacketConnection, HEADER_LEN};
 use switchboard_proto::{Duration, Input, Instant, Machine};
 
@@ -74,8 +72,7 @@ impl Side {
         };
         let len = frame.as_ref().map_or(payload.len(), Vec::len);
         let over_out = max_out != 0 && len > max_out;
-        let malformed =
-            frame.as_ref().is_some_and(|f| f.len() < HEADER_LEN || reference_frame(&f[HEADER_LEN..]) != *f);
+        let malformed = frame.as_ref().is_some_and(|f| f.len() < HEADER_LEN || reference_frame(&f[HEADER_LEN..]) != *f);
         match result {
             Ok(()) => {
                 assert!(!over_out && !malformed, "accepted a send of {len} bytes with OUT = {max_out}");
@@ -189,8 +186,12 @@ fuzz_target!(|data: &[u8]| {
         None => (PacketConnection::new(config), PacketConnection::new(config)),
     };
     let mut sender = Side::new(sender);
-    let mut receiver =
-        Receiver { side: Side::new(receiver), buffer: BytesMut::new(), ended_input: false, last_inbound: Instant::ZERO };
+    let mut receiver = Receiver {
+        side: Side::new(receiver),
+        buffer: BytesMut::new(),
+        ended_input: false,
+        last_inbound: Instant::ZERO,
+    };
     let mut clock = Clock::new();
     // Both expire clocks start at the first call.
     let start = clock.now();

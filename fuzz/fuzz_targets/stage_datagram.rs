@@ -168,7 +168,8 @@ fuzz_target!(|data: &[u8]| {
         if out.finished.is_some() {
             let now = clock.now();
             endpoint.handle_input(now, Input::Close).expect("Close after the end is a no-op");
-            let refused = endpoint.handle_input(now, Input::Command(DatagramCommand::SendBodyTo(peers()[0], Bytes::new())));
+            let refused =
+                endpoint.handle_input(now, Input::Command(DatagramCommand::SendBodyTo(peers()[0], Bytes::new())));
             assert_eq!(refused, Err(Error::Finished), "a finished endpoint took a command");
             break;
         }

@@ -39,7 +39,13 @@ fuzz_target!(|data: &[u8]| {
     }
     // Nothing ends a connection with no timers but the harness's close, which comes exactly
     // when the read side closed (an EOF, or a bad header).
-    assert_eq!(fed.is_finished(), fed.read_closed, "finished {:?}, read side closed: {}", fed.finished, fed.read_closed);
+    assert_eq!(
+        fed.is_finished(),
+        fed.read_closed,
+        "finished {:?}, read side closed: {}",
+        fed.finished,
+        fed.read_closed
+    );
     assert_eq!(fed.is_finished(), fed.closed, "finished before the harness closed: {:?}", fed.finished);
     match &fed.finished {
         None => assert!(!eof, "open after EOF"),

@@ -29,7 +29,13 @@ fuzz_target!(|data: &[u8]| {
     let (expected, rest, too_long) = reference_lines(stream, max_in);
     let lines: Vec<&[u8]> = fed.events.iter().map(|Event::Frame(line)| &line[..]).collect();
     assert_eq!(lines, expected, "lines differ from the reference split");
-    assert_eq!(fed.is_finished(), fed.read_closed, "finished {:?}, read side closed: {}", fed.finished, fed.read_closed);
+    assert_eq!(
+        fed.is_finished(),
+        fed.read_closed,
+        "finished {:?}, read side closed: {}",
+        fed.finished,
+        fed.read_closed
+    );
     assert_eq!(fed.is_finished(), fed.closed, "finished before the harness closed: {:?}", fed.finished);
     match &fed.finished {
         Some(Err(Error::LineTooLong { max })) => {

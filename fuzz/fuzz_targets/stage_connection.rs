@@ -143,7 +143,7 @@ impl Receiver {
         }
         self.side.conn.handle_input(now, Input::Stream(&mut self.buffer)).expect("stream input while reading");
         self.side.drain(now, max_out);
-        if !self.side.fed.is_finished() {
+        if self.side.fed.is_reading() {
             assert!(
                 self.buffer.len() < max_in.max(HEADER_LEN),
                 "{} bytes buffered with IN = {max_in}",

@@ -230,7 +230,7 @@ pub struct Fed<E, X> {
     /// [`close`]): a machine that finished with this still `false` ended on its own.
     pub closed: bool,
     /// The most bytes the machine left in the receive buffer after a `Stream` input while it
-    /// was still open.
+    /// still read.
     pub max_buffered: usize,
 }
 
@@ -322,7 +322,8 @@ where
             panic!("stream input refused while reading: {e:?}");
         }
         drain_into(machine, now, &mut fed);
-        if !fed.is_finished() {
+        // What a fault leaves in the buffer is never read again.
+        if fed.is_reading() {
             fed.max_buffered = fed.max_buffered.max(buffer.len());
         }
     }

@@ -169,39 +169,42 @@ pub fn chunks<'s>(stream: &'s [u8], cuts: &[usize]) -> Vec<&'s [u8]> {
     pieces
 }
 
-/// Poll `machine` until it is drained or finished, like `switchboard_proto::machine::drain`,
-/// checking the order of what it reports on the way: `ReadClosed` at most once, and no event
-/// after it (contract rule 7).
+/// `switchboard_proto::machine::drain`, checking the order of what the machine reports on the
+/// way: `ReadClosed` at most once, and no event after it (contract rule 7).
 pub fn drain<M: Machine>(machine: &mut M, now: Instant) -> Drained<M::Event, M::Error> {
-    let mut out = Drained {
-        transmits: Vec::new(),
-        datagrams: Vec::new(),
-        events: Vec::new(),
-        read_closed: false,
-        deadline: None,
-        finished: None,
-    };
-    loop {
-        match machine.poll_output(now) {
-            Output::Transmit(bytes) => out.transmits.push(bytes),
-            Output::TransmitTo(to, bytes) => out.datagrams.push((to, bytes)),
-            Output::Event(event) => {
-                assert!(!out.read_closed, "an event after ReadClosed");
-                out.events.push(event);
-            }
+    switchboard_proto::machine::drain(&mut OrderChecked { machine, read_closed: false }, now)
+}
+
+/// A machine whose outputs are checked for the order rule 7 sets as they are polled.
+struct OrderChecked<'m, M> {
+    machine: &'m mut M,
+    read_closed: bool,
+}
+
+impl<M: Machine> Machine for OrderChecked<'_, M> {
+    type Command = M::Command;
+    type Event = M::Event;
+    type Error = M::Error;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, M::Command>) -> Result<(), M::Error> {
+        self.machine.handle_input(now, input)
+    }
+
+    fn poll_output(&mut self, now: Instant) -> Output<M::Event, M::Error> {
+        let output = self.machine.poll_output(now);
+        match output {
+            Output::Event(_) => assert!(!self.read_closed, "an event after ReadClosed"),
             Output::ReadClosed => {
-                assert!(!out.read_closed, "ReadClosed reported twice");
-                out.read_closed = true;
+                assert!(!self.read_closed, "ReadClosed reported twice");
+                self.read_closed = true;
             }
-            Output::Timeout(deadline) => {
-                out.deadline = deadline;
-                return out;
-            }
-            Output::Finished(result) => {
-                out.finished = Some(result);
-                return out;
-            }
+            _ => {}
         }
+        output
+    }
+
+    fn write_budget(&self) -> usize {
+        self.machine.write_budget()
     }
 }
 
@@ -252,6 +255,22 @@ impl<E: std::fmt::Debug, X: std::fmt::Debug> Fed<E, X> {
             Some(result) => self.finished = Some(result),
             None => check_deadline(drained.deadline, now),
         }
+    }
+}
+
+impl<E, X: std::fmt::Debug> Fed<E, X> {
+    /// For a machine with no timers fed by [`feed_stream`]: nothing ends it but the harness's
+    /// `Close`, which comes exactly when its read side closed (the peer's EOF or a fault), so a
+    /// fault is the result only then.
+    pub fn assert_ended_only_at_read_close(&self) {
+        assert_eq!(
+            self.is_finished(),
+            self.read_closed,
+            "finished {:?}, read side closed: {}",
+            self.finished,
+            self.read_closed
+        );
+        assert_eq!(self.is_finished(), self.closed, "finished before the harness closed: {:?}", self.finished);
     }
 }
 

@@ -1,19 +1,22 @@
 //! KCOM5 receiving (WIRE.md §1): `kcom::Receiver` fed an arbitrary sender stream.
 //!
-//! Input: the message limit (`u16`; the data limit is 16 times it), an EOF flag, the cut
-//! points, then the stream (seeds start with the echo of the receiver's hello, `KCOM5` 01 02 03).
+//! Input: the message limit (`u16`; the data limit is 16 times it), flags (bit 0: an EOF after
+//! the stream, bit 1: the application closes after it), the cut points, then the stream (seeds
+//! start with the echo of the receiver's hello, `KCOM5` 01 02 03).
 //!
 //! Checks: the hello goes out first and alone; whole or cut at the fuzzer's points, the stream
 //! gives the same message, data and end; they are what the reference parser reads (echo, u32
 //! length and message, u64 length and data), with the error it names (mismatched echo, a
 //! length over its limit before any of the body is buffered, a message that is not UTF-8, an
-//! EOF naming the part it cut and how much of it had arrived); events come in their documented
-//! order; the receive buffer never holds more than a field or the message.
+//! EOF naming the part it cut and how much of it had arrived; the receiver finishes at the EOF,
+//! never going read-closed); a `Close` before the transfer completed ends it `Abandoned`, one
+//! after the end is a no-op, never refused; events come in their documented order; the receive
+//! buffer never holds more than a field or the message.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{chunks, feed_stream, Fed, StreamCase};
+use switchboard_fuzz::{chunks, close, drain_into, feed_stream, Fed, StreamCase};
 use switchboard_proto::kcom::{Collector, Error, KcomConfig, Part, Receiver, ReceiverEvent, HELLO_LEN, MAGIC};
 use switchboard_proto::Instant;
 
@@ -92,13 +95,24 @@ fn collect(fed: &Fed<ReceiverEvent, Error>) -> (Option<String>, Bytes) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let StreamCase { limit, eof, cuts, stream } = StreamCase::read(data);
+    let StreamCase { limit, eof, close: close_after, cuts, stream } = StreamCase::read(data);
     let config = KcomConfig::default()
         .with_close(None)
         .with_max_msg_len(u32::from(limit))
         .with_max_data_len(u64::from(limit) * 16);
-    let whole = feed_stream(&mut Receiver::with_nonce(config, NONCE), Instant::ZERO, [stream], eof);
-    let split = feed_stream(&mut Receiver::with_nonce(config, NONCE), Instant::ZERO, chunks(stream, &cuts), eof);
+    let run = |pieces: Vec<&[u8]>| {
+        let mut receiver = Receiver::with_nonce(config, NONCE);
+        let mut fed = feed_stream(&mut receiver, Instant::ZERO, pieces, eof);
+        if close_after {
+            close(&mut receiver, Instant::ZERO, &mut fed);
+            drain_into(&mut receiver, Instant::ZERO, &mut fed);
+            assert!(fed.is_finished(), "a closed receiver did not finish");
+        }
+        assert!(!fed.read_closed, "the receiver went read-closed instead of finishing");
+        fed
+    };
+    let whole = run(vec![stream]);
+    let split = run(chunks(stream, &cuts));
 
     let mut hello = MAGIC.to_vec();
     hello.extend_from_slice(&NONCE);
@@ -110,7 +124,11 @@ fuzz_target!(|data: &[u8]| {
     let buffered = whole.max_buffered.max(split.max_buffered);
     assert!(buffered < HELLO_LEN.max(limit as usize), "{buffered} bytes buffered with a {limit}-byte message limit");
 
-    let expected = reference(stream, eof, &config);
+    let mut expected = reference(stream, eof, &config);
+    if close_after && expected.end.is_none() {
+        // Closed by the application before the transfer completed.
+        expected.end = Some(Err(Error::Abandoned));
+    }
     assert_eq!(message, expected.message, "the message differs from the reference");
     assert_eq!(&received[..], &expected.data[..], "the data differs from the reference");
     assert_eq!(whole.finished, expected.end, "the end differs from the reference");

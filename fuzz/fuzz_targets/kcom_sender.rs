@@ -1,5 +1,5 @@
 //! KCOM5 sending (WIRE.md §1): `kcom::Sender` (whole blob or streaming) driven by a sequence of
-//! receiver bytes (a real hello or anything), data chunks, EOF and time steps.
+//! receiver bytes (a real hello or anything), data chunks, EOF, `Close` and time steps.
 //!
 //! Input: the mode (whole or streaming), the `close` deadline (ms, 0 = none), the write budget
 //! (`u16`), the message and whether to repeat it past 4 KiB, the data (whole mode) or its
@@ -10,23 +10,24 @@
 //! all of it once the sender ends cleanly; `Ready` comes once, only after a hello starting with
 //! `KCOM5`; a chunk is refused exactly when it would pass the announced length or, before the
 //! hello, the write budget, and a refused chunk changes nothing; an EOF before the hello, a bad
-//! magic and the deadline end the sender exactly when the rules say; a finished sender refuses
+//! magic and the deadline end the sender exactly when the rules say; `Close` with data still
+//! owed ends it `Abandoned` at once, and with all data given is a no-op (the transfer goes on
+//! and completes); `Close` is never refused, after the end either; a finished sender refuses
 //! further data.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{drain_into, end_input, optional_millis, Clock, Fed, Script};
+use switchboard_fuzz::{close, drain, drain_into, end_input, optional_millis, Clock, Fed, Script};
 use switchboard_proto::kcom::{Error, KcomConfig, Part, Sender, SenderCommand, SenderEvent, HELLO_LEN, MAGIC};
-use switchboard_proto::machine::drain;
 use switchboard_proto::{Input, Machine};
 
 fuzz_target!(|data: &[u8]| {
     let mut script = Script::new(data);
     let streaming = script.byte() & 1 == 1;
-    let close = optional_millis(script.byte());
+    let deadline = optional_millis(script.byte());
     let budget = usize::from(script.u16());
-    let config = KcomConfig::default().with_close(close).with_write_budget(budget);
+    let config = KcomConfig::default().with_close(deadline).with_write_budget(budget);
     // Repeated past 4 KiB on request, so that short inputs reach the long messages that go out
     // uncopied.
     let mut message = script.string();
@@ -51,11 +52,13 @@ fuzz_target!(|data: &[u8]| {
     let mut buffer = BytesMut::new();
     let mut held = 0;
     let mut input_ended = false;
+    let mut abandoned = false;
 
     while !script.is_empty() && !fed.is_finished() {
         let now = clock.now();
         let handshaken = received.len() >= HELLO_LEN;
-        match script.byte() % 4 {
+        let mut closed_owing = false;
+        match script.byte() % 5 {
             0 if !input_ended => {
                 let bytes = script.bytes();
                 received.extend_from_slice(bytes);
@@ -85,13 +88,24 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(sender.remaining(), data_len - accepted.len() as u64);
             }
             2 if !input_ended => end_input(&mut sender, now, &mut input_ended),
+            4 => {
+                closed_owing = sender.remaining() > 0;
+                abandoned |= closed_owing;
+                close(&mut sender, now, &mut fed);
+                if script.byte() & 1 == 1 {
+                    close(&mut sender, now, &mut fed);
+                }
+            }
             _ => {
                 clock.advance(u64::from(script.u16()));
             }
         }
         let now = clock.now();
         drain_into(&mut sender, now, &mut fed);
-        let due = close.is_some_and(|close| now >= start + close);
+        let due = deadline.is_some_and(|deadline| now >= start + deadline);
+        if closed_owing {
+            assert_eq!(fed.finished, Some(Err(Error::Abandoned)), "Close with data owed did not abandon the transfer");
+        }
         match &fed.finished {
             Some(Err(Error::TimedOut { .. })) => assert!(due, "timed out before the deadline"),
             Some(Err(Error::BadMagic { got })) => assert!(got[..MAGIC.len()] != MAGIC && received.starts_with(got)),
@@ -99,6 +113,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(input_ended && *got == received.len() as u64 && received.len() < HELLO_LEN)
             }
             Some(Ok(())) => assert_eq!(accepted.len() as u64, data_len, "ended before all data was given"),
+            Some(Err(Error::Abandoned)) => assert!(abandoned, "abandoned without a Close while data was owed"),
             Some(Err(e)) => panic!("the sender failed: {e}"),
             None => assert!(!due, "the deadline passed unnoticed"),
         }
@@ -106,6 +121,7 @@ fuzz_target!(|data: &[u8]| {
     if fed.is_finished() {
         let refused = sender.handle_input(clock.now(), Input::Command(SenderCommand::Data(Bytes::from_static(b"x"))));
         assert_eq!(refused, Err(Error::Finished), "a finished sender took data");
+        close(&mut sender, clock.now(), &mut fed);
     }
 
     let ready = fed.events.iter().filter(|e| **e == SenderEvent::Ready).count();

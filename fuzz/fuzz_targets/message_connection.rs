@@ -1,26 +1,33 @@
 //! Message connections (WIRE.md §4): one `message::MessageConnection` driven by a sequence of
-//! commands (requests, answers, notifications, errors, flush, close), bytes from a scripted peer
-//! (well-formed message frames or garbage, handed over in fuzzer-sized pieces), EOF and time
-//! steps, with request timeouts, heartbeats and `dead_after` configured by the fuzzer.
+//! commands (requests, answers, notifications, errors, flush), `Close`, bytes from a scripted
+//! peer (well-formed message frames or garbage, handed over in fuzzer-sized pieces), EOF and
+//! time steps, with request timeouts, heartbeats and `dead_after` configured by the fuzzer.
 //!
 //! Input: IN and OUT (`u16` each), the heartbeat interval, `dead_after` and the request timeout
-//! (ms, 0 = none), `max_pending`, the error payload form, then operations.
+//! (ms, 0 = none), `max_pending`, the error payload form, then operations. The harness plays the
+//! driver: it stops reading at `ReadClosed`, and the application goes on answering until the
+//! script closes.
 //!
 //! Checks: the bytes sent decode, with the reference decoder, into exactly the messages the
-//! accepted commands asked for, in order, with heartbeats numbered 1, 2, 3, … between them;
-//! requests get ids 1, 2, 3, …; answers and time-outs are reported only for requests that are
-//! pending, `LateResponse` only for ids issued, and the pending table never exceeds
-//! `max_pending`; until the peer sends garbage, the requests, notifications and heartbeats
-//! reported are exactly the peer's, in order; `PeerDead` comes exactly when `dead_after` is due;
-//! nothing is reported after the end and a finished connection refuses commands.
+//! accepted commands asked for, in order, all of them before `Finished` (answers after the
+//! peer's EOF included), with heartbeats numbered 1, 2, 3, … between them; requests get ids 1,
+//! 2, 3, …; answers and time-outs are reported only for requests that are pending,
+//! `LateResponse` only for ids issued, and the pending table never exceeds `max_pending`; when
+//! the read side closes (EOF, or a fault in the peer's bytes) every request then pending, and
+//! only those, is reported `Unanswered`, before `ReadClosed`, and after it no event comes, a
+//! request is refused with `PeerClosed` and answers are still sent; until the peer sends
+//! garbage, the requests, notifications and heartbeats reported are exactly the peer's, in
+//! order; `PeerDead` comes exactly when `dead_after` is due while the read side is open, and
+//! never after it closed; nothing else ends the connection unless closed, and a fault in the
+//! peer's bytes is the result only then; `Close` is never refused, a second one or one after the
+//! end being a no-op; a finished connection refuses commands.
 #![no_main]
 
 use std::collections::BTreeSet;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{end_input, optional_millis, reference_frames, Clock, Fed, Script};
-use switchboard_proto::machine::drain;
+use switchboard_fuzz::{close, drain, end_input, optional_millis, reference_frames, Clock, Fed, Script};
 use switchboard_proto::message::{
     encode_message, Command, Error, ErrorPayload, Event, Message, MessageConfig, MessageConnection, MessageKind,
 };
@@ -86,7 +93,13 @@ fuzz_target!(|data: &[u8]| {
                 payload: Bytes::copy_from_slice(script.bytes()),
             }),
             5 => Some(Command::Flush),
-            6 => Some(Command::Close),
+            6 => {
+                close(&mut conn, now, &mut fed);
+                if script.byte() & 1 == 1 {
+                    close(&mut conn, now, &mut fed);
+                }
+                None
+            }
             7 => {
                 // The peer writes a well-formed message frame (ids kept small so answers match).
                 let kind = MessageKind::ALL[usize::from(script.byte() % 5)];
@@ -104,7 +117,7 @@ fuzz_target!(|data: &[u8]| {
                 peer_wire.extend_from_slice(script.bytes());
                 None
             }
-            9 if !input_ended => {
+            9 if fed.is_reading() && !input_ended => {
                 let pending_bytes = &peer_wire[delivered..];
                 let n = usize::from(script.u16()) % (pending_bytes.len() + 1);
                 buffer.extend_from_slice(&pending_bytes[..n]);
@@ -112,10 +125,10 @@ fuzz_target!(|data: &[u8]| {
                 if n > 0 {
                     last_received = now;
                 }
-                conn.handle_input(now, Input::Stream(&mut buffer)).expect("stream input while open");
+                conn.handle_input(now, Input::Stream(&mut buffer)).expect("stream input while reading");
                 None
             }
-            9 | 10 if input_ended => None,
+            9 | 10 if !fed.is_reading() || input_ended => None,
             10 => {
                 end_input(&mut conn, now, &mut input_ended);
                 None
@@ -127,6 +140,7 @@ fuzz_target!(|data: &[u8]| {
         };
         if let Some(command) = command {
             let id = next_id;
+            let request = matches!(command, Command::Request { .. });
             let expected = match &command {
                 Command::Request { payload, .. } => Some(Message::request(id, payload.clone())),
                 Command::Respond { id, payload } => Some(Message::response(*id, payload.clone())),
@@ -137,6 +151,7 @@ fuzz_target!(|data: &[u8]| {
             };
             match conn.handle_input(now, Input::Command(command)) {
                 Ok(()) => {
+                    assert!(!(request && fed.read_closed), "a request accepted after the read side closed");
                     if let Some(message) = expected {
                         if message.kind == MessageKind::Request {
                             next_id += 1;
@@ -145,7 +160,10 @@ fuzz_target!(|data: &[u8]| {
                         expected_out.push(message);
                     }
                 }
-                Err(Error::TooManyPending { max }) => assert!(max == max_pending && pending.len() >= max_pending),
+                Err(Error::TooManyPending { max }) => {
+                    assert!(max == max_pending && pending.len() >= max_pending && !fed.read_closed)
+                }
+                Err(Error::PeerClosed) => assert!(request && fed.read_closed, "PeerClosed with the read side open"),
                 Err(Error::ZeroResponseId) => {}
                 Err(Error::Stage(e)) => assert!(max_out != 0, "refused with OUT = 0: {e}"),
                 Err(Error::Finished) => panic!("a command refused while open"),
@@ -166,8 +184,15 @@ fuzz_target!(|data: &[u8]| {
                 Event::LateResponse { id } => {
                     assert!(*id != 0 && *id < next_id && !pending.contains(id), "late answer to {id}")
                 }
+                Event::Unanswered { id } => {
+                    assert!(out.read_closed, "Unanswered {{ id: {id} }} without ReadClosed");
+                    assert!(pending.remove(id), "Unanswered for {id}, which is not pending");
+                }
                 _ => {}
             }
+        }
+        if out.read_closed {
+            assert!(pending.is_empty(), "requests pending at the EOF not reported Unanswered: {pending:?}");
         }
         fed.absorb(out, now);
         // Once finished, pending requests are abandoned: the table no longer means anything.
@@ -175,19 +200,28 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(conn.pending().len(), pending.len(), "the pending table differs from the answers seen");
         }
         assert!(pending.len() <= max_pending);
+        // `dead_after` runs while the read side is open: once it closed, no byte can come.
         let dead_due = dead_after.is_some_and(|d| now >= last_received + d);
         match &fed.finished {
-            Some(Err(Error::PeerDead { .. })) => assert!(dead_due, "PeerDead before dead_after"),
-            None => assert!(!dead_due, "dead_after passed unnoticed"),
-            _ => {}
+            Some(Err(Error::PeerDead { .. })) => {
+                assert!(dead_due && !fed.read_closed, "PeerDead before dead_after, or after the read side closed")
+            }
+            None => assert!(!dead_due || fed.read_closed, "dead_after passed unnoticed"),
+            Some(end) => {
+                assert!(fed.closed, "ended on its own with {end:?}");
+                if end.is_err() {
+                    assert!(fed.read_closed, "a fault that did not close the read side first: {end:?}");
+                }
+            }
         }
-        if !fed.is_finished() {
+        if fed.is_reading() {
             assert!(buffer.len() < max_in.max(HEADER_LEN), "{} bytes buffered with IN = {max_in}", buffer.len());
         }
     }
     if fed.is_finished() {
         let refused = conn.handle_input(clock.now(), Input::Command(Command::Flush));
         assert_eq!(refused, Err(Error::Finished), "a finished connection took a command");
+        close(&mut conn, clock.now(), &mut fed);
     }
 
     // What was sent, read back with the reference decoder: the commands' messages in order, and
@@ -205,9 +239,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(expected_out.starts_with(&messages), "sent messages differ from the commands");
-    if !fed.is_finished() {
-        assert_eq!(messages.len(), expected_out.len(), "accepted commands were not sent");
-    }
+    assert_eq!(messages.len(), expected_out.len(), "accepted commands were not sent (finished: {:?})", fed.finished);
     let reported: Vec<&Event> = fed
         .events
         .iter()

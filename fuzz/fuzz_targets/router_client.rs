@@ -1,24 +1,28 @@
 //! The router client (WIRE.md §5): `router::RouterClient` against a scripted hub that writes
 //! welcomes, notifications, refusals and arbitrary message frames (handed over in fuzzer-sized
-//! pieces), while the application sends commands; with EOF and time steps.
+//! pieces), while the application sends commands and closes; with EOF and time steps.
 //!
 //! Input: the hello's request timeout (ms, 0 = none), whether the hello asks for a unique, then
-//! operations.
+//! operations. The harness plays the driver: it stops reading at `ReadClosed`.
 //!
 //! Checks: the client's bytes are message frames: first the hello request (id 1) carrying the
 //! configured hello, then exactly one notification per accepted command, carrying that
-//! command's payload (heartbeats aside); a command other than `Close` is refused before the
-//! welcome; `Welcome` comes at most once, before any hub notification, never listing the client
-//! itself, and `me()` then carries its unique; the client ends only with a peer's or the
-//! connection's error, never one blamed on the caller; a finished client refuses input.
+//! command's payload (heartbeats aside), and one `bye` when it is closed welcomed while the hub
+//! has not closed its side, all of them before `Finished`; commands are refused before the
+//! welcome and taken after the hub's EOF; `Welcome` comes at most once, before any hub
+//! notification, never listing the client itself, and `me()` then carries its unique; no event
+//! after `ReadClosed`; the hub's EOF before the welcome ends it `HelloUnanswered`; the client
+//! ends only with a peer's or the connection's error, never one blamed on the caller, cleanly
+//! only when closed, and once welcomed a fault in the hub's bytes is the result only once it is
+//! closed; `Close` is never refused, a second one (no second `bye`) or one after the end being a
+//! no-op; a finished client refuses commands.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::{drain_into, end_input, optional_millis, reference_frames, Clock, Fed, Script};
-use switchboard_proto::machine::drain;
+use switchboard_fuzz::{close, drain, drain_into, end_input, optional_millis, reference_frames, Clock, Fed, Script};
 use switchboard_proto::message::{encode_message, Message, MessageConfig, MessageKind};
 use switchboard_proto::router::{
     ClientCommand, ClientConfig, ClientDoc, ClientEvent, FromHub, Hello, RefuseCode, Refused, RouterClient,
@@ -74,16 +78,17 @@ fn hub_message(script: &mut Script<'_>) -> (MessageKind, u64, Bytes) {
     }
 }
 
-fn command(script: &mut Script<'_>) -> ClientCommand {
+/// What the application does: a command, or `None` for closing (`Input::Close`).
+fn command(script: &mut Script<'_>) -> Option<ClientCommand> {
     let data = bson::doc! { "n": i32::from(script.byte()) };
-    match script.byte() % 6 {
+    Some(match script.byte() % 6 {
         0 => ClientCommand::broadcast(script.string(), data),
         1 => ClientCommand::at([unique(script)], script.string(), data),
         2 => ClientCommand::omit([unique(script)], script.string(), data),
         3 => ClientCommand::datastore(script.string(), script.string()),
         4 => ClientCommand::bye((script.byte() & 1 == 1).then_some("done")),
-        _ => ClientCommand::Close,
-    }
+        _ => return None,
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -113,35 +118,41 @@ fuzz_target!(|data: &[u8]| {
                 encode_message(kind, id, &payload, &mut frame).expect("encodes");
                 hub_wire.extend_from_slice(&frame);
             }
-            1 if !input_ended => {
+            1 if fed.is_reading() && !input_ended => {
                 let pending = &hub_wire[delivered..];
                 let n = usize::from(script.u16()) % (pending.len() + 1);
                 buffer.extend_from_slice(&pending[..n]);
                 delivered += n;
-                client.handle_input(now, Input::Stream(&mut buffer)).expect("stream input while open");
+                client.handle_input(now, Input::Stream(&mut buffer)).expect("stream input while reading");
             }
             2 => {
-                let command = command(&mut script);
-                let note = match &command {
-                    ClientCommand::Send(note) => Some(note.clone()),
-                    _ => None,
+                let Some(command) = command(&mut script) else {
+                    // Closing a welcomed client whose hub has not closed says bye first, once.
+                    if client.is_welcomed() && !fed.read_closed && !fed.closed {
+                        notes_sent.push(ToHub::Bye { reason: None }.to_bytes().expect("a bye encodes"));
+                    }
+                    close(&mut client, now, &mut fed);
+                    if script.byte() & 1 == 1 {
+                        close(&mut client, now, &mut fed);
+                    }
+                    drain_into(&mut client, now, &mut fed);
+                    continue;
                 };
+                let ClientCommand::Send(note) = command.clone();
                 let welcomed = client.is_welcomed();
                 match client.handle_input(now, Input::Command(command)) {
                     Ok(()) => {
-                        if let Some(note) = note {
-                            assert!(welcomed, "a notification accepted before the welcome");
-                            notes_sent.push(note.to_bytes().expect("an accepted note encodes"));
-                        }
+                        assert!(welcomed, "a notification accepted before the welcome");
+                        notes_sent.push(note.to_bytes().expect("an accepted note encodes"));
                     }
-                    Err(RouterError::NotWelcomed) => assert!(!welcomed && note.is_some()),
+                    Err(RouterError::NotWelcomed) => assert!(!welcomed),
                     Err(RouterError::Doc(e)) => {
-                        assert!(matches!(note, Some(ToHub::Datastore { key, .. }) if key.contains('\0')), "{e}")
+                        assert!(matches!(note, ToHub::Datastore { key, .. } if key.contains('\0')), "{e}")
                     }
                     Err(e) => panic!("command refused: {e}"),
                 }
             }
-            3 if !input_ended => end_input(&mut client, now, &mut input_ended),
+            3 if fed.is_reading() && !input_ended => end_input(&mut client, now, &mut input_ended),
             _ => {
                 clock.advance(u64::from(script.u16()));
             }
@@ -153,8 +164,23 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(e.fault(), Fault::Peer, "the client ended blaming the caller: {e}");
     }
     if fed.is_finished() {
-        let refused = client.handle_input(clock.now(), Input::Command(ClientCommand::Close));
+        let refused = client.handle_input(clock.now(), Input::Command(ClientCommand::bye(None)));
         assert!(refused.is_err(), "a finished client took a command");
+        close(&mut client, clock.now(), &mut fed);
+    }
+
+    let ever_welcomed = fed.events.iter().any(|e| matches!(e, ClientEvent::Welcome { .. }));
+    match &fed.finished {
+        Some(Err(RouterError::HelloUnanswered)) => {
+            assert!(input_ended && !ever_welcomed, "HelloUnanswered without the hub's EOF before the welcome")
+        }
+        // Only the application's Close ends the client cleanly; once welcomed, the hub's fault in
+        // what it sent closes only the read side, and is the result once the client is closed.
+        Some(Ok(())) => assert!(fed.closed, "ended cleanly without Close"),
+        Some(Err(RouterError::Message(e))) if !fed.closed => {
+            assert!(!ever_welcomed, "a welcomed client ended on the hub's fault before Close: {e}")
+        }
+        _ => {}
     }
 
     let mut welcomed = false;
@@ -182,7 +208,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let notes: Vec<Bytes> = messages.filter(|m| m.kind != MessageKind::Heartbeat).map(|m| m.payload).collect();
     assert!(notes_sent.starts_with(&notes), "notifications sent differ from the commands");
-    if !fed.is_finished() {
-        assert_eq!(notes, notes_sent, "accepted commands were not sent");
-    }
+    assert_eq!(notes.len(), notes_sent.len(), "accepted commands were not sent (finished: {:?})", fed.finished);
 });

@@ -19,8 +19,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::Script;
-use switchboard_proto::machine::drain;
+use switchboard_fuzz::{drain, Script};
 use switchboard_proto::message::{Command, Event};
 use switchboard_proto::router::{
     FromHub, Hello, Hub, HubAction, HubConfig, HubError, HubInput, Refused, ToHub, UniquePolicy, Welcome,
@@ -49,13 +48,14 @@ fn note(script: &mut Script<'_>) -> ToHub {
 
 fn other_event(script: &mut Script<'_>) -> Event {
     let id = u64::from(script.byte());
-    match script.byte() % 6 {
+    match script.byte() % 7 {
         0 => Event::Heartbeat { seq: id },
         1 => Event::Response { id, payload: Bytes::copy_from_slice(script.bytes()) },
         2 => Event::Error { id, text: script.string() },
         3 => Event::ErrorPayload { id, payload: Bytes::copy_from_slice(script.bytes()) },
         4 => Event::LateResponse { id },
-        _ => Event::TimedOut { id },
+        5 => Event::TimedOut { id },
+        _ => Event::Unanswered { id },
     }
 }
 
@@ -123,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
         }
 
         let out = drain(&mut hub, now);
-        assert!(out.transmits.is_empty() && out.datagrams.is_empty() && out.finished.is_none());
+        assert!(out.transmits.is_empty() && out.datagrams.is_empty() && out.finished.is_none() && !out.read_closed);
         let (mut welcomed, mut joined) = (Vec::new(), Vec::new());
         for action in out.events {
             match action {

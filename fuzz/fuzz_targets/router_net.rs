@@ -1,15 +1,21 @@
 //! The router end to end (WIRE.md §5): one `router::Hub` and up to three `RouterClient`s, each
 //! over a pair of message connections joined by in-memory pipes, driven by a sequence of
 //! connects (with a fuzzer-chosen hello), client commands (`broadcast`, `at`, `omit`,
-//! `datastore`, `bye`, `Close`), dropped connections and settling.
+//! `datastore`, `bye`), closes, dropped connections and settling.
 //!
 //! Input: the client limit, the unique policy, the entropy seed, then operations.
+//!
+//! The glue plays the drivers: a side that finished closes its end of the pipe, so the other
+//! reads EOF after the bytes in flight; nobody reads after `ReadClosed`; the hub's glue closes
+//! a connection at its `ReadClosed`, and a client's application does too unless the script made
+//! it linger (it goes on sending until the script closes it).
 //!
 //! Checks: after everything settles, every welcomed client still on the hub sees exactly the
 //! hub's directory without itself (the same uniques, names, games, addresses and datastores),
 //! and knows its own record as the hub does; no client is welcomed twice; an `op` reaches a
-//! client only from a client the hub reported as joined; the hub acts only on connections the
-//! glue opened, and the network always settles.
+//! client only from a client the hub reported as joined; no event after `ReadClosed`; `Close`
+//! is never refused; the hub acts only on connections the glue opened, and the network always
+//! settles.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,8 +23,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use switchboard_fuzz::Script;
-use switchboard_proto::machine::drain;
+use switchboard_fuzz::{check_read_side, drain, Script};
 use switchboard_proto::message::{self, ErrorPayload, MessageConfig, MessageConnection};
 use switchboard_proto::router::{
     ClientCommand, ClientConfig, ClientDoc, ClientEvent, FromHub, Hello, Hub, HubAction, HubConfig, HubInput,
@@ -38,8 +43,16 @@ struct Line {
     downstream: BytesMut,
     client_done: bool,
     server_done: bool,
-    client_read_end: bool,
-    server_read_end: bool,
+    /// Whether the client's driver still reads: no EOF fed, no `ReadClosed` reported.
+    client_reading: bool,
+    server_reading: bool,
+    /// Whether the client and the server reported `ReadClosed`.
+    client_read_closed: bool,
+    server_read_closed: bool,
+    /// Whether the client's application stays open after the hub's EOF (until the script closes).
+    linger: bool,
+    /// Whether the client's application closed it.
+    client_closed: bool,
     welcomes: usize,
 }
 
@@ -66,6 +79,7 @@ impl Net {
             for line in self.lines.iter_mut().flatten() {
                 if !line.client_done {
                     let out = drain(&mut line.client, now);
+                    check_read_side(&mut line.client_read_closed, &out);
                     moved |= !out.transmits.is_empty() || out.finished.is_some();
                     line.upstream.extend_from_slice(&out.wire());
                     for event in &out.events {
@@ -78,9 +92,18 @@ impl Net {
                     }
                     moved |= !out.events.is_empty();
                     line.client_done = out.finished.is_some();
+                    if out.read_closed {
+                        line.client_reading = false;
+                        if !line.client_done && !line.linger {
+                            line.client.handle_input(now, Input::Close).expect("Close is never refused");
+                            line.client_closed = true;
+                            moved = true;
+                        }
+                    }
                 }
                 if !line.server_done {
                     let out = drain(&mut line.server, now);
+                    check_read_side(&mut line.server_read_closed, &out);
                     moved |= !out.transmits.is_empty() || !out.events.is_empty() || out.finished.is_some();
                     line.downstream.extend_from_slice(&out.wire());
                     for event in out.events {
@@ -99,28 +122,31 @@ impl Net {
                             .handle_input(now, Input::Command(HubInput::Closed { conn: line.conn, reason }))
                             .expect("Closed");
                         line.server_done = true;
+                    } else if out.read_closed {
+                        // The hub's glue closes a connection whose client closed its side.
+                        line.server_reading = false;
+                        line.server.handle_input(now, Input::Close).expect("Close is never refused");
+                        moved = true;
                     }
                 }
-                if !line.upstream.is_empty() && !line.server_done && !line.server_read_end {
+                if !line.upstream.is_empty() && !line.server_done && line.server_reading {
                     line.server.handle_input(now, Input::Stream(&mut line.upstream)).expect("bytes for the hub");
                     moved = true;
                 }
-                if !line.downstream.is_empty() && !line.client_done && !line.client_read_end {
+                if !line.downstream.is_empty() && !line.client_done && line.client_reading {
                     line.client.handle_input(now, Input::Stream(&mut line.downstream)).expect("bytes for the client");
                     moved = true;
                 }
                 // A side that finished closes its end of the stream: the other reads EOF after the
-                // bytes in flight, and closes too.
-                if line.client_done && line.upstream.is_empty() && !line.server_done && !line.server_read_end {
-                    line.server_read_end = true;
-                    let _ = line.server.handle_input(now, Input::Eof);
-                    let _ = line.server.handle_input(now, Input::Command(message::Command::Close));
+                // bytes in flight.
+                if line.client_done && line.upstream.is_empty() && !line.server_done && line.server_reading {
+                    line.server_reading = false;
+                    line.server.handle_input(now, Input::Eof).expect("EOF while reading");
                     moved = true;
                 }
-                if line.server_done && line.downstream.is_empty() && !line.client_done && !line.client_read_end {
-                    line.client_read_end = true;
-                    let _ = line.client.handle_input(now, Input::Eof);
-                    let _ = line.client.handle_input(now, Input::Command(ClientCommand::Close));
+                if line.server_done && line.downstream.is_empty() && !line.client_done && line.client_reading {
+                    line.client_reading = false;
+                    line.client.handle_input(now, Input::Eof).expect("EOF while reading");
                     moved = true;
                 }
             }
@@ -139,7 +165,7 @@ impl Net {
                     HubAction::Close { conn } => {
                         let line = line_of(&mut self.lines, conn);
                         if !line.server_done {
-                            let _ = line.server.handle_input(now, Input::Command(message::Command::Close));
+                            line.server.handle_input(now, Input::Close).expect("Close is never refused");
                         }
                     }
                     HubAction::Joined(client) => {
@@ -178,17 +204,18 @@ fn line_of(lines: &mut [Option<Line>; SLOTS], conn: u64) -> &mut Line {
     lines.iter_mut().flatten().find(|line| line.conn == conn).expect("the hub acts on a connection the glue opened")
 }
 
-fn command(script: &mut Script<'_>) -> ClientCommand {
+/// What a client's application does: a command, or `None` for closing (`Input::Close`).
+fn command(script: &mut Script<'_>) -> Option<ClientCommand> {
     let data = bson::doc! { "n": i32::from(script.byte()) };
     let to = [UNIQUES[usize::from(script.byte()) % UNIQUES.len()]];
-    match script.byte() % 6 {
+    Some(match script.byte() % 6 {
         0 => ClientCommand::broadcast("op", data),
         1 => ClientCommand::at(to, "op", data),
         2 => ClientCommand::omit(to, "op", data),
         3 => ClientCommand::datastore(["k", "l"][usize::from(script.byte() & 1)], script.string().replace('\0', "")),
         4 => ClientCommand::bye(None),
-        _ => ClientCommand::Close,
-    }
+        _ => return None,
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -206,10 +233,12 @@ fuzz_target!(|data: &[u8]| {
         match script.byte() % 4 {
             0 => {
                 let hello = Hello::new(script.string(), "game");
-                let hello = match script.byte() % 4 {
+                let choice = script.byte();
+                let hello = match choice % 4 {
                     0 => hello,
                     u => hello.with_unique(UNIQUES[usize::from(u) - 1]),
                 };
+                let linger = choice & 4 == 4;
                 if net.lines[slot].as_ref().is_some_and(|line| !line.closed()) {
                     continue;
                 }
@@ -228,32 +257,45 @@ fuzz_target!(|data: &[u8]| {
                     downstream: BytesMut::new(),
                     client_done: false,
                     server_done: false,
-                    client_read_end: false,
-                    server_read_end: false,
+                    client_reading: true,
+                    server_reading: true,
+                    client_read_closed: false,
+                    server_read_closed: false,
+                    linger,
+                    client_closed: false,
                     welcomes: 0,
                 });
             }
             1 => {
                 let command = command(&mut script);
                 if let Some(line) = net.lines[slot].as_mut().filter(|line| !line.client_done) {
-                    // Refusals (not welcomed yet) are the client's documented answer; not under test here.
-                    let _ = line.client.handle_input(now, Input::Command(command));
+                    match command {
+                        // Refusals (not welcomed yet) are the client's documented answer; not under test here.
+                        Some(command) => drop(line.client.handle_input(now, Input::Command(command))),
+                        None => {
+                            line.client.handle_input(now, Input::Close).expect("Close is never refused");
+                            line.client_closed = true;
+                        }
+                    }
                 }
             }
             2 => {
-                // The connection drops: both ends read EOF, with whatever was in flight lost.
+                // The connection drops: both ends read EOF, with whatever was in flight lost; the
+                // transport is gone, so the client's application closes too.
                 if let Some(line) = net.lines[slot].as_mut() {
                     line.upstream.clear();
                     line.downstream.clear();
-                    if !line.client_done && !line.client_read_end {
-                        line.client_read_end = true;
-                        let _ = line.client.handle_input(now, Input::Eof);
-                        let _ = line.client.handle_input(now, Input::Command(ClientCommand::Close));
+                    if !line.client_done && !line.client_closed {
+                        if line.client_reading {
+                            line.client_reading = false;
+                            line.client.handle_input(now, Input::Eof).expect("EOF while reading");
+                        }
+                        line.client.handle_input(now, Input::Close).expect("Close is never refused");
+                        line.client_closed = true;
                     }
-                    if !line.server_done && !line.server_read_end {
-                        line.server_read_end = true;
-                        let _ = line.server.handle_input(now, Input::Eof);
-                        let _ = line.server.handle_input(now, Input::Command(message::Command::Close));
+                    if !line.server_done && line.server_reading {
+                        line.server_reading = false;
+                        line.server.handle_input(now, Input::Eof).expect("EOF while reading");
                     }
                 }
             }

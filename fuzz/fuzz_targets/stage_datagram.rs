@@ -10,16 +10,18 @@
 //! endpoint; a send comes out as exactly one datagram to the address asked, whose bytes match the
 //! reference encoder (plain) or open with the peer's cipher to the reference frame (encrypted),
 //! within OUT and the UDP payload limit; a refused send transmits nothing; `expire` ends the
-//! endpoint exactly when it is due, counted from the last accepted frame.
+//! endpoint exactly when it is due, counted from the last accepted frame; `Close` and EOF end it
+//! cleanly at once (a datagram endpoint has no read side to close apart: it never reports
+//! `ReadClosed`), nothing else ends it cleanly, and `Close` is never refused, a second one or
+//! one after the end being a no-op; a finished endpoint refuses commands.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 use switchboard_fuzz::{
-    check_deadline, cipher_pair, optional_millis, reference_frame, reference_frames, Clock, Script,
+    check_deadline, cipher_pair, drain, optional_millis, reference_frame, reference_frames, Clock, Script,
 };
-use switchboard_proto::machine::drain;
 use switchboard_proto::stage::datagram::{MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
 use switchboard_proto::stage::{DatagramCommand, DatagramEvent, Error, FramingConfig, PacketDatagram, HEADER_LEN};
 use switchboard_proto::{Input, Machine};
@@ -48,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
         let now = clock.now();
         let mut sent: Option<(SocketAddr, Vec<u8>)> = None;
         let mut received: Option<(SocketAddr, Bytes)> = None;
+        let mut ending = false;
         match script.byte() % 6 {
             0 => {
                 let from = peers()[usize::from(script.byte() & 1)];
@@ -99,13 +102,23 @@ fuzz_target!(|data: &[u8]| {
             3 => {
                 clock.advance(u64::from(script.u16()));
             }
-            4 => endpoint.handle_input(now, Input::Command(DatagramCommand::Close)).expect("Close while open"),
-            _ => endpoint.handle_input(now, Input::Eof).expect("EOF while open"),
+            4 => {
+                ending = true;
+                endpoint.handle_input(now, Input::Close).expect("Close is never refused");
+                if script.byte() & 1 == 1 {
+                    endpoint.handle_input(now, Input::Close).expect("a second Close is a no-op");
+                }
+            }
+            _ => {
+                ending = true;
+                endpoint.handle_input(now, Input::Eof).expect("EOF while open");
+            }
         }
 
         let now = clock.now();
         let out = drain(&mut endpoint, now);
         assert!(out.transmits.is_empty(), "a datagram endpoint wrote to a stream");
+        assert!(!out.read_closed, "a datagram endpoint reported ReadClosed");
         let expected_out = usize::from(sent.is_some());
         assert_eq!(out.datagrams.len(), expected_out, "one datagram per accepted send");
         if let (Some((to, frame)), Some((got_to, got))) = (sent, out.datagrams.first()) {
@@ -149,9 +162,15 @@ fuzz_target!(|data: &[u8]| {
             }
             Some(Err(Error::Expired { .. })) => assert!(due, "expired before the deadline"),
             Some(Err(e)) => panic!("a datagram endpoint failed: {e}"),
-            Some(Ok(())) => {}
+            Some(Ok(())) => assert!(ending, "ended cleanly without Close or EOF"),
         }
+        assert!(!ending || out.finished.is_some(), "Close or EOF did not end the endpoint");
         if out.finished.is_some() {
+            let now = clock.now();
+            endpoint.handle_input(now, Input::Close).expect("Close after the end is a no-op");
+            let refused =
+                endpoint.handle_input(now, Input::Command(DatagramCommand::SendBodyTo(peers()[0], Bytes::new())));
+            assert_eq!(refused, Err(Error::Finished), "a finished endpoint took a command");
             break;
         }
     }

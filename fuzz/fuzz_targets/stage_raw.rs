@@ -5,7 +5,8 @@
 //!
 //! Checks: each non-empty read comes out as exactly one frame, unchanged and in order, and an
 //! empty read as none; together they are the stream; nothing is ever left buffered; EOF is
-//! never an error (raw has no frames to cut short).
+//! never an error (raw has no frames to cut short): it closes the read side, and the connection
+//! ends cleanly on the harness's `Close` then, and only then.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,4 +24,6 @@ fuzz_target!(|data: &[u8]| {
     let reads: Vec<&[u8]> = pieces.into_iter().filter(|piece| !piece.is_empty()).collect();
     assert_eq!(frames, reads, "raw frames are not the reads as they arrived");
     assert!(!matches!(fed.finished, Some(Err(_))), "raw framing failed: {:?}", fed.finished);
+    assert_eq!(fed.read_closed, eof, "ReadClosed without an EOF, or none after it");
+    assert_eq!(fed.finished.is_some(), eof && fed.closed, "ended {:?} with EOF {eof}", fed.finished);
 });

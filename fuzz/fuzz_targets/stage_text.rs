@@ -7,7 +7,10 @@
 //! points; the lines are exactly the reference split of the stream (each ends with its only
 //! `\n` and is at most IN long, newline included); `LineTooLong` comes exactly where the
 //! reference finds a line over IN, or an unfinished one that can no longer fit; an EOF inside a
-//! line reports how much was buffered; the receive buffer never holds IN bytes.
+//! line reports how much was buffered; an EOF or a line over IN closes only the read side
+//! (`ReadClosed` after the lines, no event after it) and the end, the peer's fault if any, comes
+//! only once the harness closes (it stops reading at `ReadClosed` and closes, as a driver does);
+//! the receive buffer never holds IN bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,7 +19,7 @@ use switchboard_proto::stage::{Error, Event, FramingConfig, PacketConnection};
 use switchboard_proto::Instant;
 
 fuzz_target!(|data: &[u8]| {
-    let StreamCase { limit, eof, cuts, stream } = StreamCase::read(data);
+    let StreamCase { limit, eof, cuts, stream, .. } = StreamCase::read(data);
     let max_in = usize::from(limit).max(1);
 
     let config = FramingConfig::text(max_in, 0);
@@ -26,12 +29,13 @@ fuzz_target!(|data: &[u8]| {
     let (expected, rest, too_long) = reference_lines(stream, max_in);
     let lines: Vec<&[u8]> = fed.events.iter().map(|Event::Frame(line)| &line[..]).collect();
     assert_eq!(lines, expected, "lines differ from the reference split");
+    fed.assert_ended_only_at_read_close();
     match &fed.finished {
         Some(Err(Error::LineTooLong { max })) => {
             assert!(too_long && *max == max_in, "LineTooLong where the reference finds none")
         }
         _ if too_long => panic!("a line over IN was not refused: {:?}", fed.finished),
-        None => assert!(!eof || rest.is_empty(), "open after EOF with {} bytes of a line left", rest.len()),
+        None => assert!(!eof, "open after EOF"),
         Some(Ok(())) => assert!(rest.is_empty(), "a clean end with {} bytes of a line left", rest.len()),
         Some(Err(Error::Truncated { buffered })) => {
             assert!(eof, "truncated without an EOF");

@@ -7,15 +7,17 @@
 //! its end, so every byte string is a valid script.
 //!
 //! [`feed_stream`] plays a driver for stream machines: one receive buffer that keeps what the
-//! machine leaves in it, a full drain after every input, and the contract checks a driver relies
-//! on (nothing after `Finished`, no deadline already due).
+//! machine leaves in it, a full drain after every input, no reading after `ReadClosed`, a
+//! `Close` once the read side closed, and the contract checks a driver relies on (nothing after
+//! `Finished`, no event after `ReadClosed`, `Close` never refused, no deadline already due).
+//! [`drain`] and [`Fed`] make the same checks for targets that drive machines themselves.
 
 use arbitrary::Unstructured;
 use bytes::BytesMut;
 use switchboard_proto::crypto::{CipherSpec, FrameCipher, SealedCipher, StageCipher};
-use switchboard_proto::machine::{drain, Drained};
+use switchboard_proto::machine::Drained;
 use switchboard_proto::stage::HEADER_LEN;
-use switchboard_proto::{Duration, Input, Instant, Machine, SplitMix64};
+use switchboard_proto::{Duration, Input, Instant, Machine, Output, SplitMix64};
 
 /// Reads a fuzz input as a script of fixed-size fields and length-prefixed byte strings.
 pub struct Script<'a> {
@@ -167,6 +169,55 @@ pub fn chunks<'s>(stream: &'s [u8], cuts: &[usize]) -> Vec<&'s [u8]> {
     pieces
 }
 
+/// `switchboard_proto::machine::drain`, checking the order of what the machine reports on the
+/// way: `ReadClosed` at most once, and no event after it (contract rule 7).
+pub fn drain<M: Machine>(machine: &mut M, now: Instant) -> Drained<M::Event, M::Error> {
+    switchboard_proto::machine::drain(&mut OrderChecked { machine, read_closed: false }, now)
+}
+
+/// A machine whose outputs are checked for the order rule 7 sets as they are polled.
+struct OrderChecked<'m, M> {
+    machine: &'m mut M,
+    read_closed: bool,
+}
+
+impl<M: Machine> Machine for OrderChecked<'_, M> {
+    type Command = M::Command;
+    type Event = M::Event;
+    type Error = M::Error;
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_, M::Command>) -> Result<(), M::Error> {
+        self.machine.handle_input(now, input)
+    }
+
+    fn poll_output(&mut self, now: Instant) -> Output<M::Event, M::Error> {
+        let output = self.machine.poll_output(now);
+        match output {
+            Output::Event(_) => assert!(!self.read_closed, "an event after ReadClosed"),
+            Output::ReadClosed => {
+                assert!(!self.read_closed, "ReadClosed reported twice");
+                self.read_closed = true;
+            }
+            _ => {}
+        }
+        output
+    }
+
+    fn write_budget(&self) -> usize {
+        self.machine.write_budget()
+    }
+}
+
+/// The check [`drain`] makes within one drain, across drains: once a machine reported
+/// `ReadClosed` (`*read_closed`), it reports neither an event nor `ReadClosed` again.
+pub fn check_read_side<E: std::fmt::Debug, X>(read_closed: &mut bool, drained: &Drained<E, X>) {
+    if *read_closed {
+        assert!(drained.events.is_empty(), "events after ReadClosed: {:?}", drained.events);
+        assert!(!drained.read_closed, "ReadClosed reported twice");
+    }
+    *read_closed |= drained.read_closed;
+}
+
 /// What a machine produced while a stream was fed to it.
 #[derive(Debug)]
 pub struct Fed<E, X> {
@@ -176,22 +227,28 @@ pub struct Fed<E, X> {
     pub wire: Vec<u8>,
     /// The machine's end, if it reported one.
     pub finished: Option<Result<(), X>>,
+    /// Whether the machine reported `ReadClosed`: a driver reads no more from then on.
+    pub read_closed: bool,
+    /// Whether the harness fed `Input::Close` while the machine had not finished (see
+    /// [`close`]): a machine that finished with this still `false` ended on its own.
+    pub closed: bool,
     /// The most bytes the machine left in the receive buffer after a `Stream` input while it
-    /// was still open.
+    /// still read.
     pub max_buffered: usize,
 }
 
 impl<E, X> Default for Fed<E, X> {
     fn default() -> Self {
-        Fed { events: Vec::new(), wire: Vec::new(), finished: None, max_buffered: 0 }
+        Fed { events: Vec::new(), wire: Vec::new(), finished: None, read_closed: false, closed: false, max_buffered: 0 }
     }
 }
 
-impl<E, X: std::fmt::Debug> Fed<E, X> {
+impl<E: std::fmt::Debug, X: std::fmt::Debug> Fed<E, X> {
     /// Take in one full drain at `now`, checking what every driver relies on.
     pub fn absorb(&mut self, drained: Drained<E, X>, now: Instant) {
         assert!(self.finished.is_none(), "the harness drained a finished machine");
         assert!(drained.datagrams.is_empty(), "a stream machine sent a datagram");
+        check_read_side(&mut self.read_closed, &drained);
         self.wire.extend(drained.transmits.iter().flat_map(|b| b.iter().copied()));
         self.events.extend(drained.events);
         match drained.finished {
@@ -199,10 +256,33 @@ impl<E, X: std::fmt::Debug> Fed<E, X> {
             None => check_deadline(drained.deadline, now),
         }
     }
+}
 
+impl<E, X: std::fmt::Debug> Fed<E, X> {
+    /// For a machine with no timers fed by [`feed_stream`]: nothing ends it but the harness's
+    /// `Close`, which comes exactly when its read side closed (the peer's EOF or a fault), so a
+    /// fault is the result only then.
+    pub fn assert_ended_only_at_read_close(&self) {
+        assert_eq!(
+            self.is_finished(),
+            self.read_closed,
+            "finished {:?}, read side closed: {}",
+            self.finished,
+            self.read_closed
+        );
+        assert_eq!(self.is_finished(), self.closed, "finished before the harness closed: {:?}", self.finished);
+    }
+}
+
+impl<E, X> Fed<E, X> {
     /// Whether the machine has finished.
     pub fn is_finished(&self) -> bool {
         self.finished.is_some()
+    }
+
+    /// Whether a driver still reads: the machine has neither finished nor closed its read side.
+    pub fn is_reading(&self) -> bool {
+        !self.is_finished() && !self.read_closed
     }
 }
 
@@ -215,42 +295,67 @@ pub fn check_deadline(deadline: Option<Instant>, now: Instant) {
 }
 
 /// Drain `machine` at `now` into `fed` (nothing if it has finished).
-pub fn drain_into<M: Machine>(machine: &mut M, now: Instant, fed: &mut Fed<M::Event, M::Error>) {
+pub fn drain_into<M: Machine>(machine: &mut M, now: Instant, fed: &mut Fed<M::Event, M::Error>)
+where
+    M::Event: std::fmt::Debug,
+{
     if !fed.is_finished() {
         fed.absorb(drain(machine, now), now);
     }
 }
 
+/// Feed `Input::Close`, which no machine ever refuses (contract rule 8: a no-op once it is
+/// finishing or finished), and remember that the harness closed it if it was still open.
+pub fn close<M: Machine>(machine: &mut M, now: Instant, fed: &mut Fed<M::Event, M::Error>) {
+    if let Err(e) = machine.handle_input(now, Input::Close) {
+        panic!("Close refused (finished: {}): {e:?}", fed.is_finished());
+    }
+    if !fed.is_finished() {
+        fed.closed = true;
+    }
+}
+
 /// Play a stream driver: drain, then for each chunk append it to the one receive buffer, hand
-/// the buffer over and drain again; then, if `eof`, report the end of the stream. Stops feeding
-/// once the machine finishes. Stream input is never refused while the machine is open.
+/// the buffer over and drain again; then, if `eof`, report the end of the stream. Stops reading
+/// once the machine reports `ReadClosed` or finishes, and closes it (`Input::Close`) when it
+/// reported `ReadClosed` without finishing, as a driver whose application has nothing more to
+/// say does. Stream input is never refused while the machine reads.
 pub fn feed_stream<'s, M: Machine>(
     machine: &mut M,
     now: Instant,
     pieces: impl IntoIterator<Item = &'s [u8]>,
     eof: bool,
-) -> Fed<M::Event, M::Error> {
+) -> Fed<M::Event, M::Error>
+where
+    M::Event: std::fmt::Debug,
+{
     let mut fed = Fed::default();
     drain_into(machine, now, &mut fed);
     let mut buffer = BytesMut::new();
     for piece in pieces {
-        if fed.is_finished() {
+        if !fed.is_reading() {
             break;
         }
         buffer.extend_from_slice(piece);
         if let Err(e) = machine.handle_input(now, Input::Stream(&mut buffer)) {
-            panic!("stream input refused while open: {e}");
+            panic!("stream input refused while reading: {e:?}");
         }
         drain_into(machine, now, &mut fed);
-        if !fed.is_finished() {
+        // What a fault leaves in the buffer is never read again.
+        if fed.is_reading() {
             fed.max_buffered = fed.max_buffered.max(buffer.len());
         }
     }
-    if eof && !fed.is_finished() {
+    if eof && fed.is_reading() {
         if let Err(e) = machine.handle_input(now, Input::Eof) {
-            panic!("EOF refused while open: {e}");
+            panic!("EOF refused while reading: {e:?}");
         }
         drain_into(machine, now, &mut fed);
+    }
+    if fed.read_closed && !fed.is_finished() {
+        close(machine, now, &mut fed);
+        drain_into(machine, now, &mut fed);
+        assert!(fed.is_finished(), "a read-closed machine did not finish on Close");
     }
     fed
 }
@@ -275,6 +380,7 @@ where
     assert_eq!(whole.events, split.events, "events differ when the stream is cut at {cuts:?}");
     assert_eq!(whole.finished, split.finished, "the end differs when the stream is cut at {cuts:?}");
     assert_eq!(whole.wire, split.wire, "output differs when the stream is cut at {cuts:?}");
+    assert_eq!(whole.read_closed, split.read_closed, "ReadClosed differs when the stream is cut at {cuts:?}");
     let buffered = whole.max_buffered.max(split.max_buffered);
     (whole, buffered)
 }
@@ -356,13 +462,15 @@ pub fn optional_millis(byte: u8) -> Option<Duration> {
     (byte != 0).then(|| Duration::from_millis(u64::from(byte)))
 }
 
-/// The common layout of the stream-decoder targets: a `u16` limit, an EOF flag, cut points,
-/// then the stream itself (the rest of the input).
+/// The common layout of the stream-decoder targets: a `u16` limit, a flags byte (bit 0: EOF,
+/// bit 1: close), cut points, then the stream itself (the rest of the input).
 pub struct StreamCase<'a> {
     /// The limit under test (IN, or the largest message), as the fuzzer chose it.
     pub limit: u16,
     /// Whether the stream ends with an EOF.
     pub eof: bool,
+    /// Whether the application closes the machine after the stream (targets that use it).
+    pub close: bool,
     /// Where the stream is cut, sorted.
     pub cuts: Vec<usize>,
     /// The bytes.
@@ -374,10 +482,10 @@ impl<'a> StreamCase<'a> {
     pub fn read(data: &'a [u8]) -> Self {
         let mut script = Script::new(data);
         let limit = script.u16();
-        let eof = script.byte() & 1 == 1;
+        let flags = script.byte();
         let cuts = script.cuts();
         let stream = script.rest();
-        StreamCase { limit, eof, cuts: cuts.within(stream.len()), stream }
+        StreamCase { limit, eof: flags & 1 == 1, close: flags & 2 == 2, cuts: cuts.within(stream.len()), stream }
     }
 
     /// Write a case (for seeds), with no cuts.
@@ -409,12 +517,12 @@ pub fn cipher_pair(choice: u8) -> Option<(BoxedCipher, BoxedCipher)> {
 pub type BoxedCipher = Box<dyn FrameCipher + Send>;
 
 /// Report the end of the stream once (`ended` remembers it): never refused while the machine
-/// is open. After it the harness feeds no more bytes.
+/// reads. After it the harness feeds no more bytes.
 pub fn end_input<M: Machine>(machine: &mut M, now: Instant, ended: &mut bool) {
     if !*ended {
         *ended = true;
         if let Err(e) = machine.handle_input(now, Input::Eof) {
-            panic!("EOF refused while open: {e}");
+            panic!("EOF refused while reading: {e:?}");
         }
     }
 }

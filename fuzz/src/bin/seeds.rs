@@ -139,7 +139,8 @@ fn main() {
         w.byte(0).bytes(body); // SendBody
         w.byte(1).bytes(&frames[1].plain).byte(0); // Send a whole frame
         w.byte(4).u16(wire_len as u16); // deliver the first frame
-        w.byte(4).u16(0xFFFF).byte(6).byte(4).u16(0xFFFF).byte(7); // the rest, Close, EOF
+        w.byte(4).u16(0xFFFF).byte(6).byte(0).byte(4).u16(0xFFFF).byte(7); // the rest, Close, EOF
+        w.byte(8).byte(0).bytes(b"answer after EOF").byte(9).byte(1); // the receiver answers, closes twice
         s.add(name, &w.finish());
     }
     let mut w = ScriptWriter::new();
@@ -156,7 +157,7 @@ fn main() {
     w.u16(8192).u16(0).byte(50).byte(1).byte(0);
     w.byte(0).byte(0).bytes(&frames[0].plain).byte(0).byte(1).bytes(b"\x07\x00\x00\x00ab");
     w.byte(1).byte(1).byte(0).bytes(b"hello").byte(2).byte(0).byte(1).bytes(&frames[1].plain);
-    w.byte(3).u16(60).byte(4);
+    w.byte(3).u16(60).byte(4).byte(1); // Close, twice
     s.add("plain", &w.finish());
     let mut w = ScriptWriter::new();
     w.u16(8192).u16(512).byte(0).byte(1).byte(17);

@@ -183,7 +183,7 @@ pub(crate) struct Shared {
     pub(crate) id: OnceLock<u64>,
     /// Wakes a stream driver waiting in `poll(2)` (`None` for the datagram driver, which waits
     /// on its channel).
-    pub(crate) wake: Option<Wake>,
+    pub(crate) wake: Option<Arc<Wake>>,
     /// The stream driver holds a notice the application's [`Events`] had no room for: the
     /// next one taken rings [`wake`](Self::wake).
     pub(crate) wants_room: AtomicBool,
@@ -207,7 +207,7 @@ impl Shared {
     }
 
     /// Counters and, for a stream driver, its [`Wake`].
-    pub(crate) fn new(wake: Option<Wake>) -> Self {
+    pub(crate) fn new(wake: Option<Arc<Wake>>) -> Self {
         Shared {
             close_asked: AtomicBool::new(false),
             bytes_read: AtomicU64::new(0),

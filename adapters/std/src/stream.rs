@@ -42,7 +42,7 @@ pub(crate) struct Link<C> {
 
 impl<C> Link<C> {
     /// A channel of `capacity` commands; `wake` for a driver that waits in `poll(2)`.
-    pub(crate) fn new(capacity: usize, wake: Option<Wake>) -> Self {
+    pub(crate) fn new(capacity: usize, wake: Option<Arc<Wake>>) -> Self {
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
         Link { tx, rx, shared: Arc::new(Shared::new(wake)) }
     }
@@ -91,7 +91,7 @@ pub(crate) struct StreamCore<S, C> {
 
 impl<S: BlockingStream + AsFd, C: Send + 'static> StreamCore<S, C> {
     pub(crate) fn new(stream: S, settings: Settings<C>) -> io::Result<Self> {
-        let link = Link::new(settings.command_capacity, Some(Wake::new()?));
+        let link = Link::new(settings.command_capacity, Some(Arc::new(Wake::new()?)));
         Ok(StreamCore { stream, settings, link, at_read_closed: ReadClosed::Close })
     }
 
@@ -187,17 +187,24 @@ impl<M: Machine, S: BlockingStream + AsFd> Driver<M, S> {
             if progress {
                 continue;
             }
-            self.sleep(sending, may_read);
+            self.sleep(sending, may_read, deliver);
         }
     }
 
     /// Wait for the socket, the deadline, or a ring; look at the channels once more after
     /// announcing the sleep, so nothing posted just before is slept through.
-    fn sleep(&mut self, sending: bool, may_read: bool) {
-        let Some(wake) = self.shared.wake.as_ref() else { return };
+    fn sleep(&mut self, sending: bool, may_read: bool, deliver: &mut Deliver<'_, M::Event, M::Error, M::Command>) {
+        let Some(wake) = self.shared.wake.clone() else { return };
         wake.arm();
         if self.held.is_some() {
+            // Ask to be rung at the next take, then look once more: a take between the failed
+            // hand-over and this request would otherwise ring nobody, and an application that
+            // then waits for this very notice would wait forever.
             self.shared.wants_room.store(true, Ordering::SeqCst);
+            if self.offer_held(deliver) {
+                wake.disarm();
+                return;
+            }
         }
         let look = self.can_take() && self.stash.is_none();
         if look {
@@ -208,7 +215,7 @@ impl<M: Machine, S: BlockingStream + AsFd> Driver<M, S> {
             }
         }
         self.conn.set_alarm(self.close_grace);
-        self.conn.io_round(true, sending, may_read, Some(wake));
+        self.conn.io_round(true, sending, may_read, Some(&wake));
         self.conn.set_alarm(None);
         wake.disarm();
     }

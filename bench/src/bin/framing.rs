@@ -52,6 +52,8 @@
 //! - `--size N`: one body size only;
 //! - `--out 0|128k`: one OUT set-up only;
 //! - `--per-round`: also print every round's order and rates;
+//! - `--timeout S`: a run not finished after `S` seconds (default 60) is left hanging, counted
+//!   as 0 msg/s and named under the table, and the benchmark goes on;
 //! - `--profile`: no references and no ratios (for perf): only the selected implementations.
 //!
 //! Run: `cargo build --release -p switchboard-bench --bin framing`, then
@@ -60,6 +62,8 @@
 use std::fmt::Write as _;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -414,7 +418,34 @@ type Driver = fn(usize, u64, Out) -> Duration;
 /// One implementation: its name and how to run it once (`size`, `frames`) → time.
 struct Implementation {
     name: String,
-    run: Box<dyn Fn(usize, u64) -> Duration>,
+    run: Arc<dyn Fn(usize, u64) -> Duration + Send + Sync>,
+}
+
+impl Implementation {
+    /// Run once on a thread of its own; `None` if it has not finished within `timeout` (the
+    /// run is then left where it hangs, and the benchmark goes on). A panic (a wrong body, a
+    /// driver error) ends the benchmark.
+    fn run_once(&self, size: usize, frames: u64, timeout: Duration) -> Option<Duration> {
+        let (tx, rx) = mpsc::channel();
+        let run = self.run.clone();
+        let thread = thread::Builder::new()
+            .name("run".into())
+            .spawn(move || {
+                let _ = tx.send(run(size, frames));
+            })
+            .unwrap();
+        match rx.recv_timeout(timeout) {
+            Ok(elapsed) => {
+                thread.join().unwrap();
+                Some(elapsed)
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => match thread.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the run sends its result before it ends"),
+            },
+        }
+    }
 }
 
 /// The references every ratio is taken against, in the order the ratio columns show them.
@@ -423,9 +454,9 @@ const REFERENCES: [&str; 3] = ["tokio-util", "raw", "raw-tokio"];
 fn implementations(only: Option<&str>, outs: &[Out], profile: bool) -> Vec<Implementation> {
     let mut list = Vec::new();
     if !profile {
-        list.push(Implementation { name: "raw".into(), run: Box::new(raw) });
-        list.push(Implementation { name: "raw-tokio".into(), run: Box::new(raw_tokio) });
-        list.push(Implementation { name: "tokio-util".into(), run: Box::new(tokio_util) });
+        list.push(Implementation { name: "raw".into(), run: Arc::new(raw) });
+        list.push(Implementation { name: "raw-tokio".into(), run: Arc::new(raw_tokio) });
+        list.push(Implementation { name: "tokio-util".into(), run: Arc::new(tokio_util) });
     }
     let drivers: [(&str, Driver); 8] = [
         ("sb-std-direct", sb_std_direct),
@@ -443,7 +474,7 @@ fn implementations(only: Option<&str>, outs: &[Out], profile: bool) -> Vec<Imple
             if only.is_some_and(|o| !name.contains(o)) {
                 continue;
             }
-            list.push(Implementation { name, run: Box::new(move |size, frames| run(size, frames, out)) });
+            list.push(Implementation { name, run: Arc::new(move |size, frames| run(size, frames, out)) });
         }
     }
     list
@@ -459,18 +490,23 @@ struct Options {
     outs: Vec<Out>,
     per_round: bool,
     profile: bool,
+    timeout: Duration,
 }
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().any(|a| a == name);
     let value = |name: &str| args.iter().position(|a| a == name).map(|i| args.get(i + 1).map(String::as_str));
-    let known = ["--quick", "--long", "--per-round", "--profile", "--rounds", "--seed", "--only", "--size", "--out"];
+    let with_value = ["--rounds", "--seed", "--only", "--size", "--out", "--timeout"];
+    let known = ["--quick", "--long", "--per-round", "--profile"];
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
-        assert!(known.contains(&a), "unknown argument {a:?} (see the doc comment of bench/src/bin/framing.rs)");
-        i += if ["--rounds", "--seed", "--only", "--size", "--out"].contains(&a) { 2 } else { 1 };
+        assert!(
+            known.contains(&a) || with_value.contains(&a),
+            "unknown argument {a:?} (see the doc comment of bench/src/bin/framing.rs)"
+        );
+        i += if with_value.contains(&a) { 2 } else { 1 };
     }
     let number = |name: &str| {
         value(name).map(|v| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{name} takes a number")))
@@ -496,6 +532,7 @@ fn options() -> Options {
         },
         per_round: flag("--per-round"),
         profile: flag("--profile"),
+        timeout: Duration::from_secs(number("--timeout").unwrap_or(60)),
     }
 }
 
@@ -510,20 +547,35 @@ fn main() {
     // Warm-up: every implementation once per size at 1/8 of the frames, untimed.
     for (&size, &n) in opts.sizes.iter().zip(&frames) {
         for imp in &list {
-            (imp.run)(size, (n / 8).max(1_000));
+            if imp.run_once(size, (n / 8).max(1_000), opts.timeout).is_none() {
+                eprintln!("warm-up: {} at {size} B timed out", imp.name);
+            }
         }
     }
 
     // rates[size][implementation][round], frames per second.
     let mut rates = vec![vec![Vec::with_capacity(opts.rounds); list.len()]; opts.sizes.len()];
+    // (size, round, implementation) of every run that timed out; its rate counts as 0.
+    let mut timeouts: Vec<(usize, usize, usize)> = Vec::new();
     for round in 0..opts.rounds {
         for (s, (&size, &n)) in opts.sizes.iter().zip(&frames).enumerate() {
             let mut order: Vec<usize> = (0..list.len()).collect();
             rng.shuffle(&mut order);
             let _ = write!(rounds_log, "round {} size {size}:", round + 1);
             for &i in &order {
-                let elapsed = (list[i].run)(size, n);
-                let rate = n as f64 / elapsed.as_secs_f64();
+                let rate = match list[i].run_once(size, n, opts.timeout) {
+                    Some(elapsed) => n as f64 / elapsed.as_secs_f64(),
+                    None => {
+                        eprintln!(
+                            "round {} size {size}: {} timed out after {:?}",
+                            round + 1,
+                            list[i].name,
+                            opts.timeout
+                        );
+                        timeouts.push((s, round, i));
+                        0.0
+                    }
+                };
                 rates[s][i].push(rate);
                 let _ = write!(rounds_log, " {}={:.4}M", list[i].name, rate / 1e6);
             }
@@ -576,6 +628,15 @@ fn main() {
                 }
             }
             println!("{row}");
+        }
+        let timed_out: Vec<String> = timeouts
+            .iter()
+            .filter(|&&(ts, _, _)| ts == s)
+            .map(|&(_, round, i)| format!("{} in round {}", list[i].name, round + 1))
+            .collect();
+        if !timed_out.is_empty() {
+            println!();
+            println!("timed out after {:?} (counted as 0 msg/s): {}", opts.timeout, timed_out.join(", "));
         }
     }
     if opts.per_round {

@@ -54,7 +54,8 @@
 //! - `--per-round`: also print every round's order and rates;
 //! - `--timeout S`: a run not finished after `S` seconds (default 60) is left hanging, counted
 //!   as 0 msg/s and named under the table, and the benchmark goes on;
-//! - `--profile`: no references and no ratios (for perf): only the selected implementations.
+//! - `--profile`: no ratios (for perf): only the implementations `--only` selects, references
+//!   included (without `--only`, every Switchboard one).
 //!
 //! Run: `cargo build --release -p switchboard-bench --bin framing`, then
 //! `./target/release/framing [--rounds N] [--quick] ...`
@@ -412,6 +413,9 @@ fn sb_async_std_drive(size: usize, frames: u64, out: Out) -> Duration {
     async_std::task::block_on(sb_async_drive(switchboard_async_std::AsyncStd, size, frames, out))
 }
 
+/// One reference run once: (`size`, `frames`) → time.
+type Reference = fn(usize, u64) -> Duration;
+
 /// One Switchboard driver run once: (`size`, `frames`, OUT) → time.
 type Driver = fn(usize, u64, Out) -> Duration;
 
@@ -453,10 +457,12 @@ const REFERENCES: [&str; 3] = ["tokio-util", "raw", "raw-tokio"];
 
 fn implementations(only: Option<&str>, outs: &[Out], profile: bool) -> Vec<Implementation> {
     let mut list = Vec::new();
-    if !profile {
-        list.push(Implementation { name: "raw".into(), run: Arc::new(raw) });
-        list.push(Implementation { name: "raw-tokio".into(), run: Arc::new(raw_tokio) });
-        list.push(Implementation { name: "tokio-util".into(), run: Arc::new(tokio_util) });
+    let references: [(&str, Reference); 3] = [("raw", raw), ("raw-tokio", raw_tokio), ("tokio-util", tokio_util)];
+    for (name, run) in references {
+        // The ratios need every reference; `--profile` (no ratios) takes only those selected.
+        if !profile || only.is_some_and(|o| name.contains(o)) {
+            list.push(Implementation { name: name.into(), run: Arc::new(run) });
+        }
     }
     let drivers: [(&str, Driver); 8] = [
         ("sb-std-direct", sb_std_direct),

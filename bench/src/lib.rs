@@ -25,7 +25,7 @@ pub struct Measurement {
     pub size: usize,
     /// Frames delivered.
     pub frames: u64,
-    /// Wall time from the first byte written to the last frame received.
+    /// The timed span (each benchmark's doc says where its clock starts and stops).
     pub elapsed: Duration,
 }
 
@@ -85,9 +85,85 @@ pub fn print_table(results: &[Measurement], baseline: &str, peer: &str) {
     }
 }
 
+/// The smallest, middle and largest of several figures (one per round).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    /// The smallest.
+    pub min: f64,
+    /// The median (the mean of the middle two for an even count).
+    pub median: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` if there are none.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => v[n / 2],
+            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        Some(Spread { min: v[0], median, max: v[n - 1] })
+    }
+}
+
+/// A small seeded generator (SplitMix64), so a benchmark can shuffle its run order and the same
+/// seed gives the same order again.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Shuffle `items` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_is_min_median_max() {
+        assert_eq!(Spread::of(&[]), None);
+        assert_eq!(Spread::of(&[3.0, 1.0, 2.0]), Some(Spread { min: 1.0, median: 2.0, max: 3.0 }));
+        assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]), Some(Spread { min: 1.0, median: 2.5, max: 4.0 }));
+    }
+
+    #[test]
+    fn shuffles_are_permutations_and_repeat_with_the_seed() {
+        let shuffled = |seed| {
+            let mut v: Vec<u32> = (0..19).collect();
+            SplitMix64::new(seed).shuffle(&mut v);
+            v
+        };
+        let mut sorted = shuffled(7);
+        assert_eq!(shuffled(7), sorted);
+        assert_ne!(shuffled(8), sorted);
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..19).collect::<Vec<_>>());
+    }
 
     #[test]
     fn frame_counts_are_clamped() {

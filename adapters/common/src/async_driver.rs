@@ -542,7 +542,7 @@ impl<M: Machine> Events<M> {
                 self.rx.recv().await.ok()
             }
         };
-        self.took(next.is_some());
+        self.took();
         next
     }
 
@@ -553,11 +553,11 @@ impl<M: Machine> Events<M> {
             self.room.found_empty();
         }
         let next = next.ok();
-        self.took(next.is_some());
+        self.took();
         next
     }
 
-    fn took(&self, _some: bool) {
+    fn took(&self) {
         self.room.taken(self.rx.len());
     }
 }
@@ -567,7 +567,7 @@ impl<M: Machine> Stream for Events<M> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = self.rx.as_mut().poll_next(cx);
         match &next {
-            Poll::Ready(item) => self.took(item.is_some()),
+            Poll::Ready(_) => self.took(),
             Poll::Pending => self.room.found_empty(),
         }
         next
@@ -858,6 +858,9 @@ fn core<R: Runtime, M: Drivable>(
     machine: M,
     config: &DriverConfig,
 ) -> (Connection<M>, Core<R, M>, Sender<DriverResult<M>>) {
+    // Both channels are unbounded so an idle connection preallocates no slots; their caps are
+    // kept by the senders (`Commands::send`/`try_send` at `config.commands`, the driver at
+    // `config.events`), and the router's `push` past the cap is bounded by its slow-client drop.
     let (command_tx, command_rx) = async_channel::unbounded();
     let gate = Arc::new(Gate::default());
     let (event_tx, event_rx) = async_channel::unbounded();

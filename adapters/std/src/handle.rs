@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -471,15 +471,7 @@ pub struct Events<E, X> {
 impl<E, X> Events<E, X> {
     /// The next notice, waiting at most `timeout`. `Ok(None)`: the driver stopped.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Notice<E, X>>, Duration> {
-        let next = match self.rx.try_recv() {
-            Ok(n) => Ok(n),
-            Err(TryRecvError::Disconnected) => return Ok(None),
-            Err(TryRecvError::Empty) => {
-                self.found_empty();
-                self.rx.recv_timeout(timeout)
-            }
-        };
-        match next {
+        match self.rx.recv_timeout(timeout) {
             Ok(n) => Ok(Some(self.took(n))),
             Err(RecvTimeoutError::Disconnected) => Ok(None),
             Err(RecvTimeoutError::Timeout) => Err(timeout),
@@ -488,14 +480,7 @@ impl<E, X> Events<E, X> {
 
     /// The next notice if one is waiting.
     pub fn try_recv(&self) -> Option<Notice<E, X>> {
-        match self.rx.try_recv() {
-            Ok(n) => Some(self.took(n)),
-            Err(TryRecvError::Empty) => {
-                self.found_empty();
-                None
-            }
-            Err(TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok().map(|n| self.took(n))
     }
 
     /// A notice was taken: a driver holding one for want of room may go on.
@@ -505,23 +490,13 @@ impl<E, X> Events<E, X> {
         }
         notice
     }
-
-    fn found_empty(&self) {}
 }
 
 impl<E, X> Iterator for Events<E, X> {
     type Item = Notice<E, X>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let next = match self.rx.try_recv() {
-            Ok(n) => Some(n),
-            Err(TryRecvError::Disconnected) => None,
-            Err(TryRecvError::Empty) => {
-                self.found_empty();
-                self.rx.recv().ok()
-            }
-        };
-        next.map(|n| self.took(n))
+        self.rx.recv().ok().map(|n| self.took(n))
     }
 }
 
